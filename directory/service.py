@@ -1,0 +1,190 @@
+"""The directory's API: create and look up mailboxes and patients.
+
+Callers get plain frozen records, never ORM objects, so that the pipeline and the
+policies can hold them without a database session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from directory.ins import INS_NIR_OID, validate_ins
+from directory.models import Mailbox, MailboxStatus, MailboxType, Patient, PatientStatus
+from mailserver.store.database import writer
+
+
+class DirectoryError(Exception):
+    """A directory operation cannot be done; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class MailboxRecord:
+    id: int
+    address: str
+    type: MailboxType
+    display_name: str
+    owner: str | None
+    status: MailboxStatus
+    password_hash: str | None
+    patient_status: PatientStatus | None = None
+
+    @property
+    def is_patient(self) -> bool:
+        return self.type is MailboxType.PAT
+
+    @property
+    def can_receive(self) -> bool:
+        return self.status is MailboxStatus.ACTIVE
+
+    @property
+    def can_log_in(self) -> bool:
+        return self.status is MailboxStatus.ACTIVE and self.password_hash is not None
+
+
+def normalize_address(address: str) -> str:
+    """Addresses are compared case-insensitively; the domain is IDNA-normalised."""
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local or not domain:
+        raise DirectoryError(f"{address!r} is not an address (expected local-part@domain)")
+    try:
+        domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
+    except UnicodeError as error:
+        raise DirectoryError(f"{address!r}: invalid domain name ({error})") from error
+    return f"{local.lower()}@{domain.lower()}"
+
+
+class Directory:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(writer(engine), expire_on_commit=False)
+        self._readers = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def add_mailbox(
+        self,
+        address: str,
+        mailbox_type: MailboxType,
+        *,
+        password_hash: str | None,
+        display_name: str = "",
+        owner: str | None = None,
+    ) -> MailboxRecord:
+        address = normalize_address(address)
+        async with self._sessions.begin() as session:
+            mailbox = Mailbox(
+                address=address,
+                type=mailbox_type.value,
+                display_name=display_name,
+                owner=owner,
+                password_hash=password_hash,
+                status=MailboxStatus.ACTIVE.value,
+            )
+            session.add(mailbox)
+            try:
+                await session.flush()
+            except IntegrityError as error:
+                raise DirectoryError(f"mailbox {address} already exists") from error
+            return _record(mailbox, None)
+
+    async def add_patient(
+        self,
+        *,
+        ins: str,
+        family_name: str,
+        given_names: str,
+        birthdate: dt.date,
+        patient_domain: str,
+        password_hash: str | None,
+        sex: str | None = None,
+    ) -> MailboxRecord:
+        ins = validate_ins(ins)
+        if not patient_domain:
+            raise DirectoryError("no patient domain is configured (server.patient_domain)")
+        address = normalize_address(f"{ins}@{patient_domain}")
+        async with self._sessions.begin() as session:
+            mailbox = Mailbox(
+                address=address,
+                type=MailboxType.PAT.value,
+                display_name=f"{given_names} {family_name}".strip(),
+                password_hash=password_hash,
+                status=MailboxStatus.ACTIVE.value,
+            )
+            session.add(mailbox)
+            try:
+                await session.flush()
+                session.add(
+                    Patient(
+                        ins=ins,
+                        ins_oid=INS_NIR_OID,
+                        family_name=family_name,
+                        given_names=given_names,
+                        birthdate=birthdate,
+                        sex=sex,
+                        mailbox_id=mailbox.id,
+                        status=PatientStatus.OPEN.value,
+                    )
+                )
+                await session.flush()
+            except IntegrityError as error:
+                raise DirectoryError(f"patient {ins} already has a mailbox") from error
+            return _record(mailbox, PatientStatus.OPEN.value)
+
+    async def lookup(self, address: str) -> MailboxRecord | None:
+        """The mailbox behind ``address``, whatever its status, or None."""
+        try:
+            address = normalize_address(address)
+        except DirectoryError:
+            return None
+        async with self._readers() as session:
+            row = (
+                await session.execute(
+                    select(Mailbox, Patient.status)
+                    .outerjoin(Patient, Patient.mailbox_id == Mailbox.id)
+                    .where(Mailbox.address == address)
+                )
+            ).first()
+            if row is None:
+                return None
+            return _record(row[0], row[1])
+
+    async def list_mailboxes(self, mailbox_type: MailboxType | None = None) -> list[MailboxRecord]:
+        async with self._readers() as session:
+            query = (
+                select(Mailbox, Patient.status)
+                .outerjoin(Patient, Patient.mailbox_id == Mailbox.id)
+                .order_by(Mailbox.address)
+            )
+            if mailbox_type is not None:
+                query = query.where(Mailbox.type == mailbox_type.value)
+            return [_record(m, s) for m, s in (await session.execute(query)).all()]
+
+    async def set_password_hash(self, address: str, password_hash: str) -> None:
+        await self._update(address, password_hash=password_hash)
+
+    async def set_status(self, address: str, status: MailboxStatus) -> None:
+        await self._update(address, status=status.value)
+
+    async def _update(self, address: str, **values: object) -> None:
+        address = normalize_address(address)
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Mailbox).where(Mailbox.address == address).values(**values)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise DirectoryError(f"no mailbox {address}")
+
+
+def _record(mailbox: Mailbox, patient_status: str | None) -> MailboxRecord:
+    return MailboxRecord(
+        id=mailbox.id,
+        address=mailbox.address,
+        type=MailboxType(mailbox.type),
+        display_name=mailbox.display_name,
+        owner=mailbox.owner,
+        status=MailboxStatus(mailbox.status),
+        password_hash=mailbox.password_hash,
+        patient_status=PatientStatus(patient_status) if patient_status else None,
+    )

@@ -1,0 +1,69 @@
+"""Composition root: builds every part from the settings, starts and stops them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from directory.service import Directory
+from mailserver.auth import Authenticator
+from mailserver.pipeline import Pipeline
+from mailserver.settings import Settings
+from mailserver.smtp.server import start_smtp
+from mailserver.store import Store
+from mailserver.store.database import create_engine
+from mailserver.store.migrate import upgrade
+from mailserver.tls import server_context
+
+log = logging.getLogger("mailserver")
+
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+
+@dataclass
+class Application:
+    settings: Settings
+    servers: list[asyncio.Server] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.engine = create_engine(
+            self.settings.database_url,
+            sqlite_synchronous=self.settings.database.sqlite_synchronous,
+        )
+        self.directory = Directory(self.engine)
+        self.store = Store(self.engine)
+        self.authenticator = Authenticator(self.directory, self.settings.auth)
+        self.pipeline = Pipeline(self.settings, self.directory, self.store)
+
+    async def start(self) -> None:
+        await upgrade(self.engine)
+        tls = server_context(
+            self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
+        )
+        self.servers = await start_smtp(self.settings, self.pipeline, self.authenticator, tls)
+        for server in self.servers:
+            for sock in server.sockets:
+                log.info("listening on %s:%d", *sock.getsockname()[:2])
+
+    async def stop(self) -> None:
+        """Stop accepting, let submissions in flight commit, then close the store."""
+        for server in self.servers:
+            server.close()
+        if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
+            log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
+        await self.store.close()
+        await self.engine.dispose()
+        log.info("stopped")
+
+    async def run_until_signalled(self) -> None:
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("ready")
+        await stop.wait()
+        log.info("signal received, stopping")
+        await self.stop()

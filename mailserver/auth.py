@@ -1,0 +1,134 @@
+"""Authentication shared by SMTP, IMAP and the webmail: passwords and throttling.
+
+Passwords are hashed with Argon2id (RFC 9106, argon2-cffi defaults: t=3, m=64 MiB,
+p=4). Hashing runs in a worker thread so that a login never stalls the event loop.
+Failed logins are throttled per client address and per account: each recent
+failure doubles a delay served before the answer, and after ``max_failures``
+within the window, logins are refused outright (SMTP ``454 4.7.0``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from directory.service import Directory, MailboxRecord
+from mailserver.settings import AuthSettings
+
+_hasher = PasswordHasher()
+# A hash of a random password, verified when the account does not exist so that
+# the answer takes the same time either way (no account enumeration by timing).
+_DUMMY_HASH = _hasher.hash("no such account: constant-time decoy")
+
+
+def hash_password(password: str) -> str:
+    if not password:
+        raise ValueError("a password cannot be empty")
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+class LoginOutcome(Enum):
+    OK = "ok"
+    INVALID = "invalid"  # wrong address or password (never say which)
+    THROTTLED = "throttled"  # too many recent failures: try later
+    NOT_ALLOWED = "not-allowed"  # this kind of mailbox may not use this door
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    outcome: LoginOutcome
+    mailbox: MailboxRecord | None = None
+
+
+class FailureThrottle:
+    """Recent failed logins per key (client address, account), within a time window."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self._settings = settings
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        failures = self._failures.get(key)
+        if failures is None:
+            return deque()
+        while failures and failures[0] < now - self._settings.window:
+            failures.popleft()
+        if not failures:
+            del self._failures[key]
+        return failures
+
+    def count(self, key: str) -> int:
+        return len(self._recent(key, time.monotonic()))
+
+    def record_failure(self, key: str) -> None:
+        now = time.monotonic()
+        failures = self._failures.setdefault(key, deque())
+        failures.append(now)
+        # Bound memory per key, and the number of keys.
+        while len(failures) > self._settings.max_failures * 2:
+            failures.popleft()
+        if len(self._failures) > 100_000:
+            self._failures.pop(next(iter(self._failures)))
+
+    def clear(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def is_blocked(self, *keys: str) -> bool:
+        return any(self.count(key) >= self._settings.max_failures for key in keys)
+
+    def delay(self, *keys: str) -> float:
+        """Seconds to wait before answering: doubles with each recent failure."""
+        worst = max((self.count(key) for key in keys), default=0)
+        if worst == 0:
+            return 0.0
+        return float(min(self._settings.failure_delay * 2 ** (worst - 1), 8.0))
+
+
+class Authenticator:
+    def __init__(self, directory: Directory, settings: AuthSettings) -> None:
+        self._directory = directory
+        self._settings = settings
+        self.throttle = FailureThrottle(settings)
+
+    async def login(
+        self, address: str, password: str, *, client_ip: str, door: str
+    ) -> LoginResult:
+        """Check a password login at ``door`` ("smtp", "imap", "web")."""
+        account_key = f"account:{address.strip().lower()}"
+        ip_key = f"ip:{client_ip}"
+        if self.throttle.is_blocked(ip_key, account_key):
+            return LoginResult(LoginOutcome.THROTTLED)
+        delay = self.throttle.delay(ip_key, account_key)
+        if delay:
+            await asyncio.sleep(delay)
+        mailbox = await self._directory.lookup(address)
+        stored_hash = mailbox.password_hash if mailbox and mailbox.can_log_in else None
+        valid = await asyncio.to_thread(verify_password, stored_hash or _DUMMY_HASH, password)
+        if not valid or mailbox is None or stored_hash is None:
+            self.throttle.record_failure(ip_key)
+            self.throttle.record_failure(account_key)
+            return LoginResult(LoginOutcome.INVALID)
+        if mailbox.is_patient and not self._patient_allowed(door):
+            return LoginResult(LoginOutcome.NOT_ALLOWED, mailbox)
+        self.throttle.clear(account_key)
+        return LoginResult(LoginOutcome.OK, mailbox)
+
+    def _patient_allowed(self, door: str) -> bool:
+        if door == "smtp":
+            return self._settings.patients_on_smtp
+        if door == "imap":
+            return self._settings.patients_on_imap
+        return True

@@ -1,0 +1,241 @@
+"""The one door for every message (DESIGN.md): SMTP submission, SMTP relay intake,
+and later the webmail and the practice-software API all call this.
+
+1. parse once (headers only; the bytes are kept verbatim),
+2. identify sender and recipients through the directory,
+3. ``policies.decide_*`` → Accept | Reject,
+4. local recipients → ``store.deliver`` (one transaction for all of them),
+5. only then the caller may answer ``250``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+import policies
+from directory.service import Directory, MailboxRecord
+from mailserver.settings import Settings
+from mailserver.store import Delivered, Store
+from policies import Decision, Reject
+from policies.context import (
+    Door,
+    MessageContext,
+    Party,
+    PartyKind,
+    RecipientContext,
+    SenderContext,
+)
+
+log = logging.getLogger(__name__)
+
+# Headers the message rules may read; parsing stops at the header/body boundary.
+RULE_HEADERS = ("from", "to", "cc", "bcc", "message-id", "in-reply-to", "references",
+                "x-mss-mes", "subject", "date")
+
+_UNSAFE_IN_HEADER = re.compile(r"[^\x21-\x7e]")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A message as it arrived, before any decision."""
+
+    door: Door
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    raw: bytes
+    authenticated: MailboxRecord | None = None
+    peer_ip: str = ""
+    helo: str = ""
+    tls: str | None = None  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"
+    protocol: str = "ESMTP"  # RFC 3848 "with" keyword
+
+
+@dataclass
+class Outcome:
+    decision: Decision
+    delivered: list[Delivered] = field(default_factory=list)
+    queue_id: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return not isinstance(self.decision, Reject)
+
+
+def party_from_record(address: str, record: MailboxRecord | None, local: bool) -> Party:
+    if record is None:
+        return Party(address, PartyKind.LOCAL_UNKNOWN if local else PartyKind.REMOTE)
+    return Party(
+        record.address,
+        PartyKind.PATIENT if record.is_patient else PartyKind.PROFESSIONAL,
+        mailbox_id=record.id,
+        mailbox_type=record.type.value,
+        active=record.can_receive,
+        patient_status=record.patient_status.value if record.patient_status else None,
+    )
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, directory: Directory, store: Store) -> None:
+        self._settings = settings
+        self._directory = directory
+        self._store = store
+        self._local_domains = settings.local_domains
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # ---- identify -------------------------------------------------------------
+
+    def is_local_domain(self, address: str) -> bool:
+        domain = address.rpartition("@")[2].lower().rstrip(".")
+        return domain in self._local_domains
+
+    async def resolve(self, address: str) -> Party:
+        local = self.is_local_domain(address)
+        record = await self._directory.lookup(address) if local else None
+        return party_from_record(address.lower() if not record else record.address, record, local)
+
+    def login_party(self, mailbox: MailboxRecord | None) -> Party | None:
+        return party_from_record(mailbox.address, mailbox, True) if mailbox else None
+
+    # ---- decide (envelope) ------------------------------------------------------
+
+    async def sender_context(
+        self, door: Door, authenticated: MailboxRecord | None, mail_from: str
+    ) -> SenderContext:
+        sender = await self.resolve(mail_from) if mail_from else None
+        return SenderContext(door, self.login_party(authenticated), mail_from, sender)
+
+    async def check_sender(
+        self, door: Door, authenticated: MailboxRecord | None, mail_from: str
+    ) -> Decision:
+        context = await self.sender_context(door, authenticated, mail_from)
+        return self._logged(policies.decide_sender(context), door, mail_from, "")
+
+    async def check_recipient(
+        self, door: Door, authenticated: MailboxRecord | None, mail_from: str, rcpt: str
+    ) -> Decision:
+        context = RecipientContext(
+            await self.sender_context(door, authenticated, mail_from), await self.resolve(rcpt)
+        )
+        return self._logged(policies.decide_recipient(context), door, mail_from, rcpt)
+
+    # ---- the door -------------------------------------------------------------
+
+    async def submit(self, submission: Submission) -> Outcome:
+        """Decide on the whole message, then deliver it atomically or refuse it whole."""
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._submit(submission)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until no submission is in flight (shutdown); False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _submit(self, submission: Submission) -> Outcome:
+        queue_id = uuid.uuid4().hex[:16].upper()
+        headers = BytesHeaderParser(policy=compat32).parsebytes(submission.raw)
+        sender = await self.sender_context(
+            submission.door, submission.authenticated, submission.mail_from
+        )
+        decision = policies.decide_sender(sender)
+        recipients: list[Party] = []
+        for rcpt in dict.fromkeys(submission.rcpt_tos):
+            if isinstance(decision, Reject):
+                break
+            party = await self.resolve(rcpt)
+            recipients.append(party)
+            decision = policies.decide_recipient(RecipientContext(sender, party))
+        if not isinstance(decision, Reject):
+            decision = policies.decide_message(
+                MessageContext(sender, tuple(recipients), _rule_headers(headers))
+            )
+        if isinstance(decision, Reject):
+            self._logged(decision, submission.door, submission.mail_from, ",".join(
+                submission.rcpt_tos), queue_id)
+            return Outcome(decision, queue_id=queue_id)
+
+        raw, message_id = self._stamp(submission, headers, queue_id)
+        mailbox_ids = [p.mailbox_id for p in recipients if p.mailbox_id is not None]
+        delivered = await self._store.deliver(mailbox_ids, raw, message_id=message_id)
+        log.info(
+            "delivered id=%s door=%s from=<%s> rcpts=%d size=%d",
+            queue_id, submission.door.value, submission.mail_from, len(delivered), len(raw),
+        )
+        return Outcome(policies.ACCEPT, delivered, queue_id)
+
+    # ---- helpers --------------------------------------------------------------
+
+    def _stamp(
+        self, submission: Submission, headers: Message, queue_id: str
+    ) -> tuple[bytes, str | None]:
+        """Prepend Received: (RFC 5321 §4.4) and, on submission, Message-ID:/Date:
+        when missing (RFC 6409 §8.2, §8.3). The client's bytes stay verbatim."""
+        added: list[str] = []
+        message_id = headers.get("Message-ID")
+        if submission.door is Door.SUBMISSION:
+            if message_id is None:
+                message_id = f"<{uuid.uuid4().hex}@{self._settings.server.hostname}>"
+                added.append(f"Message-ID: {message_id}")
+            if headers.get("Date") is None:
+                added.append(f"Date: {email.utils.format_datetime(dt.datetime.now(dt.UTC))}")
+        added.insert(0, self._received(submission, queue_id))
+        prefix = "".join(line + "\r\n" for line in added).encode("utf-8")
+        return prefix + submission.raw, _clean_message_id(message_id)
+
+    def _received(self, submission: Submission, queue_id: str) -> str:
+        helo = _UNSAFE_IN_HEADER.sub("?", submission.helo)[:255] or "unknown"
+        tls = f"\r\n\t(using {_UNSAFE_IN_HEADER.sub('_', submission.tls)})" if submission.tls else ""
+        single = ""
+        if len(submission.rcpt_tos) == 1:
+            single = f"\r\n\tfor <{_UNSAFE_IN_HEADER.sub('?', submission.rcpt_tos[0])}>"
+        when = email.utils.format_datetime(dt.datetime.now(dt.UTC))
+        return (
+            f"Received: from {helo} ([{submission.peer_ip}]){tls}\r\n"
+            f"\tby {self._settings.server.hostname} with {submission.protocol} id {queue_id}"
+            f"{single}; {when}"
+        )
+
+    def _logged(
+        self, decision: Decision, door: Door, mail_from: str, rcpt: str, queue_id: str = ""
+    ) -> Decision:
+        if isinstance(decision, Reject):
+            log.info(
+                "refused %srule=%s door=%s from=<%s> to=<%s> reply=%d %s",
+                f"id={queue_id} " if queue_id else "", decision.rule, door.value,
+                mail_from, rcpt, decision.code, decision.status,
+            )
+        return decision
+
+
+def _rule_headers(headers: Message) -> dict[str, tuple[str, ...]]:
+    return {
+        name: tuple(str(v) for v in headers.get_all(name, []))
+        for name in RULE_HEADERS
+        if headers.get_all(name)
+    }
+
+
+def _clean_message_id(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = " ".join(str(value).split())
+    return value[:998] or None

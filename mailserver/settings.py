@@ -1,0 +1,220 @@
+"""One settings object, loaded once and passed down.
+
+Order (each overrides the previous): the packaged ``conf/mss.toml`` defaults, then
+``DATA_DIR/mss.toml``, then ``MSS_<SECTION>_<KEY>`` environment variables. No other
+module reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE_NAME = "mss.toml"
+
+
+class SettingsError(Exception):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    hostname: str
+    domains: list[str]
+    patient_domain: str
+
+
+@dataclass(frozen=True)
+class ListenSettings:
+    address: str
+    port_base: int
+    smtp: int
+    submission: int
+    submissions: int
+    imap: int
+    imaps: int
+    https: int
+
+    def bind_address(self) -> str:
+        return "127.0.0.1" if self.port_base else self.address
+
+    def port(self, name: str) -> int:
+        standard: int = getattr(self, name)
+        return self.port_base + standard
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str
+    sqlite_synchronous: str
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    cert: str
+    key: str
+    ca: str
+    ca_key: str
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    max_message_size: int
+    max_recipients: int
+    max_connections_per_ip: int
+    max_connections: int
+    timeout: int
+    enable_submission: bool
+    enable_relay_port: bool
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    failure_delay: float
+    max_failures: int
+    window: int
+    patients_on_smtp: bool
+    patients_on_imap: bool
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    server: ServerSettings
+    listen: ListenSettings
+    database: DatabaseSettings
+    tls: TlsSettings
+    smtp: SmtpSettings
+    auth: AuthSettings
+    log: LogSettings
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def path(self, relative: str) -> Path:
+        """A configured path, relative to the data directory unless absolute."""
+        candidate = Path(relative)
+        return candidate if candidate.is_absolute() else self.data_dir / candidate
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'mss.sqlite3'}"
+
+    @property
+    def local_domains(self) -> frozenset[str]:
+        domains = {d.lower() for d in self.server.domains}
+        if self.server.patient_domain:
+            domains.add(self.server.patient_domain.lower())
+        return frozenset(domains)
+
+
+_SECTIONS: dict[str, type] = {
+    "server": ServerSettings,
+    "listen": ListenSettings,
+    "database": DatabaseSettings,
+    "tls": TlsSettings,
+    "smtp": SmtpSettings,
+    "auth": AuthSettings,
+    "log": LogSettings,
+}
+
+
+def default_config_text() -> str:
+    """The commented default configuration, as shipped."""
+    return resources.files("conf").joinpath(CONFIG_FILE_NAME).read_text(encoding="utf-8")
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any], source: str) -> None:
+    for section, values in override.items():
+        if section not in base:
+            raise SettingsError(f"{source}: unknown section [{section}]")
+        if not isinstance(values, Mapping):
+            raise SettingsError(f"{source}: [{section}] must be a table")
+        for key, value in values.items():
+            if key not in base[section]:
+                raise SettingsError(f"{source}: unknown setting {section}.{key}")
+            base[section][key] = _coerce(base[section][key], value, f"{source}: {section}.{key}")
+
+
+def _coerce(default: Any, value: Any, where: str) -> Any:
+    """Check ``value`` has the type of the default; convert environment strings."""
+    if isinstance(value, str) and not isinstance(default, str):
+        try:
+            if isinstance(default, bool):
+                lowered = value.strip().lower()
+                if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                    raise ValueError(value)
+                return lowered in {"true", "1", "yes"}
+            if isinstance(default, int):
+                return int(value)
+            if isinstance(default, float):
+                return float(value)
+            if isinstance(default, list):
+                return [item.strip() for item in value.split(",") if item.strip()]
+        except ValueError:
+            raise SettingsError(f"{where}: cannot read {value!r} as {type(default).__name__}")
+    if isinstance(default, bool) != isinstance(value, bool):
+        raise SettingsError(f"{where}: expected {type(default).__name__}, got {value!r}")
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, type(default)):
+        raise SettingsError(f"{where}: expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def _environment_overrides(
+    defaults: Mapping[str, Mapping[str, Any]], environ: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {}
+    for section, values in defaults.items():
+        for key in values:
+            name = f"MSS_{section}_{key}".upper()
+            if name in environ:
+                overrides.setdefault(section, {})[key] = environ[name]
+    return overrides
+
+
+def load_settings(
+    data_dir: Path | str, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load the settings of the deployment in ``data_dir``."""
+    environ = os.environ if environ is None else environ
+    data_dir = Path(data_dir).resolve()
+    merged: dict[str, Any] = {
+        section: dict(values)
+        for section, values in tomllib.loads(default_config_text()).items()
+    }
+    config_path = data_dir / CONFIG_FILE_NAME
+    if config_path.exists():
+        try:
+            local = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as error:
+            raise SettingsError(f"{config_path}: {error}") from error
+        _merge(merged, local, str(config_path))
+    _merge(merged, _environment_overrides(merged, environ), "environment")
+    built: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        names = {f.name for f in fields(cls)}
+        built[section] = cls(**{k: v for k, v in merged[section].items() if k in names})
+    settings = Settings(data_dir=data_dir, raw=merged, **built)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    if settings.database.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
+        raise SettingsError("database.sqlite_synchronous must be FULL, NORMAL or EXTRA")
+    if settings.smtp.max_message_size <= 0 or settings.smtp.max_recipients <= 0:
+        raise SettingsError("smtp.max_message_size and smtp.max_recipients must be positive")
+    if not 0 <= settings.listen.port_base <= 60000:
+        raise SettingsError("listen.port_base must be between 0 and 60000")

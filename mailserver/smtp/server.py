@@ -1,0 +1,93 @@
+"""The SMTP listeners: 25 (intake, never relays), 587 (STARTTLS then AUTH),
+465 (implicit TLS, RFC 8314 §3.3)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import warnings
+from dataclasses import dataclass
+
+from mailserver.auth import Authenticator
+from mailserver.pipeline import Pipeline
+from mailserver.settings import Settings
+from mailserver.smtp.handler import SmtpHandler
+from mailserver.smtp.limits import ConnectionLimiter
+from mailserver.smtp.protocol import MssSMTP
+from policies.context import Door
+
+IDENT = "ESMTP MSS"
+
+# aiosmtpd warns when AUTH is required without STARTTLS; on 465 the whole
+# connection is TLS (implicit), which aiosmtpd cannot see.
+warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+
+
+@dataclass(frozen=True)
+class SmtpListener:
+    name: str  # "smtp", "submission", "submissions" (the settings' port names)
+    door: Door
+    starttls: bool  # offer STARTTLS
+    require_tls: bool  # refuse everything but EHLO/STARTTLS/NOOP/QUIT before TLS
+    implicit_tls: bool
+    auth: bool  # offer and require AUTH
+
+
+LISTENERS = (
+    SmtpListener("smtp", Door.RELAY, starttls=True, require_tls=False, implicit_tls=False,
+                 auth=False),
+    SmtpListener("submission", Door.SUBMISSION, starttls=True, require_tls=True,
+                 implicit_tls=False, auth=True),
+    SmtpListener("submissions", Door.SUBMISSION, starttls=False, require_tls=False,
+                 implicit_tls=True, auth=True),
+)
+
+
+async def start_smtp(
+    settings: Settings,
+    pipeline: Pipeline,
+    authenticator: Authenticator,
+    tls_context: ssl.SSLContext,
+) -> list[asyncio.Server]:
+    """Bind every enabled SMTP listener; return the servers (to close on shutdown)."""
+    limiter = ConnectionLimiter(
+        settings.smtp.max_connections_per_ip, settings.smtp.max_connections
+    )
+    servers = []
+    loop = asyncio.get_running_loop()
+    for listener in LISTENERS:
+        if listener.door is Door.RELAY and not settings.smtp.enable_relay_port:
+            continue
+        if listener.door is Door.SUBMISSION and not settings.smtp.enable_submission:
+            continue
+        handler = SmtpHandler(pipeline, settings.smtp, listener.door)
+
+        def factory(listener: SmtpListener = listener, handler: SmtpHandler = handler) -> MssSMTP:
+            return MssSMTP(
+                handler,
+                authenticator=authenticator,
+                limiter=limiter,
+                implicit_tls=listener.implicit_tls,
+                data_size_limit=settings.smtp.max_message_size,
+                enable_SMTPUTF8=True,
+                hostname=settings.server.hostname,
+                ident=IDENT,
+                tls_context=tls_context if listener.starttls else None,
+                require_starttls=listener.require_tls,
+                timeout=settings.smtp.timeout,
+                auth_required=listener.auth,
+                # With implicit TLS the transport is already encrypted.
+                auth_require_tls=not listener.implicit_tls,
+                auth_exclude_mechanism=[] if listener.auth else ["PLAIN", "LOGIN"],
+                loop=loop,
+            )
+
+        server = await loop.create_server(
+            factory,
+            host=settings.listen.bind_address(),
+            port=settings.listen.port(listener.name),
+            ssl=tls_context if listener.implicit_tls else None,
+            reuse_address=True,
+        )
+        servers.append(server)
+    return servers

@@ -1,0 +1,5 @@
+"""The message store: folders, messages, bodies, threads, change notifications."""
+
+from mailserver.store.api import Delivered, FolderInfo, MessageInfo, Store, StoreError
+
+__all__ = ["Delivered", "FolderInfo", "MessageInfo", "Store", "StoreError"]

@@ -1,0 +1,101 @@
+"""Store tables: folders, messages, bodies, threads.
+
+Bodies are kept verbatim in the database (table ``blobs``, content-addressed by
+SHA-256) rather than in files: the body and its index rows then commit in one
+transaction, with one fsync, so a ``250`` can never point at a missing file and a
+crash never leaves orphans; several nodes on one PostgreSQL need no shared
+filesystem; and encryption at rest wraps one column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mailserver.store.database import Base
+
+# Folders every mailbox has, with their RFC 6154 special-use attribute.
+DEFAULT_FOLDERS: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Archive", "\\Archive"),
+    ("Junk", "\\Junk"),
+)
+
+
+class Folder(Base):
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("mailbox_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(1000))
+    special_use: Mapped[str | None] = mapped_column(String(32), default=None)
+    # RFC 9051 §2.3.1.1: UIDs strictly ascend and never repeat for one UIDVALIDITY.
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uidnext: Mapped[int] = mapped_column(BigInteger, default=1)
+    # RFC 7162 §3.1.1: every change to the folder gets a higher MODSEQ.
+    highestmodseq: Mapped[int] = mapped_column(BigInteger, default=1)
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Blob(Base):
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Thread(Base):
+    __tablename__ = "threads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    root_message_id: Mapped[str | None] = mapped_column(String(998), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("folder_id", "uid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    # Denormalised so that "did this server deliver Message-ID X to mailbox M?"
+    # is one index look-up (the thread rules ask it).
+    mailbox_id: Mapped[int] = mapped_column(Integer)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    modseq: Mapped[int] = mapped_column(BigInteger)
+    internal_date: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    size: Mapped[int] = mapped_column(BigInteger)
+    # System flags and keywords, space-separated, as IMAP names them.
+    flags: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str | None] = mapped_column(String(998), default=None)
+    thread_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id"), default=None)
+    blob_sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
+
+
+Index("ix_messages_folder_modseq", Message.folder_id, Message.modseq)
+Index("ix_messages_mailbox_message_id", Message.mailbox_id, Message.message_id)

@@ -1,0 +1,48 @@
+"""Pure rules: ``(context) -> Decision``. No I/O, no SQL, nothing of mailserver.
+
+The pipeline resolves the context and calls the three stages below; each stage
+runs its rules in order and the first refusal wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from policies.context import MessageContext, RecipientContext, SenderContext
+from policies.decision import ACCEPT, Accept, Decision, Reject
+from policies.envelope import local_delivery_only, recipient_is_known, sender_owned_by_login
+
+C = TypeVar("C")
+Rule = Callable[[C], Decision]
+
+SENDER_RULES: tuple[Rule[SenderContext], ...] = (sender_owned_by_login,)
+RECIPIENT_RULES: tuple[Rule[RecipientContext], ...] = (recipient_is_known, local_delivery_only)
+# Rules that need the content (threads, headers) come with the policies issue.
+MESSAGE_RULES: tuple[Rule[MessageContext], ...] = ()
+
+
+def _first_refusal(rules: Sequence[Rule[C]], context: C) -> Decision:
+    for rule in rules:
+        decision = rule(context)
+        if isinstance(decision, Reject):
+            return decision
+    return ACCEPT
+
+
+def decide_sender(context: SenderContext) -> Decision:
+    return _first_refusal(SENDER_RULES, context)
+
+
+def decide_recipient(context: RecipientContext) -> Decision:
+    return _first_refusal(RECIPIENT_RULES, context)
+
+
+def decide_message(context: MessageContext) -> Decision:
+    return _first_refusal(MESSAGE_RULES, context)
+
+
+__all__ = [
+    "ACCEPT", "Accept", "Decision", "Reject",
+    "decide_message", "decide_recipient", "decide_sender",
+]
