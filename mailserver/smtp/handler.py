@@ -80,7 +80,11 @@ class SmtpHandler:
         if has_bare_line_end(raw):
             log.warning("smtp %s refused: bare CR/LF in DATA", server.peer_ip)
             return REPLY_BARE_LINE_END
-        protocol = "ESMTP" if session.extended_smtp else "SMTP"
+        # RFC 3848 / RFC 6531 §3.7.4 "with" keywords: ESMTP, ESMTPS, ESMTPSA, UTF8SMTPSA…
+        if envelope.smtp_utf8:
+            protocol = "UTF8SMTP"
+        else:
+            protocol = "ESMTP" if session.extended_smtp else "SMTP"
         protocol += ("S" if server.in_tls else "") + ("A" if session.authenticated else "")
         submission = Submission(
             door=self.door,
@@ -91,7 +95,7 @@ class SmtpHandler:
             peer_ip=server.peer_ip,
             helo=session.host_name or "",
             tls=server.tls_description(),
-            protocol=("UTF8" + protocol) if envelope.smtp_utf8 else protocol,  # RFC 6531 §3.7.4
+            protocol=protocol,
         )
         outcome = await self._pipeline.submit(submission)
         if isinstance(outcome.decision, Reject):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import logging
+import warnings
 from base64 import b64decode
 from typing import Any
 
@@ -36,7 +37,11 @@ class MssSMTP(SMTP):  # type: ignore[misc]
         implicit_tls: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(handler, **kwargs)
+        with warnings.catch_warnings():
+            # aiosmtpd warns when AUTH is required without STARTTLS; on 465 the
+            # whole connection is TLS (implicit), which it cannot see.
+            warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+            super().__init__(handler, **kwargs)
         self._authenticator = authenticator
         self._limiter = limiter
         self._implicit_tls = implicit_tls

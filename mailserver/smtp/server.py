@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import warnings
 from dataclasses import dataclass
 
 from mailserver.auth import Authenticator
@@ -17,10 +16,6 @@ from mailserver.smtp.protocol import MssSMTP
 from policies.context import Door
 
 IDENT = "ESMTP MSS"
-
-# aiosmtpd warns when AUTH is required without STARTTLS; on 465 the whole
-# connection is TLS (implicit), which aiosmtpd cannot see.
-warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
 
 
 @dataclass(frozen=True)
