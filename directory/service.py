@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -62,6 +63,7 @@ class Directory:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(writer(engine), expire_on_commit=False)
         self._readers = async_sessionmaker(engine, expire_on_commit=False)
+        self._engine = engine
 
     async def add_mailbox(
         self,
@@ -138,17 +140,12 @@ class Directory:
             address = normalize_address(address)
         except DirectoryError:
             return None
-        async with self._readers() as session:
-            row = (
-                await session.execute(
-                    select(Mailbox, Patient.status)
-                    .outerjoin(Patient, Patient.mailbox_id == Mailbox.id)
-                    .where(Mailbox.address == address)
-                )
-            ).first()
-            if row is None:
-                return None
-            return _record(row[0], row[1])
+        # On every RCPT: one prebuilt Core statement, no ORM identity map.
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_LOOKUP, {"address": address})).first()
+        if row is None:
+            return None
+        return _record(row, row.patient_status)
 
     async def list_mailboxes(self, mailbox_type: MailboxType | None = None) -> list[MailboxRecord]:
         async with self._readers() as session:
@@ -177,7 +174,14 @@ class Directory:
                 raise DirectoryError(f"no mailbox {address}")
 
 
-def _record(mailbox: Mailbox, patient_status: str | None) -> MailboxRecord:
+_LOOKUP = (
+    select(*Mailbox.__table__.columns, Patient.status.label("patient_status"))
+    .outerjoin(Patient, Patient.mailbox_id == Mailbox.id)
+    .where(Mailbox.address == bindparam("address"))
+)
+
+
+def _record(mailbox: Any, patient_status: str | None) -> MailboxRecord:
     return MailboxRecord(
         id=mailbox.id,
         address=mailbox.address,

@@ -57,6 +57,8 @@ class Submission:
     helo: str = ""
     tls: str | None = None  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"
     protocol: str = "ESMTP"  # RFC 3848 "with" keyword
+    # Parties already looked up during this SMTP transaction (MAIL / RCPT), by address.
+    resolved: dict[str, Party] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,10 +101,16 @@ class Pipeline:
         domain = address.rpartition("@")[2].lower().rstrip(".")
         return domain in self._local_domains
 
-    async def resolve(self, address: str) -> Party:
+    async def resolve(self, address: str, memo: dict[str, Party] | None = None) -> Party:
+        """Who is behind ``address``; ``memo`` spares a second look-up in one transaction."""
+        if memo is not None and address in memo:
+            return memo[address]
         local = self.is_local_domain(address)
         record = await self._directory.lookup(address) if local else None
-        return party_from_record(address.lower() if not record else record.address, record, local)
+        party = party_from_record(address.lower() if not record else record.address, record, local)
+        if memo is not None:
+            memo[address] = party
+        return party
 
     def login_party(self, mailbox: MailboxRecord | None) -> Party | None:
         return party_from_record(mailbox.address, mailbox, True) if mailbox else None
@@ -110,22 +118,26 @@ class Pipeline:
     # ---- decide (envelope) ------------------------------------------------------
 
     async def sender_context(
-        self, door: Door, authenticated: MailboxRecord | None, mail_from: str
+        self, door: Door, authenticated: MailboxRecord | None, mail_from: str,
+        memo: dict[str, Party] | None = None,
     ) -> SenderContext:
-        sender = await self.resolve(mail_from) if mail_from else None
+        sender = await self.resolve(mail_from, memo) if mail_from else None
         return SenderContext(door, self.login_party(authenticated), mail_from, sender)
 
     async def check_sender(
-        self, door: Door, authenticated: MailboxRecord | None, mail_from: str
+        self, door: Door, authenticated: MailboxRecord | None, mail_from: str,
+        memo: dict[str, Party] | None = None,
     ) -> Decision:
-        context = await self.sender_context(door, authenticated, mail_from)
+        context = await self.sender_context(door, authenticated, mail_from, memo)
         return self._logged(policies.decide_sender(context), door, mail_from, "")
 
     async def check_recipient(
-        self, door: Door, authenticated: MailboxRecord | None, mail_from: str, rcpt: str
+        self, door: Door, authenticated: MailboxRecord | None, mail_from: str, rcpt: str,
+        memo: dict[str, Party] | None = None,
     ) -> Decision:
         context = RecipientContext(
-            await self.sender_context(door, authenticated, mail_from), await self.resolve(rcpt)
+            await self.sender_context(door, authenticated, mail_from, memo),
+            await self.resolve(rcpt, memo),
         )
         return self._logged(policies.decide_recipient(context), door, mail_from, rcpt)
 
@@ -153,15 +165,16 @@ class Pipeline:
     async def _submit(self, submission: Submission) -> Outcome:
         queue_id = uuid.uuid4().hex[:16].upper()
         headers = BytesHeaderParser(policy=compat32).parsebytes(submission.raw)
+        memo = dict(submission.resolved)
         sender = await self.sender_context(
-            submission.door, submission.authenticated, submission.mail_from
+            submission.door, submission.authenticated, submission.mail_from, memo
         )
         decision = policies.decide_sender(sender)
         recipients: list[Party] = []
         for rcpt in dict.fromkeys(submission.rcpt_tos):
             if isinstance(decision, Reject):
                 break
-            party = await self.resolve(rcpt)
+            party = await self.resolve(rcpt, memo)
             recipients.append(party)
             decision = policies.decide_recipient(RecipientContext(sender, party))
         if not isinstance(decision, Reject):

@@ -54,7 +54,10 @@ class SmtpHandler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
-        decision = await self._pipeline.check_sender(self.door, session.auth_data, address)
+        envelope.resolved = {}  # parties looked up in this transaction, reused after DATA
+        decision = await self._pipeline.check_sender(
+            self.door, session.auth_data, address, envelope.resolved
+        )
         if isinstance(decision, Reject):
             return decision.smtp_reply()
         envelope.mail_from = address
@@ -67,7 +70,7 @@ class SmtpHandler:
         if len(envelope.rcpt_tos) >= self._settings.max_recipients:
             return REPLY_TOO_MANY_RECIPIENTS
         decision = await self._pipeline.check_recipient(
-            self.door, session.auth_data, envelope.mail_from, address
+            self.door, session.auth_data, envelope.mail_from, address, envelope.resolved
         )
         if isinstance(decision, Reject):
             return decision.smtp_reply()
@@ -96,6 +99,7 @@ class SmtpHandler:
             helo=session.host_name or "",
             tls=server.tls_description(),
             protocol=protocol,
+            resolved=getattr(envelope, "resolved", {}),
         )
         outcome = await self._pipeline.submit(submission)
         if isinstance(outcome.decision, Reject):

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Insert, delete, func, insert, select, update
+from sqlalchemy import Connection, Insert, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailserver.store.batch import WriteBatcher
 from mailserver.store.models import DEFAULT_FOLDERS, Blob, Folder, Message
@@ -90,6 +90,26 @@ def _message_info(row: Any) -> MessageInfo:
     )
 
 
+# Statements on the delivery path, built once (SQLAlchemy caches their compiled form).
+_FOLDER_ID = select(Folder.id).where(
+    Folder.mailbox_id == bindparam("mailbox_id"), Folder.name == bindparam("name")
+)
+_BUMP_RETURNING = (Folder.highestmodseq, Folder.uidnext, Folder.uidvalidity)
+_TAKE_UID_AND_MODSEQ = (
+    update(Folder)
+    .where(Folder.id == bindparam("folder_id"))
+    .values(highestmodseq=Folder.highestmodseq + 1, uidnext=Folder.uidnext + 1)
+    .returning(*_BUMP_RETURNING)
+)
+_TAKE_MODSEQ = (
+    update(Folder)
+    .where(Folder.id == bindparam("folder_id"))
+    .values(highestmodseq=Folder.highestmodseq + 1)
+    .returning(*_BUMP_RETURNING)
+)
+_INSERT_MESSAGE = insert(Message)
+
+
 def _new_uidvalidity() -> int:
     # RFC 9051 §2.3.1.1: a non-zero 32-bit value that changes if UIDs could repeat.
     return max(1, int(time.time()) & 0xFFFFFFFF)
@@ -99,10 +119,14 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
-        self._writer = WriteBatcher(engine)
         self.changes = ChangeBus()
         # (mailbox_id, folder name) -> folder id; folders are never re-numbered.
         self._folder_ids: dict[tuple[int, str], int] = {}
+        self._writer = WriteBatcher(engine)
+        # A failed group transaction may have cached ids of folders it created.
+        self._writer.on_failure = self._folder_ids.clear
+        self._insert_blob = self._insert(Blob.__table__)
+        self._insert_folders = self._insert(Folder.__table__)
 
     async def close(self) -> None:
         await self._writer.close()
@@ -124,13 +148,13 @@ class Store:
         when = internal_date or dt.datetime.now(dt.UTC)
         digest = hashlib.sha256(raw).hexdigest()
 
-        async def work(connection: AsyncConnection) -> list[Delivered]:
-            await self._put_blob(connection, digest, raw)
+        def work(connection: Connection) -> list[Delivered]:
+            self._put_blob(connection, digest, raw)
             delivered = []
             for mailbox_id in dict.fromkeys(mailbox_ids):  # once per mailbox
-                folder_id = await self._folder_id(connection, mailbox_id, folder)
+                folder_id = self._folder_id(connection, mailbox_id, folder)
                 delivered.append(
-                    await self._insert_message(
+                    self._insert_message(
                         connection, mailbox_id, folder_id, digest, len(raw),
                         when, "", message_id,
                     )
@@ -155,11 +179,11 @@ class Store:
         digest = hashlib.sha256(raw).hexdigest()
         flag_text = " ".join(sorted(set(flags)))
 
-        async def work(connection: AsyncConnection) -> list[Delivered]:
-            folder_id = await self._existing_folder_id(connection, mailbox_id, folder)
-            await self._put_blob(connection, digest, raw)
+        def work(connection: Connection) -> list[Delivered]:
+            folder_id = self._existing_folder_id(connection, mailbox_id, folder)
+            self._put_blob(connection, digest, raw)
             return [
-                await self._insert_message(
+                self._insert_message(
                     connection, mailbox_id, folder_id, digest, len(raw),
                     when, flag_text, message_id,
                 )
@@ -174,9 +198,9 @@ class Store:
         """Change the flags of ``uids``; each changed message gets a new MODSEQ."""
         wanted = set(flags)
 
-        async def work(connection: AsyncConnection) -> list[MessageInfo]:
+        def work(connection: Connection) -> list[MessageInfo]:
             rows = (
-                await connection.execute(
+                connection.execute(
                     select(Message).where(Message.folder_id == folder_id, Message.uid.in_(uids))
                 )
             ).all()
@@ -188,9 +212,9 @@ class Store:
                 )
                 if new == current:
                     continue
-                modseq, _, _ = await self._bump(connection, folder_id, uidnext=False)
+                modseq, _, _ = self._bump(connection, folder_id, uidnext=False)
                 text = " ".join(sorted(new))
-                await connection.execute(
+                connection.execute(
                     update(Message)
                     .where(Message.id == row.id)
                     .values(flags=text, modseq=modseq)
@@ -211,9 +235,9 @@ class Store:
     async def expunge(self, folder_id: int, uids: Sequence[int]) -> list[int]:
         """Remove ``uids`` from the folder for good; returns the UIDs removed."""
 
-        async def work(connection: AsyncConnection) -> tuple[list[int], int]:
+        def work(connection: Connection) -> tuple[list[int], int]:
             present = (
-                await connection.execute(
+                connection.execute(
                     select(Message.uid).where(
                         Message.folder_id == folder_id, Message.uid.in_(uids)
                     )
@@ -221,8 +245,8 @@ class Store:
             ).scalars().all()
             if not present:
                 return [], 0
-            modseq, _, _ = await self._bump(connection, folder_id, uidnext=False)
-            await connection.execute(
+            modseq, _, _ = self._bump(connection, folder_id, uidnext=False)
+            connection.execute(
                 delete(Message).where(Message.folder_id == folder_id, Message.uid.in_(present))
             )
             return sorted(present), modseq
@@ -238,8 +262,8 @@ class Store:
     async def ensure_folders(self, mailbox_id: int) -> None:
         """Create the default folders of a mailbox if they are missing."""
 
-        async def work(connection: AsyncConnection) -> None:
-            await self._folder_id(connection, mailbox_id, "INBOX")
+        def work(connection: Connection) -> None:
+            self._folder_id(connection, mailbox_id, "INBOX")
 
         await self._writer.submit(work)
 
@@ -302,21 +326,21 @@ class Store:
             return postgresql.insert(table).on_conflict_do_nothing()
         return sqlite.insert(table).on_conflict_do_nothing()
 
-    async def _put_blob(self, connection: AsyncConnection, digest: str, raw: bytes) -> None:
-        await connection.execute(
-            self._insert(Blob.__table__).values(sha256=digest, size=len(raw), data=raw)
+    def _put_blob(self, connection: Connection, digest: str, raw: bytes) -> None:
+        connection.execute(
+            self._insert_blob, {"sha256": digest, "size": len(raw), "data": raw}
         )
 
-    async def _existing_folder_id(
-        self, connection: AsyncConnection, mailbox_id: int, name: str
+    def _existing_folder_id(
+        self, connection: Connection, mailbox_id: int, name: str
     ) -> int:
         if name.upper() == "INBOX":
-            return await self._folder_id(connection, mailbox_id, "INBOX")
+            return self._folder_id(connection, mailbox_id, "INBOX")
         key = (mailbox_id, name)
         if key in self._folder_ids:
             return self._folder_ids[key]
         found = (
-            await connection.execute(
+            connection.execute(
                 select(Folder.id).where(Folder.mailbox_id == mailbox_id, Folder.name == name)
             )
         ).scalar_one_or_none()
@@ -325,20 +349,18 @@ class Store:
         self._folder_ids[key] = found
         return found
 
-    async def _folder_id(self, connection: AsyncConnection, mailbox_id: int, name: str) -> int:
+    def _folder_id(self, connection: Connection, mailbox_id: int, name: str) -> int:
         key = (mailbox_id, name)
         cached = self._folder_ids.get(key)
         if cached is not None:
             return cached
         found = (
-            await connection.execute(
-                select(Folder.id).where(Folder.mailbox_id == mailbox_id, Folder.name == name)
-            )
+            connection.execute(_FOLDER_ID, {"mailbox_id": mailbox_id, "name": name})
         ).scalar_one_or_none()
         if found is None:
             uidvalidity = _new_uidvalidity()
-            await connection.execute(
-                self._insert(Folder.__table__),
+            connection.execute(
+                self._insert_folders,
                 [
                     {
                         "mailbox_id": mailbox_id,
@@ -353,39 +375,28 @@ class Store:
                 ],
             )
             found = (
-                await connection.execute(
-                    select(Folder.id).where(Folder.mailbox_id == mailbox_id, Folder.name == name)
-                )
+                connection.execute(_FOLDER_ID, {"mailbox_id": mailbox_id, "name": name})
             ).scalar_one_or_none()
             if found is None:
                 raise StoreError(f"no folder {name!r}")
         self._folder_ids[key] = found
         return found
 
-    async def _bump(
-        self, connection: AsyncConnection, folder_id: int, *, uidnext: bool
+    def _bump(
+        self, connection: Connection, folder_id: int, *, uidnext: bool
     ) -> tuple[int, int, int]:
         """Take the folder's next MODSEQ (and UID when ``uidnext``), under its row lock.
 
         Returns (modseq, uid taken or uidnext, uidvalidity).
         """
-        values: dict[str, Any] = {"highestmodseq": Folder.highestmodseq + 1}
-        if uidnext:
-            values["uidnext"] = Folder.uidnext + 1
-        row = (
-            await connection.execute(
-                update(Folder)
-                .where(Folder.id == folder_id)
-                .values(**values)
-                .returning(Folder.highestmodseq, Folder.uidnext, Folder.uidvalidity)
-            )
-        ).one()
+        statement = _TAKE_UID_AND_MODSEQ if uidnext else _TAKE_MODSEQ
+        row = (connection.execute(statement, {"folder_id": folder_id})).one()
         taken_uid = int(row.uidnext) - 1 if uidnext else int(row.uidnext)
         return int(row.highestmodseq), taken_uid, int(row.uidvalidity)
 
-    async def _insert_message(
+    def _insert_message(
         self,
-        connection: AsyncConnection,
+        connection: Connection,
         mailbox_id: int,
         folder_id: int,
         digest: str,
@@ -394,19 +405,21 @@ class Store:
         flags: str,
         message_id: str | None,
     ) -> Delivered:
-        modseq, uid, uidvalidity = await self._bump(connection, folder_id, uidnext=True)
-        await connection.execute(
-            insert(Message).values(
-                folder_id=folder_id,
-                mailbox_id=mailbox_id,
-                uid=uid,
-                modseq=modseq,
-                internal_date=when,
-                size=size,
-                flags=flags,
-                message_id=message_id[:998] if message_id else None,
-                blob_sha256=digest,
-            )
+        modseq, uid, uidvalidity = self._bump(connection, folder_id, uidnext=True)
+        connection.execute(
+            _INSERT_MESSAGE,
+            {
+                "folder_id": folder_id,
+                "mailbox_id": mailbox_id,
+                "uid": uid,
+                "modseq": modseq,
+                "internal_date": when,
+                "size": size,
+                "flags": flags,
+                "message_id": message_id[:998] if message_id else None,
+                "blob_sha256": digest,
+                "thread_id": None,
+            },
         )
         return Delivered(mailbox_id, folder_id, uidvalidity, uid, modseq)
 

@@ -1,28 +1,35 @@
 """Group commit: many writers, one transaction, one fsync.
 
-Each caller hands a unit of work; a single task runs every unit waiting at that
-moment inside one transaction, each in its own SAVEPOINT (one failing unit does
-not undo the others), commits once, then wakes each caller with its own result.
-A caller is answered only after the COMMIT returned, so a ``250`` that follows
-means the data is on disk.
+Each caller hands a unit of work (a synchronous function of a SQLAlchemy
+``Connection``); a single task runs every unit waiting at that moment inside one
+transaction, each in its own SAVEPOINT (one failing unit does not undo the
+others), commits once, then wakes each caller with its own result. A caller is
+answered only after the COMMIT returned, so a ``250`` that follows means the
+data is on disk.
+
+On SQLite the whole group transaction runs in one call on a dedicated writer
+thread with its own pysqlite connection (no thread hop per statement); on
+PostgreSQL it runs through asyncpg with ``AsyncConnection.run_sync``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailserver.store.database import writer
+from mailserver.store.database import sqlite_writer_engine, writer
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Work = Callable[[AsyncConnection], Awaitable[Any]]
+Work = Callable[[Connection], Any]
 AfterCommit = Callable[[Any], None]
 
 
@@ -33,6 +40,9 @@ class _Job:
     after_commit: AfterCommit | None
 
 
+_Outcome = tuple[_Job, Any, BaseException | None]
+
+
 class StoreClosed(RuntimeError):
     pass
 
@@ -40,7 +50,11 @@ class StoreClosed(RuntimeError):
 class WriteBatcher:
     def __init__(self, engine: AsyncEngine, *, max_batch: int = 256) -> None:
         self._engine = writer(engine)
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._sync_engine = sqlite_writer_engine(engine) if self._sqlite else None
+        self._thread = ThreadPoolExecutor(1, "store-writer") if self._sqlite else None
         self._max_batch = max_batch
+        self.on_failure: Callable[[], None] | None = None
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -56,6 +70,10 @@ class WriteBatcher:
             self._queue.put_nowait(None)
             await self._task
             self._task = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
 
     async def submit(self, work: Work, after_commit: AfterCommit | None = None) -> Any:
         """Run ``work`` in the next group transaction; return its result once committed.
@@ -89,24 +107,39 @@ class WriteBatcher:
             if stop:
                 return
 
+    def _run_jobs(self, connection: Connection, jobs: list[_Job]) -> list[_Outcome]:
+        outcomes: list[_Outcome] = []
+        with connection.begin():  # COMMIT when the block ends
+            for job in jobs:
+                savepoint = connection.begin_nested()
+                try:
+                    result = job.work(connection)
+                except Exception as error:  # one unit's failure is its caller's
+                    savepoint.rollback()
+                    outcomes.append((job, None, error))
+                else:
+                    savepoint.commit()
+                    outcomes.append((job, result, None))
+        return outcomes
+
+    def _run_jobs_on_sqlite(self, jobs: list[_Job]) -> list[_Outcome]:
+        assert self._sync_engine is not None
+        with self._sync_engine.connect() as connection:
+            return self._run_jobs(connection, jobs)
+
     async def _run_batch(self, jobs: list[_Job]) -> None:
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         try:
-            async with self._engine.connect() as connection:
-                transaction = await connection.begin()
-                for job in jobs:
-                    savepoint = await connection.begin_nested()
-                    try:
-                        result = await job.work(connection)
-                    except Exception as error:  # one unit's failure is its caller's
-                        await savepoint.rollback()
-                        outcomes.append((job, None, error))
-                    else:
-                        await savepoint.commit()
-                        outcomes.append((job, result, None))
-                await transaction.commit()
+            if self._thread is not None:
+                outcomes = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self._run_jobs_on_sqlite, jobs
+                )
+            else:
+                async with self._engine.connect() as connection:
+                    outcomes = await connection.run_sync(self._run_jobs, jobs)
         except Exception as error:
             log.exception("store: group transaction of %d writes failed", len(jobs))
+            if self.on_failure is not None:
+                self.on_failure()
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(error)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import Engine, MetaData, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import SingletonThreadPool
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -37,31 +39,53 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def _configure_sqlite(sync_engine: Engine, synchronous: str) -> None:
+    @event.listens_for(sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, emit BEGIN: SAVEPOINT works and writers
+        # can take the write lock up front (SQLAlchemy's documented pysqlite recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _sqlite_begin(connection: Any) -> None:
+        # A writer that starts deferred and upgrades later can fail with
+        # SQLITE_BUSY_SNAPSHOT; writers therefore BEGIN IMMEDIATE.
+        immediate = connection.get_execution_options().get(WRITER_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+# The durability asked for each SQLite database, so that the store's writer
+# thread opens its own connection with the same settings.
+_SQLITE_SYNCHRONOUS: dict[str, str] = {}
+
+
 def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
     """An engine for ``url``; SQLite connections get WAL and the durability asked for."""
     if is_sqlite(url):
         engine = create_async_engine(
             url, connect_args={"timeout": 30}, pool_size=8, max_overflow=8
         )
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            # Let SQLAlchemy, not the driver, emit BEGIN: SAVEPOINT works and writers
-            # can take the write lock up front (SQLAlchemy's documented aiosqlite recipe).
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _sqlite_begin(connection: Any) -> None:
-            # A writer that starts deferred and upgrades later can fail with
-            # SQLITE_BUSY_SNAPSHOT; writers therefore BEGIN IMMEDIATE.
-            immediate = connection.get_execution_options().get(WRITER_OPTION, False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
+        _configure_sqlite(engine.sync_engine, sqlite_synchronous)
+        _SQLITE_SYNCHRONOUS[url] = sqlite_synchronous
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def sqlite_writer_engine(engine: AsyncEngine) -> Engine:
+    """A synchronous pysqlite engine on the same file, for the store's writer thread:
+    a whole group transaction then runs in one call, without a thread hop per
+    statement. One connection (SQLite has one writer anyway)."""
+    url = engine.url.render_as_string(hide_password=False)
+    sync = sa_create_engine(
+        url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1),
+        poolclass=SingletonThreadPool,
+        connect_args={"timeout": 30, "check_same_thread": False},
+    )
+    _configure_sqlite(sync, _SQLITE_SYNCHRONOUS.get(url, "FULL"))
+    return sync.execution_options(**{WRITER_OPTION: True})
