@@ -89,6 +89,12 @@ async def run_load(port: int, messages: int, concurrency: int) -> tuple[float, l
     return time.perf_counter() - started, latencies
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def create_postgres_database(admin_url: str) -> str:
     import asyncpg
 
@@ -142,7 +148,9 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.2)
+            cpu_before = cpu_seconds(server.pid)
             elapsed, latencies = asyncio.run(run_load(port, args.messages, args.concurrency))
+            server_cpu = cpu_seconds(server.pid) - cpu_before
         finally:
             server.terminate()
             server.wait(30)
@@ -154,6 +162,8 @@ def main() -> None:
           "one connection per message")
     print(f"delivered    {args.messages / elapsed:.0f} messages/s ({elapsed:.2f} s)")
     print(f"DATA reply   p50 {p50:.1f} ms   p99 {p99:.1f} ms")
+    print(f"server CPU   {server_cpu * 1000 / args.messages:.2f} ms per message "
+          f"(all threads; {os.getloadavg()[0]:.1f} load average during the run)")
 
 
 if __name__ == "__main__":
