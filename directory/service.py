@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from directory.ins import INS_NIR_OID, validate_ins
 from directory.models import Mailbox, MailboxStatus, MailboxType, Patient, PatientStatus
-from mailserver.store.database import writer
+from mailserver.store.database import Reader, writer
 
 
 class DirectoryError(Exception):
@@ -60,10 +60,11 @@ def normalize_address(address: str) -> str:
 
 
 class Directory:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, reader: Reader | None = None) -> None:
         self._sessions = async_sessionmaker(writer(engine), expire_on_commit=False)
         self._readers = async_sessionmaker(engine, expire_on_commit=False)
         self._engine = engine
+        self._reader = reader
 
     async def add_mailbox(
         self,
@@ -140,9 +141,15 @@ class Directory:
             address = normalize_address(address)
         except DirectoryError:
             return None
-        # On every RCPT: one prebuilt Core statement, no ORM identity map.
-        async with self._engine.connect() as connection:
-            row = (await connection.execute(_LOOKUP, {"address": address})).first()
+        # On every RCPT: one prebuilt Core statement, no ORM identity map, and
+        # with a Reader (the server) one thread hop for the whole query.
+        if self._reader is not None:
+            row = await self._reader.run(
+                lambda connection: connection.execute(_LOOKUP, {"address": address}).first()
+            )
+        else:
+            async with self._engine.connect() as connection:
+                row = (await connection.execute(_LOOKUP, {"address": address})).first()
         if row is None:
             return None
         return _record(row, row.patient_status)

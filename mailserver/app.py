@@ -13,7 +13,7 @@ from mailserver.pipeline import Pipeline
 from mailserver.settings import Settings
 from mailserver.smtp.server import start_smtp
 from mailserver.store import Store
-from mailserver.store.database import create_engine
+from mailserver.store.database import Reader, create_engine
 from mailserver.store.migrate import upgrade
 from mailserver.tls import server_context
 
@@ -32,7 +32,8 @@ class Application:
             self.settings.database_url,
             sqlite_synchronous=self.settings.database.sqlite_synchronous,
         )
-        self.directory = Directory(self.engine)
+        self.reader = Reader(self.engine)
+        self.directory = Directory(self.engine, self.reader)
         self.store = Store(self.engine)
         self.authenticator = Authenticator(self.directory, self.settings.auth)
         self.pipeline = Pipeline(self.settings, self.directory, self.store)
@@ -54,6 +55,7 @@ class Application:
         if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
             log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
         await self.store.close()
+        self.reader.close()
         await self.engine.dispose()
         log.info("stopped")
 

@@ -6,13 +6,18 @@ The directory's tables share this metadata, so one Alembic history covers both.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, MetaData, event
+from sqlalchemy import Connection, Engine, MetaData, event
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import SingletonThreadPool
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -89,3 +94,44 @@ def sqlite_writer_engine(engine: AsyncEngine) -> Engine:
     )
     _configure_sqlite(sync, _SQLITE_SYNCHRONOUS.get(url, "FULL"))
     return sync.execution_options(**{WRITER_OPTION: True})
+
+
+class Reader:
+    """Run a synchronous read ``fn(connection)`` off the event loop, in one hop.
+
+    On SQLite a small pool of threads, each with its own pysqlite connection,
+    runs the whole read in one call (aiosqlite would hop threads for every cursor
+    operation). On PostgreSQL it runs through asyncpg with ``run_sync``.
+    """
+
+    def __init__(self, engine: AsyncEngine, threads: int = 2) -> None:
+        self._engine = engine
+        self._sync: Engine | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        if engine.dialect.name == "sqlite":
+            url = engine.url.render_as_string(hide_password=False)
+            self._sync = sa_create_engine(
+                url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1),
+                poolclass=SingletonThreadPool,
+                pool_size=threads,
+                connect_args={"timeout": 30, "check_same_thread": False},
+            )
+            _configure_sqlite(self._sync, _SQLITE_SYNCHRONOUS.get(url, "FULL"))
+            self._pool = ThreadPoolExecutor(threads, "store-reader")
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        if self._pool is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, self._read, fn)
+        async with self._engine.connect() as connection:
+            return await connection.run_sync(fn)
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        assert self._sync is not None
+        with self._sync.connect() as connection:
+            return fn(connection)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        if self._sync is not None:
+            self._sync.dispose()
