@@ -10,6 +10,7 @@ import click
 from directory.ins import nir_control_key
 from directory.models import MailboxType
 from directory.service import Directory
+from mailserver import supervisor
 from mailserver.app import Application
 from mailserver.auth import hash_password
 from mailserver.deployment import init_deployment
@@ -104,4 +105,4 @@ def demo(demo_dir: Path, port_base: int, no_serve: bool) -> None:
     if no_serve:
         return
     configure_logging(settings.log.level)
-    asyncio.run(Application(settings).run_until_signalled())
+    raise SystemExit(supervisor.serve(settings))

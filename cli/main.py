@@ -14,10 +14,11 @@ from typing import Any, TypeVar
 import click
 
 from cli.demo import demo
-from cli.util import make_app, open_directory, read_password
+from cli.util import open_directory, read_password
 from directory.ins import InvalidINS
 from directory.models import MailboxStatus, MailboxType
 from directory.service import DirectoryError
+from mailserver import supervisor
 from mailserver.auth import hash_password
 from mailserver.deployment import DeploymentError, init_deployment
 from mailserver.settings import Settings, SettingsError, load_settings
@@ -239,12 +240,12 @@ def patient_add(settings: Settings, ins: str, family: str, given: str, birthdate
 def serve(settings: Settings) -> None:
     """Run the server in the foreground until SIGTERM / SIGINT."""
     configure_logging(settings.log.level)
-    app = make_app(settings)
     try:
-        asyncio.run(app.run_until_signalled())
+        status = supervisor.serve(settings)
     except USER_ERRORS as error:
         logging.getLogger("mailserver").error("cannot start: %s", error)
         raise click.ClickException(str(error)) from error
+    sys.exit(status)
 
 
 def configure_logging(level: str) -> None:

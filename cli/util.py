@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from directory.service import Directory
-from mailserver.app import Application
 from mailserver.settings import Settings
 from mailserver.store import Store
 from mailserver.store.database import create_engine
@@ -43,6 +42,3 @@ async def open_directory(settings: Settings) -> AsyncIterator[tuple[Directory, S
         await store.close()
         await engine.dispose()
 
-
-def make_app(settings: Settings) -> Application:
-    return Application(settings)

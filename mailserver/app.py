@@ -25,6 +25,8 @@ SHUTDOWN_GRACE_SECONDS = 30.0
 @dataclass
 class Application:
     settings: Settings
+    worker: int = 0  # this process's index among ``workers`` (server.workers)
+    workers: int = 1
     servers: list[asyncio.Server] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -38,12 +40,17 @@ class Application:
         self.authenticator = Authenticator(self.directory, self.settings.auth)
         self.pipeline = Pipeline(self.settings, self.directory, self.store)
 
-    async def start(self) -> None:
-        await upgrade(self.engine)
+    async def start(self, *, migrate: bool = True) -> None:
+        if migrate:
+            await upgrade(self.engine)
+        if self.workers > 1:
+            self.store.changes.join_peers(self.settings.data_dir / "run")
         tls = server_context(
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
         )
-        self.servers = await start_smtp(self.settings, self.pipeline, self.authenticator, tls)
+        self.servers = await start_smtp(
+            self.settings, self.pipeline, self.authenticator, tls, share=self.workers
+        )
         for server in self.servers:
             for sock in server.sockets:
                 log.info("listening on %s:%d", *sock.getsockname()[:2])
@@ -55,12 +62,13 @@ class Application:
         if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
             log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
         await self.store.close()
+        self.store.changes.close()
         self.reader.close()
         await self.engine.dispose()
         log.info("stopped")
 
-    async def run_until_signalled(self) -> None:
-        await self.start()
+    async def run_until_signalled(self, *, migrate: bool = True) -> None:
+        await self.start(migrate=migrate)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -27,6 +27,11 @@ class ServerSettings:
     hostname: str
     domains: list[str]
     patient_domain: str
+    workers: int
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers if self.workers > 0 else max(1, min(os.cpu_count() or 1, 8))
 
 
 @dataclass(frozen=True)
@@ -218,5 +223,7 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("database.sqlite_synchronous must be FULL, NORMAL or EXTRA")
     if settings.smtp.max_message_size <= 0 or settings.smtp.max_recipients <= 0:
         raise SettingsError("smtp.max_message_size and smtp.max_recipients must be positive")
+    if not 0 <= settings.server.workers <= 64:
+        raise SettingsError("server.workers must be between 0 (one per core) and 64")
     if not 0 <= settings.listen.port_base <= 60000:
         raise SettingsError("listen.port_base must be between 0 and 60000")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 from dataclasses import dataclass
 
@@ -43,10 +44,15 @@ async def start_smtp(
     pipeline: Pipeline,
     authenticator: Authenticator,
     tls_context: ssl.SSLContext,
+    share: int = 1,
 ) -> list[asyncio.Server]:
-    """Bind every enabled SMTP listener; return the servers (to close on shutdown)."""
+    """Bind every enabled SMTP listener; return the servers (to close on shutdown).
+
+    ``share``: how many worker processes split the connection limits.
+    """
     limiter = ConnectionLimiter(
-        settings.smtp.max_connections_per_ip, settings.smtp.max_connections
+        math.ceil(settings.smtp.max_connections_per_ip / share),
+        math.ceil(settings.smtp.max_connections / share),
     )
     servers = []
     loop = asyncio.get_running_loop()
@@ -83,6 +89,7 @@ async def start_smtp(
             port=settings.listen.port(listener.name),
             ssl=tls_context if listener.implicit_tls else None,
             reuse_address=True,
+            reuse_port=True,
         )
         servers.append(server)
     return servers

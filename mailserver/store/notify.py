@@ -1,31 +1,74 @@
 """Change notifications: who is watching which folder (IMAP IDLE, webmail).
 
-In-process only for now; the IMAP issue adds PostgreSQL LISTEN/NOTIFY so that a
-session hears deliveries made by another node.
+Within a process, a ``ChangeBus`` hands each change to the queues of the sessions
+watching that folder. When several server processes share the data directory
+(``server.workers``), each bus also binds a Unix datagram socket in
+``DATA_DIR/run/`` and sends every change it publishes to its peers, which hand
+it to their own watchers: a delivery made by one worker wakes an IDLE session
+held by another. A change whose UID list is too long for one datagram travels
+with ``uids=()``: watchers then re-read the folder state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
+import socket
+import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Literal, cast
+
+log = logging.getLogger(__name__)
 
 ChangeKind = Literal["exists", "flags", "expunge"]
+_KINDS: frozenset[str] = frozenset({"exists", "flags", "expunge"})
+_MAX_DATAGRAM = 16 * 1024
 
 
 @dataclass(frozen=True)
 class FolderChange:
     folder_id: int
     kind: ChangeKind
-    uids: tuple[int, ...]
+    uids: tuple[int, ...]  # empty: "something changed, re-read the folder"
     modseq: int
+
+    def encode(self) -> bytes:
+        data = json.dumps({"f": self.folder_id, "k": self.kind, "u": list(self.uids),
+                           "m": self.modseq}).encode()
+        if len(data) > _MAX_DATAGRAM:
+            data = json.dumps({"f": self.folder_id, "k": self.kind, "u": [],
+                               "m": self.modseq}).encode()
+        return data
+
+    @staticmethod
+    def decode(data: bytes) -> FolderChange | None:
+        try:
+            raw = json.loads(data)
+            kind = raw["k"]
+            if kind not in _KINDS:
+                return None
+            return FolderChange(int(raw["f"]), cast(ChangeKind, kind),
+                                tuple(int(u) for u in raw["u"]), int(raw["m"]))
+        except (ValueError, KeyError, TypeError):
+            return None
 
 
 class ChangeBus:
     def __init__(self, queue_size: int = 1000) -> None:
         self._watchers: dict[int, set[asyncio.Queue[FolderChange]]] = defaultdict(set)
         self._queue_size = queue_size
+        self._socket: socket.socket | None = None
+        self._directory: Path | None = None
+        self._path: Path | None = None
+        self._peer_paths: list[Path] = []
+        self._peers_listed_at = 0.0
+
+    # ---- watchers in this process ------------------------------------------------
 
     def subscribe(self, folder_id: int) -> asyncio.Queue[FolderChange]:
         queue: asyncio.Queue[FolderChange] = asyncio.Queue(self._queue_size)
@@ -40,9 +83,75 @@ class ChangeBus:
                 del self._watchers[folder_id]
 
     def publish(self, change: FolderChange) -> None:
+        self._hand_out(change)
+        if self._socket is not None:
+            self._send_to_peers(change.encode())
+
+    def _hand_out(self, change: FolderChange) -> None:
         for queue in self._watchers.get(change.folder_id, ()):
             if queue.full():
                 # A watcher that does not read loses detail, not the signal: it
                 # re-reads the folder state when it wakes.
                 continue
             queue.put_nowait(change)
+
+    # ---- peers in other processes -------------------------------------------------
+
+    def join_peers(self, directory: Path) -> None:
+        """Exchange changes with the other processes using ``directory``."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._directory = directory
+        self._path = directory / f"bus-{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(self._path))
+        sock.setblocking(False)
+        self._socket = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._receive)
+
+    def _receive(self) -> None:
+        assert self._socket is not None
+        while True:
+            try:
+                data = self._socket.recv(_MAX_DATAGRAM + 1024)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                log.exception("change bus: receive failed")
+                return
+            change = FolderChange.decode(data)
+            if change is not None:
+                self._hand_out(change)
+
+    def _peers(self) -> list[Path]:
+        """The other processes' sockets, re-listed at most every second."""
+        now = time.monotonic()
+        if now - self._peers_listed_at > 1.0:
+            assert self._directory is not None
+            self._peer_paths = [p for p in self._directory.glob("bus-*.sock") if p != self._path]
+            self._peers_listed_at = now
+        return self._peer_paths
+
+    def _send_to_peers(self, data: bytes) -> None:
+        assert self._socket is not None
+        for peer in self._peers():
+            try:
+                self._socket.sendto(data, str(peer))
+            except (ConnectionRefusedError, FileNotFoundError):
+                peer.unlink(missing_ok=True)  # a process that is gone
+                self._peers_listed_at = 0.0
+            except BlockingIOError:
+                log.warning("change bus: peer %s is not reading; change dropped", peer.name)
+            except OSError:
+                log.exception("change bus: send to %s failed", peer.name)
+
+    def close(self) -> None:
+        if self._socket is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self._socket.fileno())
+            except RuntimeError:
+                pass
+            self._socket.close()
+            self._socket = None
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+            self._path = None
