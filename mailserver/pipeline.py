@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from email.utils import getaddresses
 
 import policies
 from directory.service import Directory, MailboxRecord
 from mailserver.settings import Settings
-from mailserver.store import Delivered, Store
+from mailserver.store import Delivered, Store, ThreadUpdate
 from policies import Decision, Reject
 from policies.context import (
     Door,
@@ -33,7 +34,9 @@ from policies.context import (
     PartyKind,
     RecipientContext,
     SenderContext,
+    ThreadState,
 )
+from policies.threads import thread_effect
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ RULE_HEADERS = ("from", "to", "cc", "bcc", "message-id", "in-reply-to", "referen
                 "x-mss-mes", "subject", "date")
 
 _UNSAFE_IN_HEADER = re.compile(r"[^\x21-\x7e]")
+MAX_HEADER_RECIPIENTS = 1000
 
 
 @dataclass(frozen=True)
@@ -177,10 +181,11 @@ class Pipeline:
             party = await self.resolve(rcpt, memo)
             recipients.append(party)
             decision = policies.decide_recipient(RecipientContext(sender, party))
+        context: MessageContext | None = None
         if not isinstance(decision, Reject):
-            decision = policies.decide_message(
-                MessageContext(sender, tuple(recipients), _rule_headers(headers))
-            )
+            context, decision = await self._message_context(sender, recipients, headers, memo)
+        if context is not None and not isinstance(decision, Reject):
+            decision = policies.decide_message(context)
         if isinstance(decision, Reject):
             self._logged(decision, submission.door, submission.mail_from, ",".join(
                 submission.rcpt_tos), queue_id)
@@ -188,7 +193,17 @@ class Pipeline:
 
         raw, message_id = self._stamp(submission, headers, queue_id)
         mailbox_ids = [p.mailbox_id for p in recipients if p.mailbox_id is not None]
-        delivered = await self._store.deliver(mailbox_ids, raw, message_id=message_id)
+        effect = thread_effect(context) if context is not None else None
+        thread = None
+        if effect is not None:
+            thread = ThreadUpdate(
+                thread_id=effect.thread_id, opened_by=effect.opened_by,
+                root_message_id=message_id, add_participants=effect.add_participants,
+                status=effect.status, closed_by=effect.closed_by,
+            )
+        delivered = await self._store.deliver(
+            mailbox_ids, raw, message_id=message_id, thread=thread
+        )
         log.info(
             "delivered id=%s door=%s from=<%s> rcpts=%d size=%d",
             queue_id, submission.door.value, submission.mail_from, len(delivered), len(raw),
@@ -196,6 +211,42 @@ class Pipeline:
         return Outcome(policies.ACCEPT, delivered, queue_id)
 
     # ---- helpers --------------------------------------------------------------
+
+    async def _message_context(
+        self, sender: SenderContext, recipients: list[Party], headers: Message,
+        memo: dict[str, Party],
+    ) -> tuple[MessageContext | None, Decision]:
+        """Resolve what the message rules read: To/Cc parties and the thread the
+        message replies to (looked up in the author's own mailbox only)."""
+        addresses = [
+            address for _, address in getaddresses(
+                [str(v) for name in ("to", "cc") for v in headers.get_all(name, [])]
+            ) if "@" in address
+        ]
+        if len(addresses) > MAX_HEADER_RECIPIENTS:
+            return None, Reject(
+                550, "5.5.3", f"Too many addresses in To/Cc (more than {MAX_HEADER_RECIPIENTS})",
+                f"Trop d'adresses dans To/Cc (plus de {MAX_HEADER_RECIPIENTS})",
+                "header_recipients_bounded",
+            )
+        header_parties = [await self.resolve(a, memo) for a in dict.fromkeys(addresses)]
+        author = sender.authenticated or sender.sender
+        thread = None
+        if author is not None and author.mailbox_id is not None:
+            in_reply_to = _message_ids(str(headers.get("In-Reply-To", "")))
+            found = await self._store.find_thread(
+                author.mailbox_id, in_reply_to[0] if in_reply_to else None,
+                _message_ids(" ".join(str(v) for v in headers.get_all("References", []))),
+                participant=author.address if author.kind is PartyKind.PROFESSIONAL else None,
+            )
+            if found is not None:
+                thread = ThreadState(found.id, found.status == "open", found.opened_by,
+                                     found.participants)
+        context = MessageContext(
+            sender, tuple(recipients), _rule_headers(headers), tuple(header_parties),
+            has_bcc=headers.get("Bcc") is not None, thread=thread,
+        )
+        return context, policies.ACCEPT
 
     def _stamp(
         self, submission: Submission, headers: Message, queue_id: str
@@ -249,8 +300,20 @@ def _rule_headers(headers: Message) -> dict[str, tuple[str, ...]]:
     }
 
 
+_MESSAGE_ID = re.compile(r"<[^<>\s]{1,990}>")
+
+
+def _message_ids(text: str) -> list[str]:
+    """The ``<id>`` tokens of In-Reply-To / References (RFC 5322 §3.6.4), bounded."""
+    return _MESSAGE_ID.findall(text)[:200]
+
+
 def _clean_message_id(value: str | None) -> str | None:
+    """The ``<id>`` of a Message-ID header, as replies will quote it."""
     if value is None:
         return None
+    ids = _message_ids(str(value))
+    if ids:
+        return ids[0]
     value = " ".join(str(value).split())
     return value[:998] or None

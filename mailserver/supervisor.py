@@ -98,4 +98,7 @@ def serve(settings: Settings) -> int:
         if stopping and not any(p.is_alive() for p in workers):
             break
     log.info("stopped")
-    return 0 if all(p.exitcode == 0 for p in workers) else 1
+    # A worker stopped before it had installed its handler dies of the SIGTERM
+    # itself: it had no transaction in flight, so that is a clean stop too.
+    clean = {0, -signal.SIGTERM}
+    return 0 if all(p.exitcode in clean for p in workers) else 1

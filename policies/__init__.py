@@ -12,14 +12,27 @@ from typing import TypeVar
 from policies.context import MessageContext, RecipientContext, SenderContext
 from policies.decision import ACCEPT, Accept, Decision, Reject
 from policies.envelope import local_delivery_only, recipient_is_known, sender_owned_by_login
+from policies.patients import (
+    patient_replies_within_thread,
+    patient_sends_through_submission,
+    patient_space_is_open,
+    patient_writes_only_to_professionals,
+)
 
 C = TypeVar("C")
 Rule = Callable[[C], Decision]
 
-SENDER_RULES: tuple[Rule[SenderContext], ...] = (sender_owned_by_login,)
-RECIPIENT_RULES: tuple[Rule[RecipientContext], ...] = (recipient_is_known, local_delivery_only)
-# Rules that need the content (threads, headers) come with the policies issue.
-MESSAGE_RULES: tuple[Rule[MessageContext], ...] = ()
+SENDER_RULES: tuple[Rule[SenderContext], ...] = (
+    sender_owned_by_login,
+    patient_sends_through_submission,
+)
+RECIPIENT_RULES: tuple[Rule[RecipientContext], ...] = (
+    recipient_is_known,
+    local_delivery_only,
+    patient_writes_only_to_professionals,
+    patient_space_is_open,
+)
+MESSAGE_RULES: tuple[Rule[MessageContext], ...] = (patient_replies_within_thread,)
 
 
 def _first_refusal(rules: Sequence[Rule[C]], context: C) -> Decision:

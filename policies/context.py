@@ -61,9 +61,37 @@ class RecipientContext:
 
 
 @dataclass(frozen=True)
+class ThreadState:
+    """A conversation as this server recorded it (never as a client claims it)."""
+
+    id: int
+    open: bool
+    opened_by: str | None
+    participants: frozenset[str]
+
+
+@dataclass(frozen=True)
 class MessageContext:
-    """After DATA: the whole envelope and the headers that rules may read."""
+    """After DATA: the whole envelope and the headers that rules may read.
+
+    ``thread`` is the thread of the message this one replies to, found by the
+    pipeline among the messages this server delivered to the author's mailbox
+    (In-Reply-To first, else the last such id of References); None when the
+    message replies to nothing the author received, or to a message in no thread.
+    """
 
     sender: SenderContext
     recipients: tuple[Party, ...]
     headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    header_recipients: tuple[Party, ...] = ()  # To and Cc, resolved
+    has_bcc: bool = False
+    thread: ThreadState | None = None
+
+    @property
+    def author(self) -> Party | None:
+        """Who writes: the login on submission, else the envelope sender."""
+        return self.sender.authenticated or self.sender.sender
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name.lower())
+        return values[0] if values else None

@@ -132,3 +132,41 @@ async def test_concurrent_deliveries_group_commit_keeps_uids_dense(
     assert uids == list(range(1, 201))
     modseqs = [r[0].modseq for r in results]
     assert len(set(modseqs)) == 200
+
+
+async def test_threads_are_found_only_through_what_the_mailbox_received(
+    stack: tuple[Store, Directory],
+) -> None:
+    from mailserver.store import ThreadUpdate
+
+    store, directory = stack
+    doctor = await directory.add_mailbox("doc@h.example", MailboxType.PER, password_hash=None)
+    patient = await directory.add_mailbox("p@h.example", MailboxType.PAT, password_hash=None)
+    other = await directory.add_mailbox("q@h.example", MailboxType.PAT, password_hash=None)
+    opening = ThreadUpdate(None, opened_by=doctor.address, root_message_id="<open@x>",
+                           add_participants=frozenset({doctor.address, patient.address}),
+                           status="open")
+    await store.deliver([patient.id], b"Subject: r\r\n\r\n.\r\n", message_id="<open@x>",
+                        thread=opening)
+    await store.deliver([other.id], b"Subject: s\r\n\r\n.\r\n", message_id="<other@x>")
+    found = await store.find_thread(patient.id, "<open@x>", [])
+    assert found is not None and found.status == "open"
+    assert found.participants == {doctor.address, patient.address}
+    assert found.opened_by == doctor.address
+    # References only: the last id the mailbox received counts.
+    by_references = await store.find_thread(patient.id, None, ["<open@x>", "<nope@x>"])
+    assert by_references == found
+    # Another mailbox's message, or one in no thread, gives nothing.
+    assert await store.find_thread(patient.id, "<other@x>", []) is None
+    assert await store.find_thread(other.id, "<open@x>", []) is None
+    assert await store.find_thread(other.id, "<other@x>", []) is None
+    # The doctor received nothing, but follows up as a participant.
+    assert await store.find_thread(doctor.id, "<open@x>", []) is None
+    assert await store.find_thread(doctor.id, "<open@x>", [],
+                                   participant=doctor.address) == found
+    closing = ThreadUpdate(found.id, add_participants=frozenset({doctor.address}),
+                           status="closed", closed_by=doctor.address)
+    await store.deliver([patient.id], b"Subject: fin\r\n\r\n.\r\n", message_id="<fin@x>",
+                        thread=closing)
+    closed = await store.find_thread(patient.id, "<fin@x>", [])
+    assert closed is not None and closed.id == found.id and closed.status == "closed"

@@ -13,12 +13,29 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Insert, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailserver.store.batch import WriteBatcher
-from mailserver.store.models import DEFAULT_FOLDERS, Blob, Folder, Message
+from mailserver.store.models import (
+    DEFAULT_FOLDERS,
+    Blob,
+    Folder,
+    Message,
+    Thread,
+    ThreadParticipant,
+)
 from mailserver.store.notify import ChangeBus, FolderChange
 
 FlagMode = Literal["set", "add", "remove"]
@@ -47,6 +64,26 @@ class Delivered:
     uidvalidity: int
     uid: int
     modseq: int
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    id: int
+    status: str
+    opened_by: str | None
+    participants: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ThreadUpdate:
+    """What a delivery does to a thread: join ``thread_id`` or open a new one."""
+
+    thread_id: int | None
+    opened_by: str | None = None
+    root_message_id: str | None = None
+    add_participants: frozenset[str] = frozenset()
+    status: str | None = None
+    closed_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,8 +178,10 @@ class Store:
         message_id: str | None = None,
         folder: str = "INBOX",
         internal_date: dt.datetime | None = None,
+        thread: ThreadUpdate | None = None,
     ) -> list[Delivered]:
-        """Store ``raw`` in ``folder`` of every mailbox, atomically: all or none."""
+        """Store ``raw`` in ``folder`` of every mailbox, atomically: all or none,
+        together with what it does to its ``thread``."""
         if not mailbox_ids:
             return []
         when = internal_date or dt.datetime.now(dt.UTC)
@@ -150,13 +189,14 @@ class Store:
 
         def work(connection: Connection) -> list[Delivered]:
             self._put_blob(connection, digest, raw)
+            thread_id = self._apply_thread(connection, thread) if thread else None
             delivered = []
             for mailbox_id in dict.fromkeys(mailbox_ids):  # once per mailbox
                 folder_id = self._folder_id(connection, mailbox_id, folder)
                 delivered.append(
                     self._insert_message(
                         connection, mailbox_id, folder_id, digest, len(raw),
-                        when, "", message_id,
+                        when, "", message_id, thread_id,
                     )
                 )
             return delivered
@@ -185,7 +225,7 @@ class Store:
             return [
                 self._insert_message(
                     connection, mailbox_id, folder_id, digest, len(raw),
-                    when, flag_text, message_id,
+                    when, flag_text, message_id, None,
                 )
             ]
 
@@ -319,12 +359,89 @@ class Store:
             ).scalar_one()
         return bool(found)
 
+    async def find_thread(
+        self, mailbox_id: int, in_reply_to: str | None, references: Sequence[str],
+        *, participant: str | None = None,
+    ) -> ThreadInfo | None:
+        """The thread of the message being replied to, among the messages this
+        server delivered to ``mailbox_id``: In-Reply-To first, else the last id of
+        References found there. Ids never delivered to that mailbox count for
+        nothing, whatever the client claims.
+
+        With ``participant`` (a professional's address), messages of the threads
+        that address takes part in count too: a professional follows up on what
+        they sent, of which the server keeps no copy in their mailbox.
+        """
+        candidates = [c for c in (in_reply_to, *reversed(references)) if c][:100]
+        if not candidates:
+            return None
+        mine = Message.mailbox_id == mailbox_id
+        if participant is not None:
+            mine = or_(mine, Message.thread_id.in_(
+                select(ThreadParticipant.thread_id).where(
+                    ThreadParticipant.address == participant
+                )
+            ))
+        async with self._engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(Message.message_id, Message.thread_id).where(
+                        mine, Message.message_id.in_(candidates)
+                    )
+                )
+            ).all()
+            found: dict[str, int | None] = {}
+            for row in rows:  # a copy in a thread wins over a copy in none
+                found[row.message_id] = found.get(row.message_id) or row.thread_id
+            parent = next((c for c in candidates if c in found), None)
+            thread_id = found.get(parent) if parent else None
+            if thread_id is None:
+                return None
+            thread = (
+                await connection.execute(select(Thread).where(Thread.id == thread_id))
+            ).one()
+            participants = (
+                await connection.execute(
+                    select(ThreadParticipant.address).where(
+                        ThreadParticipant.thread_id == thread_id
+                    )
+                )
+            ).scalars().all()
+        return ThreadInfo(thread.id, thread.status, thread.opened_by, frozenset(participants))
+
     # ---- inside a write transaction -------------------------------------------
 
     def _insert(self, table: Any) -> Insert:
         if self._dialect == "postgresql":
             return postgresql.insert(table).on_conflict_do_nothing()
         return sqlite.insert(table).on_conflict_do_nothing()
+
+    def _apply_thread(self, connection: Connection, change: ThreadUpdate) -> int:
+        now = dt.datetime.now(dt.UTC)
+        if change.thread_id is None:
+            thread_id = int(
+                connection.execute(
+                    insert(Thread).values(
+                        root_message_id=change.root_message_id, status=change.status or "open",
+                        opened_by=change.opened_by, closed_by=change.closed_by,
+                        created_at=now, updated_at=now,
+                    ).returning(Thread.id)
+                ).scalar_one()
+            )
+        else:
+            thread_id = change.thread_id
+            if change.status is not None:
+                connection.execute(
+                    update(Thread).where(Thread.id == thread_id).values(
+                        status=change.status, closed_by=change.closed_by, updated_at=now
+                    )
+                )
+        if change.add_participants:
+            connection.execute(
+                self._insert(ThreadParticipant.__table__),
+                [{"thread_id": thread_id, "address": a} for a in sorted(change.add_participants)],
+            )
+        return thread_id
 
     def _put_blob(self, connection: Connection, digest: str, raw: bytes) -> None:
         connection.execute(
@@ -404,6 +521,7 @@ class Store:
         when: dt.datetime,
         flags: str,
         message_id: str | None,
+        thread_id: int | None,
     ) -> Delivered:
         modseq, uid, uidvalidity = self._bump(connection, folder_id, uidnext=True)
         connection.execute(
@@ -418,7 +536,7 @@ class Store:
                 "flags": flags,
                 "message_id": message_id[:998] if message_id else None,
                 "blob_sha256": digest,
-                "thread_id": None,
+                "thread_id": thread_id,
             },
         )
         return Delivered(mailbox_id, folder_id, uidvalidity, uid, modseq)

@@ -67,14 +67,32 @@ class Blob(Base):
 
 
 class Thread(Base):
+    """A conversation a professional opened with one or more patients."""
+
     __tablename__ = "threads"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     root_message_id: Mapped[str | None] = mapped_column(String(998), default=None)
-    status: Mapped[str] = mapped_column(String(16), default="open")
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    opened_by: Mapped[str | None] = mapped_column(String(320), default=None)
+    closed_by: Mapped[str | None] = mapped_column(String(320), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ThreadParticipant(Base):
+    """Every address that took part in a thread (senders and recipients)."""
+
+    __tablename__ = "thread_participants"
+
+    thread_id: Mapped[int] = mapped_column(
+        ForeignKey("threads.id", ondelete="CASCADE"), primary_key=True
+    )
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
 
 
 class Message(Base):
