@@ -38,7 +38,14 @@ from mailserver.pki.authority import (
     create_sub_ca,
     issue_certificate,
 )
-from mailserver.pki.registry import Registration, find_serial, register_certificate
+from mailserver.pki.registry import (
+    Registration,
+    find_serial,
+    register_certificate,
+    registrations,
+)
+from mailserver.smime.enveloped import Identity
+from mailserver.smime.trust import TrustStore
 
 _ADDRESS = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}$")
@@ -276,3 +283,33 @@ class LocalPki:
             return []
         return [x509.load_pem_x509_certificate(path.read_bytes())
                 for path in sorted(self.trust_dir.glob("*.pem"))]
+
+    # -- for S/MIME -----------------------------------------------------------------------
+    def trust_store(self, require_crl: bool = False) -> TrustStore:
+        """Anchors from ``trust/``, our sub-CAs as intermediates, our published CRLs."""
+        return TrustStore(self.trust_anchors(), self.intermediates(), self.crls(),
+                          require_crl=require_crl)
+
+    def identities(self, address: str, usage: str) -> list[Identity]:
+        """Our certificates with keys for ``address`` and ``usage``, newest first."""
+        found = []
+        for registration in reversed(registrations(self.dir, address, usage)):
+            certificate, key = self.load_issued(registration)
+            found.append(Identity(certificate, key))
+        return found
+
+    def certificates(self, address: str, usage: str) -> list[x509.Certificate]:
+        """Currently valid registered certificates for ``address`` and ``usage``, newest
+        first (what a sender encrypts to)."""
+        now = dt.datetime.now(dt.UTC)
+        found = []
+        for registration in reversed(registrations(self.dir, address, usage)):
+            certificate = x509.load_pem_x509_certificate(
+                (self.dir / registration.certificate).read_bytes())
+            if certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+                found.append(certificate)
+        return found
+
+    def chain_of(self, registration_issuer: str) -> list[x509.Certificate]:
+        """The certificates to send with a signature: the issuing sub-CA."""
+        return [self.authority(registration_issuer).certificate]

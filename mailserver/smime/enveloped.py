@@ -1,0 +1,381 @@
+"""CMS encryption: AuthEnvelopedData (RFC 5083, AES-GCM per RFC 5084) and EnvelopedData
+(RFC 5652 §6, AES-CBC per RFC 3565).
+
+Key management (RFC 8551 §2.3): RSA recipients get key transport with RSAES-OAEP SHA-256
+(RFC 8017, parameters per RFC 4055); EC P-256 recipients get ephemeral-static ECDH with
+the X9.63 SHA-256 KDF and AES key wrap (RFC 5753 §3.1, dhSinglePass-stdDH-sha256kdf).
+Decryption also accepts RSAES-PKCS1-v1_5 key transport from older senders, with the
+RFC 3218 §2.3.2 countermeasure (a random key on padding failure, so the error is the same
+as for a wrong content key).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from asn1crypto import algos, cms, core, keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import padding as symmetric_padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
+from cryptography.hazmat.primitives.keywrap import (
+    InvalidUnwrap,
+    aes_key_unwrap,
+    aes_key_wrap,
+)
+
+from mailserver.smime.results import DecryptResult, DecryptStatus
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+Cipher_ = Literal["aes256-gcm", "aes256-cbc"]
+MAX_RECIPIENTS = 256
+
+ECDH_SHA256_KDF = "1.3.132.1.11.1"  # dhSinglePass-stdDH-sha256kdf-scheme (RFC 5753 §7.1.4)
+ECDH_SHA384_KDF = "1.3.132.1.11.2"
+ECDH_SHA512_KDF = "1.3.132.1.11.3"
+_ECDH_KDF_HASH: dict[str, type[hashes.HashAlgorithm]] = {
+    ECDH_SHA256_KDF: hashes.SHA256, ECDH_SHA384_KDF: hashes.SHA384,
+    ECDH_SHA512_KDF: hashes.SHA512,
+}
+_WRAP_KEY_SIZES = {"aes128_wrap": 16, "aes192_wrap": 24, "aes256_wrap": 32}
+_CBC_KEY_SIZES = {"aes128_cbc": 16, "aes192_cbc": 24, "aes256_cbc": 32}
+_GCM_KEY_SIZES = {"aes128_gcm": 16, "aes192_gcm": 24, "aes256_gcm": 32}
+
+
+class GcmParameters(core.Sequence):  # type: ignore[misc]
+    """RFC 5084 §3.2: GCMParameters."""
+
+    _fields = [  # noqa: RUF012 (asn1crypto's declaration style)
+        ("aes_nonce", core.OctetString),
+        ("aes_icvlen", core.Integer, {"default": 12}),
+    ]
+
+
+class EccCmsSharedInfo(core.Sequence):  # type: ignore[misc]
+    """RFC 5753 §7.2: ECC-CMS-SharedInfo, input to the KDF."""
+
+    _fields = [  # noqa: RUF012 (asn1crypto's declaration style)
+        ("key_info", algos.EncryptionAlgorithm),
+        ("entity_u_info", core.OctetString, {"explicit": 0, "optional": True}),
+        ("supp_pub_info", core.OctetString, {"explicit": 2}),
+    ]
+
+
+def _oaep_sha256() -> padding.OAEP:
+    return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+def _issuer_and_serial(certificate: x509.Certificate) -> cms.IssuerAndSerialNumber:
+    asn1_cert = asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
+    return cms.IssuerAndSerialNumber({"issuer": asn1_cert.issuer,
+                                      "serial_number": asn1_cert.serial_number})
+
+
+def _ktri(certificate: x509.Certificate, public_key: rsa.RSAPublicKey,
+          content_key: bytes) -> cms.RecipientInfo:
+    return cms.RecipientInfo({"ktri": cms.KeyTransRecipientInfo({
+        "version": "v0",
+        "rid": cms.RecipientIdentifier({"issuer_and_serial_number":
+                                        _issuer_and_serial(certificate)}),
+        "key_encryption_algorithm": {
+            "algorithm": "rsaes_oaep",
+            "parameters": algos.RSAESOAEPParams({
+                "hash_algorithm": {"algorithm": "sha256"},
+                "mask_gen_algorithm": {"algorithm": "mgf1",
+                                       "parameters": {"algorithm": "sha256"}},
+            }),
+        },
+        "encrypted_key": public_key.encrypt(content_key, _oaep_sha256()),
+    })})
+
+
+def _x963_kek(shared_secret: bytes, wrap_algorithm: bytes, ukm: bytes | None,
+              hash_type: type[hashes.HashAlgorithm], size: int) -> bytes:
+    shared_info: dict[str, object] = {
+        "key_info": algos.EncryptionAlgorithm.load(wrap_algorithm),
+        "supp_pub_info": (size * 8).to_bytes(4, "big"),
+    }
+    if ukm is not None:
+        shared_info["entity_u_info"] = ukm
+    info = EccCmsSharedInfo(shared_info).dump()
+    return X963KDF(algorithm=hash_type(), length=size, sharedinfo=info).derive(shared_secret)
+
+
+def _kari(certificate: x509.Certificate, public_key: ec.EllipticCurvePublicKey,
+          content_key: bytes) -> cms.RecipientInfo:
+    ephemeral = ec.generate_private_key(public_key.curve)
+    shared = ephemeral.exchange(ec.ECDH(), public_key)
+    wrap = algos.EncryptionAlgorithm({"algorithm": "aes256_wrap"}).dump()
+    kek = _x963_kek(shared, wrap, None, hashes.SHA256, 32)
+    originator = keys.PublicKeyInfo.load(ephemeral.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return cms.RecipientInfo({"kari": cms.KeyAgreeRecipientInfo({
+        "version": "v3",
+        "originator": cms.OriginatorIdentifierOrKey({"originator_key": originator}),
+        "key_encryption_algorithm": cms.KeyEncryptionAlgorithm({
+            "algorithm": ECDH_SHA256_KDF,
+            "parameters": core.Any.load(wrap),
+        }),
+        "recipient_encrypted_keys": [{
+            "rid": cms.KeyAgreementRecipientIdentifier({
+                "issuer_and_serial_number": _issuer_and_serial(certificate)}),
+            "encrypted_key": aes_key_wrap(kek, content_key),
+        }],
+    })})
+
+
+def encrypt(content: bytes, recipients: Sequence[x509.Certificate],
+            cipher: Cipher_ = "aes256-gcm") -> bytes:
+    """DER ContentInfo: AuthEnvelopedData (AES-256-GCM, the default, RFC 8551 §2.7) or
+    EnvelopedData (AES-256-CBC) for ``recipients``."""
+    if not recipients:
+        raise ValueError("no recipient certificate to encrypt to")
+    content_key = os.urandom(32)
+    infos = []
+    for certificate in recipients:
+        public_key = certificate.public_key()
+        if isinstance(public_key, rsa.RSAPublicKey):
+            infos.append(_ktri(certificate, public_key, content_key))
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            infos.append(_kari(certificate, public_key, content_key))
+        else:
+            raise ValueError(f"cannot encrypt to a {type(public_key).__name__} key")
+    has_kari = any(info.name == "kari" for info in infos)
+    if cipher == "aes256-gcm":
+        nonce = os.urandom(12)
+        sealed = AESGCM(content_key).encrypt(nonce, content, None)
+        ciphertext, tag = sealed[:-16], sealed[-16:]
+        algorithm = {"algorithm": "aes256_gcm",
+                     "parameters": core.Any.load(GcmParameters({"aes_nonce": nonce,
+                                                                 "aes_icvlen": 16}).dump())}
+        body: core.Sequence = cms.AuthEnvelopedData({
+            "version": "v0",  # RFC 5083 §2.1: always 0
+            "recipient_infos": infos,
+            "auth_encrypted_content_info": {
+                "content_type": "data",
+                "content_encryption_algorithm": algorithm,
+                "encrypted_content": ciphertext,
+            },
+            "mac": tag,
+        })
+        content_type = "authenticated_enveloped_data"
+    elif cipher == "aes256-cbc":
+        iv = os.urandom(16)
+        padder = symmetric_padding.PKCS7(128).padder()
+        padded = padder.update(content) + padder.finalize()
+        encryptor = Cipher(algorithms.AES(content_key), modes.CBC(iv)).encryptor()
+        ciphertext = encryptor.update(padded) + encryptor.finalize()
+        body = cms.EnvelopedData({
+            # RFC 5652 §6.1: version 2 when a recipientInfo is not a v0 ktri.
+            "version": "v2" if has_kari else "v0",
+            "recipient_infos": infos,
+            "encrypted_content_info": {
+                "content_type": "data",
+                "content_encryption_algorithm": {"algorithm": "aes256_cbc", "parameters": iv},
+                "encrypted_content": ciphertext,
+            },
+        })
+        content_type = "enveloped_data"
+    else:
+        raise ValueError(f"unknown content encryption {cipher!r}")
+    return bytes(cms.ContentInfo({"content_type": content_type, "content": body}).dump())
+
+
+# -- decryption ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Identity:
+    """One of our certificates with its private key."""
+
+    certificate: x509.Certificate
+    key: PrivateKey
+
+
+class _Failed(Exception):
+    def __init__(self, status: DecryptStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _matches(rid: cms.RecipientIdentifier | cms.KeyAgreementRecipientIdentifier,
+             certificate: x509.Certificate) -> bool:
+    if rid.name == "issuer_and_serial_number":
+        return bool(rid.chosen.dump() == _issuer_and_serial(certificate).dump())
+    if rid.name in ("subject_key_identifier", "r_key_id"):
+        wanted = rid.chosen.native if rid.name == "subject_key_identifier" \
+            else rid.chosen["subject_key_identifier"].native
+        try:
+            ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        except x509.ExtensionNotFound:
+            return False
+        return bool(ski.value.digest == wanted)
+    return False
+
+
+def _unwrap_ktri(info: cms.KeyTransRecipientInfo, key: rsa.RSAPrivateKey,
+                 key_size: int) -> bytes:
+    algorithm = info["key_encryption_algorithm"]
+    name = algorithm["algorithm"].native
+    encrypted_key = info["encrypted_key"].native
+    if name == "rsaes_oaep":
+        params = algorithm["parameters"]
+        hash_name = params["hash_algorithm"]["algorithm"].native
+        mgf_hash = params["mask_gen_algorithm"]["parameters"]["algorithm"].native
+        hash_types: dict[str, type[hashes.HashAlgorithm]] = {
+            "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
+            "sha512": hashes.SHA512,
+        }
+        if hash_name not in hash_types or mgf_hash not in hash_types:
+            raise _Failed(DecryptStatus.FAILED, f"unsupported RSA-OAEP hash {hash_name}")
+        try:
+            return key.decrypt(encrypted_key, padding.OAEP(
+                mgf=padding.MGF1(hash_types[mgf_hash]()), algorithm=hash_types[hash_name](),
+                label=None))
+        except ValueError as error:
+            raise _Failed(DecryptStatus.FAILED, "the content key cannot be decrypted with "
+                                                "our key") from error
+    if name == "rsaes_pkcs1v15":
+        # RFC 3218 §2.3.2: never reveal a padding failure; continue with a random key.
+        try:
+            content_key = key.decrypt(encrypted_key, padding.PKCS1v15())
+        except ValueError:
+            content_key = b""
+        if len(content_key) != key_size:
+            content_key = os.urandom(key_size)
+        return content_key
+    raise _Failed(DecryptStatus.FAILED, f"unsupported key transport {name}")
+
+
+def _unwrap_kari(info: cms.KeyAgreeRecipientInfo, encrypted_key: bytes,
+                 key: ec.EllipticCurvePrivateKey) -> bytes:
+    algorithm = info["key_encryption_algorithm"]
+    kdf = algorithm["algorithm"].dotted
+    if kdf not in _ECDH_KDF_HASH:
+        raise _Failed(DecryptStatus.FAILED, f"unsupported key agreement {kdf}")
+    wrap_der = algorithm["parameters"].dump()
+    wrap_name = algos.EncryptionAlgorithm.load(wrap_der)["algorithm"].native
+    if wrap_name not in _WRAP_KEY_SIZES:
+        raise _Failed(DecryptStatus.FAILED, f"unsupported key wrap {wrap_name}")
+    originator = info["originator"]
+    if originator.name != "originator_key":
+        raise _Failed(DecryptStatus.FAILED, "key agreement without an ephemeral originator key")
+    point = originator.chosen["public_key"].native
+    ephemeral = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, point)
+    shared = key.exchange(ec.ECDH(), ephemeral)
+    ukm = info["ukm"].native if info["ukm"].native is not None else None
+    kek = _x963_kek(shared, wrap_der, ukm, _ECDH_KDF_HASH[kdf], _WRAP_KEY_SIZES[wrap_name])
+    try:
+        return aes_key_unwrap(kek, encrypted_key)
+    except InvalidUnwrap as error:
+        raise _Failed(DecryptStatus.FAILED, "the content key cannot be unwrapped with our "
+                                            "key") from error
+
+
+def _content_key(recipient_infos: cms.RecipientInfos, identities: Sequence[Identity],
+                 key_size: int) -> tuple[bytes, Identity]:
+    infos = list(recipient_infos)
+    if len(infos) > MAX_RECIPIENTS:
+        raise _Failed(DecryptStatus.MALFORMED, "too many recipients")
+    for info in infos:
+        for identity in identities:
+            if info.name == "ktri" and isinstance(identity.key, rsa.RSAPrivateKey):
+                if _matches(info.chosen["rid"], identity.certificate):
+                    return _unwrap_ktri(info.chosen, identity.key, key_size), identity
+            elif info.name == "kari" and isinstance(identity.key, ec.EllipticCurvePrivateKey):
+                for recipient in info.chosen["recipient_encrypted_keys"]:
+                    if _matches(recipient["rid"], identity.certificate):
+                        return (_unwrap_kari(info.chosen, recipient["encrypted_key"].native,
+                                             identity.key), identity)
+    raise _Failed(DecryptStatus.NOT_FOR_US, "the message is not encrypted to any of our "
+                                            "certificates")
+
+
+def _ciphertext(encrypted_content_info: cms.EncryptedContentInfo) -> bytes:
+    value = encrypted_content_info["encrypted_content"]
+    native = value.native
+    if not isinstance(native, bytes):
+        raise _Failed(DecryptStatus.MALFORMED, "no encrypted content")
+    return native
+
+
+def _decrypt_auth_enveloped(data: cms.AuthEnvelopedData,
+                            identities: Sequence[Identity]) -> tuple[bytes, str]:
+    info = data["auth_encrypted_content_info"]
+    algorithm = info["content_encryption_algorithm"]
+    name = algorithm["algorithm"].native
+    if name not in _GCM_KEY_SIZES:
+        raise _Failed(DecryptStatus.FAILED, f"unsupported authenticated cipher {name}")
+    params = GcmParameters.load(algorithm["parameters"].dump())
+    nonce = params["aes_nonce"].native
+    tag = data["mac"].native
+    if not 12 <= len(nonce) <= 16 or len(tag) != params["aes_icvlen"].native \
+            or not 12 <= len(tag) <= 16:
+        raise _Failed(DecryptStatus.MALFORMED, "bad AES-GCM nonce or tag length")
+    content_key, _ = _content_key(data["recipient_infos"], identities, _GCM_KEY_SIZES[name])
+    # RFC 5083 §2.2: authenticated attributes, when present, are the additional data.
+    auth_attrs = data["auth_attrs"]
+    aad = b"\x31" + auth_attrs.dump()[1:] if auth_attrs.native is not None else None
+    decryptor = Cipher(algorithms.AES(content_key), modes.GCM(nonce, tag,
+                                                              min_tag_length=len(tag))).decryptor()
+    if aad:
+        decryptor.authenticate_additional_data(aad)
+    try:
+        plain = decryptor.update(_ciphertext(info)) + decryptor.finalize()
+    except (InvalidTag, ValueError) as error:
+        raise _Failed(DecryptStatus.FAILED, "authentication tag mismatch: the encrypted "
+                      "part was altered, swapped or is not for this key") from error
+    return plain, f"AuthEnvelopedData {name}"
+
+
+def _decrypt_enveloped(data: cms.EnvelopedData,
+                       identities: Sequence[Identity]) -> tuple[bytes, str]:
+    info = data["encrypted_content_info"]
+    algorithm = info["content_encryption_algorithm"]
+    name = algorithm["algorithm"].native
+    if name not in _CBC_KEY_SIZES:
+        raise _Failed(DecryptStatus.FAILED, f"unsupported cipher {name} (AES-CBC only)")
+    iv = algorithm["parameters"].native
+    if not isinstance(iv, bytes) or len(iv) != 16:
+        raise _Failed(DecryptStatus.MALFORMED, "bad AES-CBC IV")
+    content_key, _ = _content_key(data["recipient_infos"], identities, _CBC_KEY_SIZES[name])
+    ciphertext = _ciphertext(info)
+    if not ciphertext or len(ciphertext) % 16:
+        raise _Failed(DecryptStatus.MALFORMED, "AES-CBC ciphertext is not whole blocks")
+    decryptor = Cipher(algorithms.AES(content_key), modes.CBC(iv)).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    unpadder = symmetric_padding.PKCS7(128).unpadder()
+    try:
+        plain = unpadder.update(padded) + unpadder.finalize()
+    except ValueError as error:
+        raise _Failed(DecryptStatus.FAILED, "decryption failed (wrong key or altered "
+                                            "content)") from error
+    return plain, f"EnvelopedData {name}"
+
+
+def decrypt(der: bytes, identities: Sequence[Identity]) -> DecryptResult:
+    """Decrypt AuthEnvelopedData or EnvelopedData with whichever identity it is for."""
+    try:
+        info = cms.ContentInfo.load(der, strict=True)
+        content_type = info["content_type"].native
+        if content_type == "authenticated_enveloped_data":
+            plain, algorithm = _decrypt_auth_enveloped(info["content"], identities)
+        elif content_type == "enveloped_data":
+            plain, algorithm = _decrypt_enveloped(info["content"], identities)
+        else:
+            return DecryptResult(DecryptStatus.NOT_ENCRYPTED,
+                                 f"CMS content type {content_type} is not encrypted")
+        return DecryptResult(DecryptStatus.OK, "decrypted", plain, algorithm)
+    except _Failed as failed:
+        return DecryptResult(failed.status, failed.reason)
+    except Exception as error:  # hostile or malformed DER
+        return DecryptResult(DecryptStatus.MALFORMED, f"malformed CMS: {type(error).__name__}: "
+                                                      f"{str(error)[:120]}")

@@ -1,0 +1,184 @@
+"""MIME framing of S/MIME (RFC 8551 §3): canonical form, header fields kept verbatim,
+``multipart/signed`` (RFC 1847) and ``application/pkcs7-mime`` parts.
+
+Signed bytes must be the bytes received: nothing here re-serialises a part through the
+``email`` package; parts are cut out of the raw message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import os
+import re
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+MAX_HEADER_FIELDS = 1000
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+
+
+class MimeError(Exception):
+    """The message cannot be framed as S/MIME (the message says why)."""
+
+
+def canonical(data: bytes) -> bytes:
+    """RFC 8551 §3.1.1: lines end with CRLF."""
+    return _LINE_END.sub(b"\r\n", data)
+
+
+def split(data: bytes) -> tuple[bytes, bytes]:
+    """(header block with its final CRLF, body) of a canonical message or entity."""
+    if data.startswith(b"\r\n"):
+        return b"", data[2:]
+    index = data.find(b"\r\n\r\n")
+    if index < 0:
+        return (data if data.endswith(b"\r\n") else data + b"\r\n"), b""
+    return data[: index + 2], data[index + 4:]
+
+
+def fields(head: bytes) -> list[tuple[str, bytes]]:
+    """Header fields as (lower-case name, raw bytes with folding and final CRLF)."""
+    result: list[tuple[str, bytes]] = []
+    for line in head.split(b"\r\n")[:-1] if head.endswith(b"\r\n") else head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and result:
+            name, raw = result[-1]
+            result[-1] = (name, raw + line + b"\r\n")
+            continue
+        match = _FIELD_NAME.match(line)
+        if match is None:
+            continue  # not a header field: dropped (RFC 5322 §2.2)
+        result.append((match.group(1).decode("ascii").lower(), line + b"\r\n"))
+        if len(result) > MAX_HEADER_FIELDS:
+            raise MimeError("too many header fields")
+    return result
+
+
+def parse_head(head: bytes) -> Message:
+    return BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n")
+
+
+def content_type(head: bytes) -> tuple[str, Message]:
+    """(lower-case type/subtype, parsed header block); text/plain by default (RFC 2045 §5.2)."""
+    parsed = parse_head(head)
+    return parsed.get_content_type().lower(), parsed
+
+
+def is_content_field(name: str) -> bool:
+    return name.startswith("content-")
+
+
+def addresses(head: bytes, field_name: str) -> list[str]:
+    values = parse_head(head).get_all(field_name, [])
+    return [address.lower() for _, address in email.utils.getaddresses([str(v) for v in values])
+            if address]
+
+
+def header_value(head: bytes, field_name: str) -> str | None:
+    value = parse_head(head).get(field_name)
+    return None if value is None else " ".join(str(value).split())
+
+
+def entity_of(message: bytes) -> tuple[bytes, bytes]:
+    """Split a message into (outer fields, MIME entity to protect): the entity keeps the
+    Content-* fields and the body (RFC 8551 §3.1); MIME-Version stays outside."""
+    head, body = split(message)
+    outer = b""
+    inner = b""
+    for name, raw in fields(head):
+        if is_content_field(name):
+            inner += raw
+        elif name != "mime-version":
+            outer += raw
+    if not inner:
+        inner = b"Content-Type: text/plain; charset=us-ascii\r\n"
+    return outer, inner + b"\r\n" + body
+
+
+def join(outer: bytes, entity: bytes) -> bytes:
+    """A message from outer fields and a MIME entity."""
+    return outer + b"MIME-Version: 1.0\r\n" + entity
+
+
+def _boundary() -> str:
+    return "----=_smime_" + base64.b32encode(os.urandom(15)).decode("ascii").lower()
+
+
+def _base64_lines(data: bytes) -> bytes:
+    encoded = base64.b64encode(data)
+    return b"".join(encoded[i:i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
+
+
+def multipart_signed(entity: bytes, signature: bytes) -> bytes:
+    """RFC 8551 §3.5.3: a multipart/signed entity (Content-Type field + body)."""
+    boundary = _boundary()
+    return (
+        f'Content-Type: multipart/signed; protocol="application/pkcs7-signature";\r\n'
+        f'\tmicalg=sha-256; boundary="{boundary}"\r\n\r\n'
+        f"This is an S/MIME signed message\r\n\r\n--{boundary}\r\n"
+    ).encode("ascii") + entity + (
+        f"\r\n--{boundary}\r\n"
+        "Content-Type: application/pkcs7-signature; name=smime.p7s\r\n"
+        "Content-Transfer-Encoding: base64\r\n"
+        "Content-Disposition: attachment; filename=smime.p7s\r\n\r\n"
+    ).encode("ascii") + _base64_lines(signature) + f"\r\n--{boundary}--\r\n".encode("ascii")
+
+
+def pkcs7_mime(der: bytes, smime_type: str) -> bytes:
+    """RFC 8551 §3.2: an application/pkcs7-mime entity."""
+    return (
+        f"Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=smime.p7m\r\n"
+        "Content-Transfer-Encoding: base64\r\n"
+        "Content-Disposition: attachment; filename=smime.p7m\r\n\r\n"
+    ).encode("ascii") + _base64_lines(der)
+
+
+def split_multipart_signed(head: bytes, body: bytes) -> tuple[bytes, bytes, bytes]:
+    """(signed entity as received, signature part head, signature part body)."""
+    _, parsed = content_type(head)
+    boundary = parsed.get_param("boundary")
+    if not isinstance(boundary, str) or not 0 < len(boundary) <= 70:
+        raise MimeError("multipart/signed without a valid boundary")
+    delimiter = b"--" + boundary.encode("ascii", "replace")
+    # RFC 2046 §5.1.1: a delimiter is CRLF "--" boundary at the start of a line; the CRLF
+    # before it belongs to the delimiter, not to the part.
+    text = b"\r\n" + body
+    positions: list[int] = []
+    start = 0
+    while len(positions) < 3:
+        index = text.find(b"\r\n" + delimiter, start)
+        if index < 0:
+            break
+        positions.append(index)
+        start = index + 2 + len(delimiter)
+    if len(positions) < 3:
+        raise MimeError("multipart/signed must hold exactly two parts")
+
+    def part(after: int, until: int) -> bytes:
+        line_end = text.find(b"\r\n", after + 2 + len(delimiter))
+        if line_end < 0 or line_end > until:
+            raise MimeError("truncated multipart/signed")
+        return text[line_end + 2:until]
+
+    signed = part(positions[0], positions[1])
+    signature_part = part(positions[1], positions[2])
+    if not text[positions[2] + 2 + len(delimiter):].startswith(b"--"):
+        raise MimeError("multipart/signed must hold exactly two parts")
+    signature_head, signature_body = split(signature_part)
+    return signed, signature_head, signature_body
+
+
+def decode_body(head: bytes, body: bytes) -> bytes:
+    """The body of a part per its Content-Transfer-Encoding (base64 or binary)."""
+    encoding = str(parse_head(head).get("content-transfer-encoding", "binary")).strip().lower()
+    if encoding == "base64":
+        try:
+            return base64.b64decode(re.sub(rb"[\s]", b"", body), validate=True)
+        except binascii.Error as error:
+            raise MimeError(f"invalid base64: {error}") from error
+    if encoding in ("binary", "8bit", "7bit"):
+        return body
+    raise MimeError(f"unexpected Content-Transfer-Encoding {encoding} for a CMS part")
