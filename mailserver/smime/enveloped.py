@@ -39,11 +39,16 @@ Cipher_ = Literal["aes256-gcm", "aes256-cbc"]
 MAX_RECIPIENTS = 256
 
 ECDH_SHA256_KDF = "1.3.132.1.11.1"  # dhSinglePass-stdDH-sha256kdf-scheme (RFC 5753 §7.1.4)
-ECDH_SHA384_KDF = "1.3.132.1.11.2"
-ECDH_SHA512_KDF = "1.3.132.1.11.3"
+# RFC 5753 §7.1.4 schemes we decrypt: standard and cofactor ECDH (the same for prime-order
+# curves such as P-256) with the X9.63 KDF; openssl's default is the SHA-1 KDF, which is
+# a key derivation, not a signature, and stays acceptable.
 _ECDH_KDF_HASH: dict[str, type[hashes.HashAlgorithm]] = {
-    ECDH_SHA256_KDF: hashes.SHA256, ECDH_SHA384_KDF: hashes.SHA384,
-    ECDH_SHA512_KDF: hashes.SHA512,
+    "1.3.133.16.840.63.0.2": hashes.SHA1,  # dhSinglePass-stdDH-sha1kdf-scheme
+    "1.3.133.16.840.63.0.3": hashes.SHA1,  # dhSinglePass-cofactorDH-sha1kdf-scheme
+    "1.3.132.1.11.0": hashes.SHA224, "1.3.132.1.14.0": hashes.SHA224,
+    "1.3.132.1.11.1": hashes.SHA256, "1.3.132.1.14.1": hashes.SHA256,
+    "1.3.132.1.11.2": hashes.SHA384, "1.3.132.1.14.2": hashes.SHA384,
+    "1.3.132.1.11.3": hashes.SHA512, "1.3.132.1.14.3": hashes.SHA512,
 }
 _WRAP_KEY_SIZES = {"aes128_wrap": 16, "aes192_wrap": 24, "aes256_wrap": 32}
 _CBC_KEY_SIZES = {"aes128_cbc": 16, "aes192_cbc": 24, "aes256_cbc": 32}
