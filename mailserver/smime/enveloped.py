@@ -32,7 +32,9 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_wrap,
 )
 
+from mailserver.smime import der
 from mailserver.smime.results import DecryptResult, DecryptStatus
+from mailserver.smime.signed import certificate_parts
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 Cipher_ = Literal["aes256-gcm", "aes256-cbc"]
@@ -50,6 +52,11 @@ _ECDH_KDF_HASH: dict[str, type[hashes.HashAlgorithm]] = {
     "1.3.132.1.11.2": hashes.SHA384, "1.3.132.1.14.2": hashes.SHA384,
     "1.3.132.1.11.3": hashes.SHA512, "1.3.132.1.14.3": hashes.SHA512,
 }
+_OID_DATA = "1.2.840.113549.1.7.1"
+_OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
+_OID_AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
+_OID_AES256_GCM = "2.16.840.1.101.3.4.1.46"
+_OID_AES256_CBC = "2.16.840.1.101.3.4.1.42"
 _WRAP_KEY_SIZES = {"aes128_wrap": 16, "aes192_wrap": 24, "aes256_wrap": 32}
 _CBC_KEY_SIZES = {"aes128_cbc": 16, "aes192_cbc": 24, "aes256_cbc": 32}
 _GCM_KEY_SIZES = {"aes128_gcm": 16, "aes192_gcm": 24, "aes256_gcm": 32}
@@ -84,22 +91,21 @@ def _issuer_and_serial(certificate: x509.Certificate) -> cms.IssuerAndSerialNumb
                                       "serial_number": asn1_cert.serial_number})
 
 
+_OAEP_SHA256 = der.algorithm("1.2.840.113549.1.1.7", algos.RSAESOAEPParams({
+    "hash_algorithm": {"algorithm": "sha256"},
+    "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
+}).dump())  # RFC 4055 §4.1 / RFC 8017 A.2.1
+
+
 def _ktri(certificate: x509.Certificate, public_key: rsa.RSAPublicKey,
-          content_key: bytes) -> cms.RecipientInfo:
-    return cms.RecipientInfo({"ktri": cms.KeyTransRecipientInfo({
-        "version": "v0",
-        "rid": cms.RecipientIdentifier({"issuer_and_serial_number":
-                                        _issuer_and_serial(certificate)}),
-        "key_encryption_algorithm": {
-            "algorithm": "rsaes_oaep",
-            "parameters": algos.RSAESOAEPParams({
-                "hash_algorithm": {"algorithm": "sha256"},
-                "mask_gen_algorithm": {"algorithm": "mgf1",
-                                       "parameters": {"algorithm": "sha256"}},
-            }),
-        },
-        "encrypted_key": public_key.encrypt(content_key, _oaep_sha256()),
-    })})
+          content_key: bytes) -> bytes:
+    """KeyTransRecipientInfo v0, RSAES-OAEP SHA-256 (RFC 5652 §6.2.1, RFC 8551 §2.3)."""
+    return der.sequence(
+        der.integer(0),
+        certificate_parts(certificate)[1],
+        _OAEP_SHA256,
+        der.octet_string(public_key.encrypt(content_key, _oaep_sha256())),
+    )
 
 
 def _x963_kek(shared_secret: bytes, wrap_algorithm: bytes, ukm: bytes | None,
@@ -115,14 +121,14 @@ def _x963_kek(shared_secret: bytes, wrap_algorithm: bytes, ukm: bytes | None,
 
 
 def _kari(certificate: x509.Certificate, public_key: ec.EllipticCurvePublicKey,
-          content_key: bytes) -> cms.RecipientInfo:
+          content_key: bytes) -> bytes:
     ephemeral = ec.generate_private_key(public_key.curve)
     shared = ephemeral.exchange(ec.ECDH(), public_key)
     wrap = algos.EncryptionAlgorithm({"algorithm": "aes256_wrap"}).dump()
     kek = _x963_kek(shared, wrap, None, hashes.SHA256, 32)
     originator = keys.PublicKeyInfo.load(ephemeral.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return cms.RecipientInfo({"kari": cms.KeyAgreeRecipientInfo({
+    info = cms.RecipientInfo({"kari": cms.KeyAgreeRecipientInfo({
         "version": "v3",
         "originator": cms.OriginatorIdentifierOrKey({"originator_key": originator}),
         "key_encryption_algorithm": cms.KeyEncryptionAlgorithm({
@@ -135,6 +141,7 @@ def _kari(certificate: x509.Certificate, public_key: ec.EllipticCurvePublicKey,
             "encrypted_key": aes_key_wrap(kek, content_key),
         }],
     })})
+    return bytes(info.dump())
 
 
 def encrypt(content: bytes, recipients: Sequence[x509.Certificate],
@@ -144,54 +151,45 @@ def encrypt(content: bytes, recipients: Sequence[x509.Certificate],
     if not recipients:
         raise ValueError("no recipient certificate to encrypt to")
     content_key = os.urandom(32)
-    infos = []
+    infos: list[bytes] = []
+    has_kari = False
     for certificate in recipients:
         public_key = certificate.public_key()
         if isinstance(public_key, rsa.RSAPublicKey):
             infos.append(_ktri(certificate, public_key, content_key))
         elif isinstance(public_key, ec.EllipticCurvePublicKey):
             infos.append(_kari(certificate, public_key, content_key))
+            has_kari = True
         else:
             raise ValueError(f"cannot encrypt to a {type(public_key).__name__} key")
-    has_kari = any(info.name == "kari" for info in infos)
     if cipher == "aes256-gcm":
         nonce = os.urandom(12)
         sealed = AESGCM(content_key).encrypt(nonce, content, None)
         ciphertext, tag = sealed[:-16], sealed[-16:]
-        algorithm = {"algorithm": "aes256_gcm",
-                     "parameters": core.Any.load(GcmParameters({"aes_nonce": nonce,
-                                                                 "aes_icvlen": 16}).dump())}
-        body: core.Sequence = cms.AuthEnvelopedData({
-            "version": "v0",  # RFC 5083 §2.1: always 0
-            "recipient_infos": infos,
-            "auth_encrypted_content_info": {
-                "content_type": "data",
-                "content_encryption_algorithm": algorithm,
-                "encrypted_content": ciphertext,
-            },
-            "mac": tag,
-        })
-        content_type = "authenticated_enveloped_data"
-    elif cipher == "aes256-cbc":
+        parameters = der.sequence(der.octet_string(nonce), der.integer(16))  # RFC 5084 §3.2
+        body = der.sequence(
+            der.integer(0),  # RFC 5083 §2.1: always 0
+            der.set_of(*infos),
+            der.sequence(der.oid(_OID_DATA), der.algorithm(_OID_AES256_GCM, parameters),
+                         der.context(0, ciphertext, constructed=False)),
+            der.octet_string(tag),
+        )
+        return der.sequence(der.oid(_OID_AUTH_ENVELOPED_DATA), der.context(0, body))
+    if cipher == "aes256-cbc":
         iv = os.urandom(16)
         padder = symmetric_padding.PKCS7(128).padder()
         padded = padder.update(content) + padder.finalize()
         encryptor = Cipher(algorithms.AES(content_key), modes.CBC(iv)).encryptor()
         ciphertext = encryptor.update(padded) + encryptor.finalize()
-        body = cms.EnvelopedData({
-            # RFC 5652 §6.1: version 2 when a recipientInfo is not a v0 ktri.
-            "version": "v2" if has_kari else "v0",
-            "recipient_infos": infos,
-            "encrypted_content_info": {
-                "content_type": "data",
-                "content_encryption_algorithm": {"algorithm": "aes256_cbc", "parameters": iv},
-                "encrypted_content": ciphertext,
-            },
-        })
-        content_type = "enveloped_data"
-    else:
-        raise ValueError(f"unknown content encryption {cipher!r}")
-    return bytes(cms.ContentInfo({"content_type": content_type, "content": body}).dump())
+        body = der.sequence(
+            der.integer(2 if has_kari else 0),  # RFC 5652 §6.1
+            der.set_of(*infos),
+            der.sequence(der.oid(_OID_DATA),
+                         der.algorithm(_OID_AES256_CBC, der.octet_string(iv)),  # RFC 3565
+                         der.context(0, ciphertext, constructed=False)),
+        )
+        return der.sequence(der.oid(_OID_ENVELOPED_DATA), der.context(0, body))
+    raise ValueError(f"unknown content encryption {cipher!r}")
 
 
 # -- decryption ------------------------------------------------------------------------------
@@ -214,7 +212,7 @@ class _Failed(Exception):
 def _matches(rid: cms.RecipientIdentifier | cms.KeyAgreementRecipientIdentifier,
              certificate: x509.Certificate) -> bool:
     if rid.name == "issuer_and_serial_number":
-        return bool(rid.chosen.dump() == _issuer_and_serial(certificate).dump())
+        return bool(rid.chosen.dump() == certificate_parts(certificate)[1])
     if rid.name in ("subject_key_identifier", "r_key_id"):
         wanted = rid.chosen.native if rid.name == "subject_key_identifier" \
             else rid.chosen["subject_key_identifier"].native

@@ -115,9 +115,9 @@ def verify_entity(entity: bytes, trust: TrustStore, from_addresses: Sequence[str
         if len(entity) > MAX_MESSAGE:
             return VerifyResult(Status.PERMERROR, "message too large")
         head, body = mime.split(entity)
-        kind, parsed = mime.content_type(head)
+        kind, parameters = mime.content_type(head)
         if kind == "multipart/signed":
-            protocol = str(parsed.get_param("protocol") or "").lower()
+            protocol = parameters.get("protocol", "").lower()
             if protocol not in ("application/pkcs7-signature", "application/x-pkcs7-signature"):
                 return VerifyResult(Status.NONE, f"multipart/signed with protocol {protocol!r} "
                                                  "is not S/MIME")

@@ -12,9 +12,6 @@ import binascii
 import email.utils
 import os
 import re
-from email.message import Message
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 
 MAX_HEADER_FIELDS = 1000
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -57,14 +54,42 @@ def fields(head: bytes) -> list[tuple[str, bytes]]:
     return result
 
 
-def parse_head(head: bytes) -> Message:
-    return BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n")
+_PARAMETER = re.compile(
+    r';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
 
 
-def content_type(head: bytes) -> tuple[str, Message]:
-    """(lower-case type/subtype, parsed header block); text/plain by default (RFC 2045 §5.2)."""
-    parsed = parse_head(head)
-    return parsed.get_content_type().lower(), parsed
+def values(head: bytes, field_name: str) -> list[str]:
+    """Unfolded values of every ``field_name`` field (RFC 5322 §2.2.3)."""
+    wanted = field_name.lower()
+    found = []
+    for name, raw in fields(head):
+        if name == wanted:
+            text = raw.split(b":", 1)[1].decode("utf-8", "replace")
+            found.append(" ".join(text.split()))
+    return found
+
+
+def header_value(head: bytes, field_name: str) -> str | None:
+    found = values(head, field_name)
+    return found[0] if found else None
+
+
+def content_type(head: bytes) -> tuple[str, dict[str, str]]:
+    """(lower-case type/subtype, parameters with lower-case names) of the Content-Type
+    field; text/plain when absent or unreadable (RFC 2045 §5.2)."""
+    value = header_value(head, "content-type")
+    if value is None:
+        return "text/plain", {}
+    kind, _, rest = value.partition(";")
+    kind = kind.strip().lower()
+    if kind.count("/") != 1:
+        return "text/plain", {}
+    parameters: dict[str, str] = {}
+    for name, raw in _PARAMETER.findall(";" + rest):
+        if raw.startswith('"'):
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        parameters.setdefault(name.lower(), raw)
+    return kind, parameters
 
 
 def is_content_field(name: str) -> bool:
@@ -72,14 +97,8 @@ def is_content_field(name: str) -> bool:
 
 
 def addresses(head: bytes, field_name: str) -> list[str]:
-    values = parse_head(head).get_all(field_name, [])
-    return [address.lower() for _, address in email.utils.getaddresses([str(v) for v in values])
+    return [address.lower() for _, address in email.utils.getaddresses(values(head, field_name))
             if address]
-
-
-def header_value(head: bytes, field_name: str) -> str | None:
-    value = parse_head(head).get(field_name)
-    return None if value is None else " ".join(str(value).split())
 
 
 def entity_of(message: bytes) -> tuple[bytes, bytes]:
@@ -138,9 +157,9 @@ def pkcs7_mime(der: bytes, smime_type: str) -> bytes:
 
 def split_multipart_signed(head: bytes, body: bytes) -> tuple[bytes, bytes, bytes]:
     """(signed entity as received, signature part head, signature part body)."""
-    _, parsed = content_type(head)
-    boundary = parsed.get_param("boundary")
-    if not isinstance(boundary, str) or not 0 < len(boundary) <= 70:
+    _, parameters = content_type(head)
+    boundary = parameters.get("boundary", "")
+    if not 0 < len(boundary) <= 70:
         raise MimeError("multipart/signed without a valid boundary")
     delimiter = b"--" + boundary.encode("ascii", "replace")
     # RFC 2046 §5.1.1: a delimiter is CRLF "--" boundary at the start of a line; the CRLF
@@ -173,7 +192,7 @@ def split_multipart_signed(head: bytes, body: bytes) -> tuple[bytes, bytes, byte
 
 def decode_body(head: bytes, body: bytes) -> bytes:
     """The body of a part per its Content-Transfer-Encoding (base64 or binary)."""
-    encoding = str(parse_head(head).get("content-transfer-encoding", "binary")).strip().lower()
+    encoding = (header_value(head, "content-transfer-encoding") or "binary").strip().lower()
     if encoding == "base64":
         try:
             return base64.b64decode(re.sub(rb"[\s]", b"", body), validate=True)

@@ -9,6 +9,7 @@ or ECDSA. ``verify`` checks a detached or encapsulated (opaque) SignedData and r
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 
 from asn1crypto import algos, cms, core
@@ -18,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from mailserver.smime import der
 from mailserver.smime.algorithms import ECDSA, RSA_PKCS1, AlgorithmRefused, digest_for
 from mailserver.smime.results import Signer, Status, VerifyResult
 from mailserver.smime.trust import Purpose, TrustStore, ValidationError
@@ -27,29 +29,47 @@ MAX_SIGNERS = 8
 MAX_CERTIFICATES = 32
 
 
-def _asn1_certificate(certificate: x509.Certificate) -> asn1_x509.Certificate:
-    return asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
+_OID_DATA = "1.2.840.113549.1.7.1"
+_OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+_SHA256 = der.algorithm("2.16.840.1.101.3.4.2.1")  # RFC 5754 §2: parameters absent
+_RSA_PKCS1 = der.algorithm("1.2.840.113549.1.1.1", der.NULL)  # rsaEncryption, RFC 3370 §3.2
+_ECDSA_SHA256 = der.algorithm("1.2.840.10045.4.3.2")  # RFC 5758 §3.2
+_CONTENT_TYPE_DATA = der.sequence(der.oid("1.2.840.113549.1.9.3"),
+                                  der.set_of(der.oid(_OID_DATA)))
+_SIGNING_TIME = der.oid("1.2.840.113549.1.9.5")
+_MESSAGE_DIGEST = der.oid("1.2.840.113549.1.9.4")
 
 
-def _der_set(contents: bytes) -> bytes:
-    """The signed attributes re-tagged as a SET OF (RFC 5652 §5.4)."""
-    length = len(contents)
-    if length < 0x80:
-        encoded = bytes([length])
-    else:
-        raw = length.to_bytes((length.bit_length() + 7) // 8, "big")
-        encoded = bytes([0x80 | len(raw)]) + raw
-    return b"\x31" + encoded + contents
-
-
-def smime_capabilities() -> cms.SMIMECapabilites:
+def _smime_capabilities() -> bytes:
     """RFC 8551 §2.5.2: what we can decrypt, in order of preference."""
-    return cms.SMIMECapabilites([
-        {"capability_id": "2.16.840.1.101.3.4.1.46"},  # aes256-GCM
-        {"capability_id": "2.16.840.1.101.3.4.1.6"},  # aes128-GCM
-        {"capability_id": "2.16.840.1.101.3.4.1.42"},  # aes256-CBC
-        {"capability_id": "2.16.840.1.101.3.4.1.2"},  # aes128-CBC
-    ])
+    capabilities = der.sequence(*(der.sequence(der.oid(dotted)) for dotted in (
+        "2.16.840.1.101.3.4.1.46",  # aes256-GCM
+        "2.16.840.1.101.3.4.1.6",  # aes128-GCM
+        "2.16.840.1.101.3.4.1.42",  # aes256-CBC
+        "2.16.840.1.101.3.4.1.2",  # aes128-CBC
+    )))
+    return der.sequence(der.oid("1.2.840.113549.1.9.15"), der.set_of(capabilities))
+
+
+_SMIME_CAPABILITIES = _smime_capabilities()
+
+
+@functools.lru_cache(maxsize=1024)
+def certificate_parts(certificate: x509.Certificate) -> tuple[bytes, bytes]:
+    """(DER of the certificate, DER IssuerAndSerialNumber) — RFC 5652 §10.2.4."""
+    return (certificate.public_bytes(serialization.Encoding.DER),
+            der.sequence(certificate.issuer.public_bytes(),
+                         der.integer(certificate.serial_number)))
+
+
+def _signing_time(when: dt.datetime) -> bytes:
+    # RFC 5652 §11.3: UTCTime for 1950-2049, GeneralizedTime otherwise.
+    utc = when.astimezone(dt.UTC)
+    if 1950 <= utc.year < 2050:
+        value = der.tlv(0x17, utc.strftime("%y%m%d%H%M%SZ").encode("ascii"))
+    else:
+        value = der.tlv(0x18, utc.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
+    return der.sequence(_SIGNING_TIME, der.set_of(value))
 
 
 def sign(
@@ -57,46 +77,43 @@ def sign(
     chain: Sequence[x509.Certificate] = (), *, detached: bool = True,
     signing_time: dt.datetime | None = None,
 ) -> bytes:
-    """DER ContentInfo(SignedData) over ``content`` (the canonical MIME entity)."""
+    """DER ContentInfo(SignedData) over ``content`` (the canonical MIME entity), with
+    signed attributes contentType, signingTime, messageDigest, smimeCapabilities."""
     digest = hashes.Hash(hashes.SHA256())
     digest.update(content)
-    message_digest = digest.finalize()
-    when = signing_time or dt.datetime.now(dt.UTC).replace(microsecond=0)
-    signed_attrs = cms.CMSAttributes([
-        {"type": "content_type", "values": ["data"]},
-        {"type": "signing_time", "values": [cms.Time({"utc_time": when})]},
-        {"type": "message_digest", "values": [message_digest]},
-        {"type": "smime_capabilities", "values": [smime_capabilities()]},
-    ])
-    to_sign = signed_attrs.dump()
+    attributes = (
+        _CONTENT_TYPE_DATA,
+        _signing_time(signing_time or dt.datetime.now(dt.UTC)),
+        der.sequence(_MESSAGE_DIGEST, der.set_of(der.octet_string(digest.finalize()))),
+        _SMIME_CAPABILITIES,
+    )
+    signed_attributes = der.set_of(*attributes)  # RFC 5652 §5.4: signed as a SET OF
     if isinstance(key, rsa.RSAPrivateKey):
-        signature = key.sign(to_sign, padding.PKCS1v15(), hashes.SHA256())
-        signature_algorithm = {"algorithm": "rsassa_pkcs1v15"}
+        signature = key.sign(signed_attributes, padding.PKCS1v15(), hashes.SHA256())
+        signature_algorithm = _RSA_PKCS1
     else:
-        signature = key.sign(to_sign, ec.ECDSA(hashes.SHA256()))
-        signature_algorithm = {"algorithm": "sha256_ecdsa"}
-    asn1_cert = _asn1_certificate(certificate)
-    signer_info = cms.SignerInfo({
-        "version": "v1",
-        "sid": cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber({
-            "issuer": asn1_cert.issuer, "serial_number": asn1_cert.serial_number,
-        })}),
-        "digest_algorithm": {"algorithm": "sha256"},
-        "signed_attrs": signed_attrs,
-        "signature_algorithm": signature_algorithm,
-        "signature": signature,
-    })
-    encap: dict[str, object] = {"content_type": "data"}
-    if not detached:
-        encap["content"] = content
-    signed_data = cms.SignedData({
-        "version": "v1",
-        "digest_algorithms": [{"algorithm": "sha256"}],
-        "encap_content_info": encap,
-        "certificates": [asn1_cert, *(_asn1_certificate(c) for c in chain)],
-        "signer_infos": [signer_info],
-    })
-    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump())
+        signature = key.sign(signed_attributes, ec.ECDSA(hashes.SHA256()))
+        signature_algorithm = _ECDSA_SHA256
+    certificate_der, issuer_and_serial = certificate_parts(certificate)
+    signer_info = der.sequence(
+        der.integer(1),
+        issuer_and_serial,
+        _SHA256,
+        b"\xa0" + signed_attributes[1:],  # [0] IMPLICIT SET OF Attribute
+        signature_algorithm,
+        der.octet_string(signature),
+    )
+    encapsulated = der.sequence(der.oid(_OID_DATA)) if detached else der.sequence(
+        der.oid(_OID_DATA), der.context(0, der.octet_string(content)))
+    certificates = sorted([certificate_der, *(certificate_parts(c)[0] for c in chain)])
+    signed_data = der.sequence(
+        der.integer(1),
+        der.set_of(_SHA256),
+        encapsulated,
+        der.context(0, b"".join(certificates)),  # [0] IMPLICIT CertificateSet
+        der.set_of(signer_info),
+    )
+    return der.sequence(der.oid(_OID_SIGNED_DATA), der.context(0, signed_data))
 
 
 # -- verification ----------------------------------------------------------------------------
@@ -215,7 +232,7 @@ def _verify_signer(signer_info: cms.SignerInfo, content: bytes, content_type: st
         if getattr(message_digest, "native", None) != content_digest:
             raise _Invalid(Status.FAIL, "the message digest does not match: the content was "
                                         "altered after signing")
-        signed_bytes = _der_set(signed_attrs.contents)
+        signed_bytes = der.tlv(der.SET, signed_attrs.contents)  # RFC 5652 §5.4
     else:
         signed_bytes = content
     _check_signature(certificate.public_key(), signer_info["signature"].native, signed_bytes,
@@ -230,13 +247,13 @@ def _verify_signer(signer_info: cms.SignerInfo, content: bytes, content_type: st
     return VerifyResult(Status.PASS, reason, signer, content)
 
 
-def verify(der: bytes, detached_content: bytes | None, trust: TrustStore, *,
+def verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore, *,
            at: dt.datetime | None = None, purpose: Purpose = "smime-sign") -> VerifyResult:
     """Verify a ContentInfo(SignedData): detached when ``detached_content`` is given,
     else encapsulated (opaque). Returns a result whatever the input."""
     at = at or dt.datetime.now(dt.UTC)
     try:
-        return _verify(der, detached_content, trust, at, purpose)
+        return _verify(encoded, detached_content, trust, at, purpose)
     except _Invalid as invalid:
         return VerifyResult(invalid.status, invalid.reason, None, detached_content)
     except Exception as error:  # hostile or malformed DER, whatever asn1crypto raises
@@ -244,9 +261,9 @@ def verify(der: bytes, detached_content: bytes | None, trust: TrustStore, *,
                                               f"{type(error).__name__}: {str(error)[:120]}")
 
 
-def _verify(der: bytes, detached_content: bytes | None, trust: TrustStore, at: dt.datetime,
+def _verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore, at: dt.datetime,
             purpose: Purpose) -> VerifyResult:
-    info = cms.ContentInfo.load(der, strict=True)
+    info = cms.ContentInfo.load(encoded, strict=True)
     if info["content_type"].native != "signed_data":
         raise _Invalid(Status.PERMERROR, f"not a signed-data CMS object "
                                          f"({info['content_type'].native})")
