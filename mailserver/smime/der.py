@@ -7,6 +7,8 @@ and checked against asn1crypto, openssl and gpgsm in the tests.
 
 from __future__ import annotations
 
+import functools
+
 from asn1crypto import core
 
 SEQUENCE = 0x30
@@ -37,13 +39,16 @@ def set_of(*parts: bytes) -> bytes:
 
 
 def integer(value: int) -> bytes:
-    return core.Integer(value).dump()  # type: ignore[no-any-return]
+    """X.690 §8.3: two's complement, minimal length (room for the sign bit)."""
+    size = max(1, (value.bit_length() + 8) // 8)
+    return tlv(INTEGER, value.to_bytes(size, "big", signed=True))
 
 
 def octet_string(value: bytes) -> bytes:
     return tlv(OCTET_STRING, value)
 
 
+@functools.lru_cache(maxsize=128)
 def oid(dotted: str) -> bytes:
     return core.ObjectIdentifier(dotted).dump()  # type: ignore[no-any-return]
 
@@ -57,3 +62,47 @@ def context(number: int, content: bytes, constructed: bool = True) -> bytes:
 def algorithm(dotted: str, parameters: bytes | None = None) -> bytes:
     """AlgorithmIdentifier (RFC 5280 §4.1.1.2)."""
     return sequence(oid(dotted), parameters) if parameters is not None else sequence(oid(dotted))
+
+
+# -- reading (DER only; the general asn1crypto path handles BER) -----------------------------
+
+class DerError(ValueError):
+    """Not the DER shape the fast path expects (the caller falls back, or reports)."""
+
+
+def read(data: bytes, offset: int, end: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the TLV at ``offset``, bounded by ``end``."""
+    if offset + 2 > end:
+        raise DerError("truncated")
+    tag = data[offset]
+    if tag & 0x1F == 0x1F:
+        raise DerError("high tag number")
+    first = data[offset + 1]
+    position = offset + 2
+    if first < 0x80:
+        size = first
+    elif first == 0x80:
+        raise DerError("indefinite length")
+    else:
+        count = first & 0x7F
+        if count > 4 or position + count > end:
+            raise DerError("bad length")
+        size = int.from_bytes(data[position:position + count], "big")
+        position += count
+    if position + size > end:
+        raise DerError("truncated")
+    return tag, position, position + size
+
+
+def children(data: bytes, start: int, end: int,
+             limit: int = 4096) -> list[tuple[int, int, int, int]]:
+    """[(tag, content start, content end, TLV start)] of the TLVs in data[start:end]."""
+    found = []
+    offset = start
+    while offset < end:
+        tag, content_start, content_end = read(data, offset, end)
+        found.append((tag, content_start, content_end, offset))
+        offset = content_end
+        if len(found) > limit:
+            raise DerError("too many elements")
+    return found

@@ -364,10 +364,131 @@ def _decrypt_enveloped(data: cms.EnvelopedData,
     return plain, f"EnvelopedData {name}"
 
 
-def decrypt(der: bytes, identities: Sequence[Identity]) -> DecryptResult:
+_FAST_OIDS = {der.oid(_OID_AUTH_ENVELOPED_DATA): "auth", der.oid(_OID_ENVELOPED_DATA): "env"}
+_FAST_GCM = {der.oid("2.16.840.1.101.3.4.1.46"): "aes256_gcm",
+             der.oid("2.16.840.1.101.3.4.1.6"): "aes128_gcm"}
+_FAST_CBC = {der.oid("2.16.840.1.101.3.4.1.42"): "aes256_cbc",
+             der.oid("2.16.840.1.101.3.4.1.2"): "aes128_cbc"}
+_KEY_SIZES = {**_GCM_KEY_SIZES, **_CBC_KEY_SIZES}
+_FAST_DATA = der.oid(_OID_DATA)
+_RSA_PKCS1_ALGORITHMS = (der.algorithm("1.2.840.113549.1.1.1", der.NULL),
+                         der.algorithm("1.2.840.113549.1.1.1"))
+
+
+def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes, str] | None:
+    """The common DER shapes (RSA key transport, AES-GCM / AES-CBC) read without building
+    asn1crypto objects; ``None`` sends anything else to the general path."""
+    tag, start, end = der.read(encoded, 0, len(encoded))
+    if tag != der.SEQUENCE or end != len(encoded):
+        return None
+    top = der.children(encoded, start, end)
+    if len(top) != 2 or top[1][0] != 0xA0:
+        return None
+    kind = _FAST_OIDS.get(encoded[top[0][3]:top[0][2]])
+    body = der.children(encoded, top[1][1], top[1][2])
+    if kind is None or len(body) != 1 or body[0][0] != der.SEQUENCE:
+        return None
+    fields = der.children(encoded, body[0][1], body[0][2])
+    shape = [f[0] for f in fields]
+    if kind == "auth" and shape != [der.INTEGER, der.SET, der.SEQUENCE, der.OCTET_STRING]:
+        return None
+    if kind == "env" and shape != [der.INTEGER, der.SET, der.SEQUENCE]:
+        return None
+    content_info = der.children(encoded, fields[2][1], fields[2][2])
+    if [f[0] for f in content_info] != [0x06, der.SEQUENCE, 0x80] or \
+            encoded[content_info[0][3]:content_info[0][2]] != _FAST_DATA:
+        return None
+    algorithm = der.children(encoded, content_info[1][1], content_info[1][2])
+    if len(algorithm) != 2:
+        return None
+    algorithm_oid = encoded[algorithm[0][3]:algorithm[0][2]]
+    name = (_FAST_GCM if kind == "auth" else _FAST_CBC).get(algorithm_oid)
+    if name is None:
+        return None
+    ciphertext = encoded[content_info[2][1]:content_info[2][2]]
+    # Recipients: only v0 KeyTransRecipientInfo by issuer and serial number here.
+    content_key = None
+    for info_tag, info_start, info_end, _ in der.children(encoded, fields[1][1], fields[1][2],
+                                                         MAX_RECIPIENTS):
+        if info_tag != der.SEQUENCE:
+            return None
+        ktri = der.children(encoded, info_start, info_end)
+        if [f[0] for f in ktri] != [der.INTEGER, der.SEQUENCE, der.SEQUENCE, der.OCTET_STRING]:
+            return None
+        rid = encoded[ktri[1][3]:ktri[1][2]]
+        for identity in identities:
+            if not isinstance(identity.key, rsa.RSAPrivateKey) \
+                    or certificate_parts(identity.certificate)[1] != rid:
+                continue
+            key_algorithm = encoded[ktri[2][3]:ktri[2][2]]
+            encrypted_key = encoded[ktri[3][1]:ktri[3][2]]
+            if key_algorithm == _OAEP_SHA256:
+                try:
+                    content_key = identity.key.decrypt(encrypted_key, _oaep_sha256())
+                except ValueError as error:
+                    raise _Failed(DecryptStatus.FAILED, "the content key cannot be decrypted "
+                                                        "with our key") from error
+            elif key_algorithm in _RSA_PKCS1_ALGORITHMS:
+                # RFC 3218 §2.3.2: no padding oracle; a random key fails like a wrong one.
+                try:
+                    content_key = identity.key.decrypt(encrypted_key, padding.PKCS1v15())
+                except ValueError:
+                    content_key = b""
+                if len(content_key) != _KEY_SIZES[name]:
+                    content_key = os.urandom(_KEY_SIZES[name])
+            else:
+                return None
+            break
+        if content_key is not None:
+            break
+    if content_key is None:
+        return None  # the general path says "not for us" (or finds a key agreement)
+    if len(content_key) != _KEY_SIZES[name]:
+        raise _Failed(DecryptStatus.FAILED, "the content key has the wrong size")
+    parameters = encoded[algorithm[1][3]:algorithm[1][2]]
+    if kind == "auth":
+        # RFC 5084 §3.2 GCMParameters: SEQUENCE { nonce OCTET STRING, ICVlen INTEGER }
+        tag, start, end = der.read(parameters, 0, len(parameters))
+        gcm = der.children(parameters, start, end)
+        mac = encoded[fields[3][1]:fields[3][2]]
+        if tag != der.SEQUENCE or len(gcm) != 2 or gcm[0][0] != der.OCTET_STRING \
+                or parameters[gcm[1][3]:gcm[1][2]] != der.integer(16) or len(mac) != 16:
+            return None
+        nonce = parameters[gcm[0][1]:gcm[0][2]]
+        if len(nonce) != 12:
+            return None
+        try:
+            plain = AESGCM(content_key).decrypt(nonce, ciphertext + mac, None)
+        except InvalidTag as error:
+            raise _Failed(DecryptStatus.FAILED, "authentication tag mismatch: the encrypted "
+                          "part was altered, swapped or is not for this key") from error
+        return plain, f"AuthEnvelopedData {name}"
+    tag, iv_start, iv_end = der.read(parameters, 0, len(parameters))
+    if tag != der.OCTET_STRING or iv_end - iv_start != 16 or not ciphertext \
+            or len(ciphertext) % 16:
+        return None
+    decryptor = Cipher(algorithms.AES(content_key),
+                       modes.CBC(parameters[iv_start:iv_end])).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    unpadder = symmetric_padding.PKCS7(128).unpadder()
+    try:
+        plain = unpadder.update(padded) + unpadder.finalize()
+    except ValueError as error:
+        raise _Failed(DecryptStatus.FAILED, "decryption failed (wrong key or altered "
+                                            "content)") from error
+    return plain, f"EnvelopedData {name}"
+
+
+def decrypt(encoded: bytes, identities: Sequence[Identity]) -> DecryptResult:
     """Decrypt AuthEnvelopedData or EnvelopedData with whichever identity it is for."""
     try:
-        info = cms.ContentInfo.load(der, strict=True)
+        try:
+            fast = _fast_decrypt(encoded, identities)
+        except der.DerError:
+            fast = None  # BER, or malformed: the general path decides
+        if fast is not None:
+            return DecryptResult(DecryptStatus.OK, "decrypted", fast[0], fast[1])
+        info = cms.ContentInfo.load(encoded, strict=True)
         content_type = info["content_type"].native
         if content_type == "authenticated_enveloped_data":
             plain, algorithm = _decrypt_auth_enveloped(info["content"], identities)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from asn1crypto import cms
 from cryptography import x509
 
-from mailserver.smime import enveloped, mime, signed
+from mailserver.smime import der, enveloped, mime, signed
 from mailserver.smime.enveloped import Cipher_, Identity
 from mailserver.smime.results import (
     DecryptResult,
@@ -57,8 +57,21 @@ def encrypt_message(message: bytes, recipients: Sequence[x509.Certificate],
     return mime.join(outer, encrypt_entity(entity, recipients, cipher))
 
 
-def _cms_type(der: bytes) -> str:
-    return str(cms.ContentInfo.load(der)["content_type"].native)
+_TYPES = {der.oid("1.2.840.113549.1.7.2"): "signed_data",
+          der.oid("1.2.840.113549.1.7.3"): "enveloped_data",
+          der.oid("1.2.840.113549.1.9.16.1.23"): "authenticated_enveloped_data"}
+
+
+def _cms_type(encoded: bytes) -> str:
+    """The content type of a ContentInfo, read from its first bytes (DER or BER)."""
+    try:
+        tag, start, _ = der.read(encoded, 0, len(encoded))
+        oid_tag, _, oid_end = der.read(encoded, start, len(encoded))
+        if tag == der.SEQUENCE and oid_tag == 0x06:
+            return _TYPES.get(encoded[start:oid_end], "other")
+    except der.DerError:
+        pass  # indefinite length (BER): ask asn1crypto
+    return str(cms.ContentInfo.load(encoded)["content_type"].native)
 
 
 def _pkcs7_der(head: bytes, body: bytes) -> bytes:
@@ -143,11 +156,11 @@ def verify_entity(entity: bytes, trust: TrustStore, from_addresses: Sequence[str
 def verify_message(message: bytes, trust: TrustStore, *,
                    at: dt.datetime | None = None) -> VerifyResult:
     """Verify a signed message; the signer must be its From address."""
-    canonical = mime.canonical(message)
     try:
+        canonical = mime.canonical(message)
         head, _ = mime.split(canonical)
         from_addresses = mime.addresses(head, "from")
-    except Exception:
-        from_addresses = []
-    _, entity = mime.entity_of(canonical)
+        _, entity = mime.entity_of(canonical)
+    except Exception as error:  # malformed framing from the network
+        return VerifyResult(Status.PERMERROR, f"malformed message: {type(error).__name__}")
     return verify_entity(entity, trust, from_addresses, at=at)

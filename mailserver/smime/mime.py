@@ -10,8 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import functools
 import os
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 
 MAX_HEADER_FIELDS = 1000
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -24,6 +27,9 @@ class MimeError(Exception):
 
 def canonical(data: bytes) -> bytes:
     """RFC 8551 §3.1.1: lines end with CRLF."""
+    pairs = data.count(b"\r\n")
+    if pairs == data.count(b"\n") and pairs == data.count(b"\r"):
+        return data  # already canonical (the usual case, SMTP delivers CRLF)
     return _LINE_END.sub(b"\r\n", data)
 
 
@@ -37,8 +43,20 @@ def split(data: bytes) -> tuple[bytes, bytes]:
     return data[: index + 2], data[index + 4:]
 
 
-def fields(head: bytes) -> list[tuple[str, bytes]]:
+CACHED_HEAD = 16384  # header blocks up to this size are parsed once (they recur per message)
+
+
+def fields(head: bytes) -> tuple[tuple[str, bytes], ...]:
     """Header fields as (lower-case name, raw bytes with folding and final CRLF)."""
+    return _cached_fields(head) if len(head) <= CACHED_HEAD else tuple(_fields(head))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_fields(head: bytes) -> tuple[tuple[str, bytes], ...]:
+    return tuple(_fields(head))
+
+
+def _fields(head: bytes) -> list[tuple[str, bytes]]:
     result: list[tuple[str, bytes]] = []
     for line in head.split(b"\r\n")[:-1] if head.endswith(b"\r\n") else head.split(b"\r\n"):
         if line[:1] in (b" ", b"\t") and result:
@@ -74,9 +92,18 @@ def header_value(head: bytes, field_name: str) -> str | None:
     return found[0] if found else None
 
 
-def content_type(head: bytes) -> tuple[str, dict[str, str]]:
+def content_type(head: bytes) -> tuple[str, Mapping[str, str]]:
     """(lower-case type/subtype, parameters with lower-case names) of the Content-Type
     field; text/plain when absent or unreadable (RFC 2045 §5.2)."""
+    return _cached_content_type(head) if len(head) <= CACHED_HEAD else _content_type(head)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_content_type(head: bytes) -> tuple[str, Mapping[str, str]]:
+    return _content_type(head)
+
+
+def _content_type(head: bytes) -> tuple[str, Mapping[str, str]]:
     value = header_value(head, "content-type")
     if value is None:
         return "text/plain", {}
@@ -89,16 +116,28 @@ def content_type(head: bytes) -> tuple[str, dict[str, str]]:
         if raw.startswith('"'):
             raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
         parameters.setdefault(name.lower(), raw)
-    return kind, parameters
+    return kind, MappingProxyType(parameters)
 
 
 def is_content_field(name: str) -> bool:
     return name.startswith("content-")
 
 
-def addresses(head: bytes, field_name: str) -> list[str]:
-    return [address.lower() for _, address in email.utils.getaddresses(values(head, field_name))
-            if address]
+def addresses(head: bytes, field_name: str) -> tuple[str, ...]:
+    """The addr-specs of every ``field_name`` field, lower-cased."""
+    if len(head) <= CACHED_HEAD:
+        return _cached_addresses(head, field_name)
+    return _addresses(head, field_name)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_addresses(head: bytes, field_name: str) -> tuple[str, ...]:
+    return _addresses(head, field_name)
+
+
+def _addresses(head: bytes, field_name: str) -> tuple[str, ...]:
+    return tuple(address.lower() for _, address
+                 in email.utils.getaddresses(values(head, field_name)) if address)
 
 
 def entity_of(message: bytes) -> tuple[bytes, bytes]:
@@ -127,8 +166,7 @@ def _boundary() -> str:
 
 
 def _base64_lines(data: bytes) -> bytes:
-    encoded = base64.b64encode(data)
-    return b"".join(encoded[i:i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")  # 76-character lines
 
 
 def multipart_signed(entity: bytes, signature: bytes) -> bytes:
@@ -195,7 +233,7 @@ def decode_body(head: bytes, body: bytes) -> bytes:
     encoding = (header_value(head, "content-transfer-encoding") or "binary").strip().lower()
     if encoding == "base64":
         try:
-            return base64.b64decode(re.sub(rb"[\s]", b"", body), validate=True)
+            return base64.b64decode(body.translate(None, b" \t\r\n"), validate=True)
         except binascii.Error as error:
             raise MimeError(f"invalid base64: {error}") from error
     if encoding in ("binary", "8bit", "7bit"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import warnings
 from collections.abc import Sequence
 
 from asn1crypto import algos, cms, core
@@ -125,6 +126,7 @@ class _Invalid(Exception):
         self.reason = reason
 
 
+@functools.lru_cache(maxsize=1024)
 def _signer_of(certificate: x509.Certificate) -> Signer:
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
@@ -237,8 +239,15 @@ def _verify_signer(signer_info: cms.SignerInfo, content: bytes, content_type: st
         signed_bytes = content
     _check_signature(certificate.public_key(), signer_info["signature"].native, signed_bytes,
                      signer_info["signature_algorithm"], str(digest_name))
+    return _trusted(certificate, [c for _, c in certificates], trust, at, purpose, signer,
+                    content)
+
+
+def _trusted(certificate: x509.Certificate, certificates: Sequence[x509.Certificate],
+             trust: TrustStore, at: dt.datetime, purpose: Purpose, signer: Signer,
+             content: bytes) -> VerifyResult:
     try:
-        path = trust.validate(certificate, [c for _, c in certificates], purpose, at)
+        path = trust.validate(certificate, certificates, purpose, at)
     except ValidationError as error:
         raise _Invalid(Status.POLICY if error.policy else Status.FAIL, error.reason) from error
     reason = "signature valid"
@@ -247,12 +256,128 @@ def _verify_signer(signer_info: cms.SignerInfo, content: bytes, content_type: st
     return VerifyResult(Status.PASS, reason, signer, content)
 
 
+_FAST_SIGNED_DATA = der.oid(_OID_SIGNED_DATA)
+_FAST_DATA = der.oid(_OID_DATA)
+_FAST_SHA256 = (_SHA256, der.algorithm("2.16.840.1.101.3.4.2.1", der.NULL))
+_FAST_RSA = (_RSA_PKCS1, der.algorithm("1.2.840.113549.1.1.1"),
+             der.algorithm("1.2.840.113549.1.1.11", der.NULL),
+             der.algorithm("1.2.840.113549.1.1.11"))
+_FAST_CONTENT_TYPE = der.oid("1.2.840.113549.1.9.3")
+
+
+@functools.lru_cache(maxsize=1024)
+def _load_certificate(encoded: bytes) -> x509.Certificate:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # hostile certificates may be non-conforming
+        return x509.load_der_x509_certificate(encoded)
+
+
+def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore,
+                 at: dt.datetime, purpose: Purpose) -> VerifyResult | None:
+    """The common DER shape (one signer, SHA-256, RSA PKCS#1 v1.5 or ECDSA, signed
+    attributes) read without asn1crypto objects; ``None`` sends anything else to the
+    general path."""
+    tag, start, end = der.read(encoded, 0, len(encoded))
+    top = der.children(encoded, start, end)
+    if tag != der.SEQUENCE or len(top) != 2 or top[1][0] != 0xA0 \
+            or encoded[top[0][3]:top[0][2]] != _FAST_SIGNED_DATA:
+        return None
+    body = der.children(encoded, top[1][1], top[1][2])
+    if len(body) != 1 or body[0][0] != der.SEQUENCE:
+        return None
+    fields = der.children(encoded, body[0][1], body[0][2])
+    if [f[0] for f in fields] != [der.INTEGER, der.SET, der.SEQUENCE, 0xA0, der.SET]:
+        return None
+    encapsulated = der.children(encoded, fields[2][1], fields[2][2])
+    if not encapsulated or encoded[encapsulated[0][3]:encapsulated[0][2]] != _FAST_DATA:
+        return None
+    if detached_content is not None:
+        if len(encapsulated) != 1:
+            return None
+        content = detached_content
+    else:
+        if len(encapsulated) != 2 or encapsulated[1][0] != 0xA0:
+            return None
+        tag, start, end = der.read(encoded, encapsulated[1][1], encapsulated[1][2])
+        if tag != der.OCTET_STRING:
+            return None
+        content = encoded[start:end]
+    certificates = []
+    for cert_tag, _, cert_end, cert_start in der.children(encoded, fields[3][1], fields[3][2],
+                                                         MAX_CERTIFICATES):
+        if cert_tag != der.SEQUENCE:
+            return None
+        certificates.append(_load_certificate(encoded[cert_start:cert_end]))
+    signer_infos = der.children(encoded, fields[4][1], fields[4][2])
+    if len(signer_infos) != 1 or signer_infos[0][0] != der.SEQUENCE:
+        return None
+    info = der.children(encoded, signer_infos[0][1], signer_infos[0][2])
+    if [f[0] for f in info] != [der.INTEGER, der.SEQUENCE, der.SEQUENCE, 0xA0, der.SEQUENCE,
+                                der.OCTET_STRING]:
+        return None
+    sid = encoded[info[1][3]:info[1][2]]
+    signature_algorithm = encoded[info[4][3]:info[4][2]]
+    if encoded[info[2][3]:info[2][2]] not in _FAST_SHA256 \
+            or signature_algorithm not in (*_FAST_RSA, _ECDSA_SHA256):
+        return None
+    found = [c for c in certificates if certificate_parts(c)[1] == sid]
+    if len(found) != 1:
+        return None
+    certificate = found[0]
+    content_types: list[bytes] = []
+    digests: list[bytes] = []
+    for attr_tag, attr_start, attr_end, _ in der.children(encoded, info[3][1], info[3][2]):
+        if attr_tag != der.SEQUENCE:
+            return None
+        attribute = der.children(encoded, attr_start, attr_end)
+        if len(attribute) != 2 or attribute[1][0] != der.SET:
+            return None
+        name = encoded[attribute[0][3]:attribute[0][2]]
+        if name in (_FAST_CONTENT_TYPE, _MESSAGE_DIGEST):
+            values = der.children(encoded, attribute[1][1], attribute[1][2])
+            if len(values) != 1:
+                return None
+            value = encoded[values[0][3]:values[0][2]]
+            (content_types if name == _FAST_CONTENT_TYPE else digests).append(value)
+    if len(content_types) != 1 or len(digests) != 1:
+        return None  # RFC 5652 §11.1-11.2: the general path reports the exact fault
+    signer = _signer_of(certificate)
+    if content_types[0] != _FAST_DATA:
+        raise _Invalid(Status.FAIL, "the signed content-type attribute does not match")
+    hasher = hashes.Hash(hashes.SHA256())
+    hasher.update(content)
+    if digests[0] != der.octet_string(hasher.finalize()):
+        raise _Invalid(Status.FAIL, "the message digest does not match: the content was "
+                                    "altered after signing")
+    signed_bytes = der.tlv(der.SET, encoded[info[3][1]:info[3][2]])  # RFC 5652 §5.4
+    signature = encoded[info[5][1]:info[5][2]]
+    public_key = certificate.public_key()
+    try:
+        if signature_algorithm in _FAST_RSA and isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, signed_bytes, padding.PKCS1v15(), hashes.SHA256())
+        elif signature_algorithm == _ECDSA_SHA256 \
+                and isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, signed_bytes, ec.ECDSA(hashes.SHA256()))
+        else:
+            return None
+    except InvalidSignature as error:
+        raise _Invalid(Status.FAIL, "the signature does not match (content altered or "
+                                    "wrong key)") from error
+    return _trusted(certificate, certificates, trust, at, purpose, signer, content)
+
+
 def verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore, *,
            at: dt.datetime | None = None, purpose: Purpose = "smime-sign") -> VerifyResult:
     """Verify a ContentInfo(SignedData): detached when ``detached_content`` is given,
     else encapsulated (opaque). Returns a result whatever the input."""
     at = at or dt.datetime.now(dt.UTC)
     try:
+        try:
+            fast = _fast_verify(encoded, detached_content, trust, at, purpose)
+        except der.DerError:
+            fast = None  # BER, or malformed: the general path decides
+        if fast is not None:
+            return fast
         return _verify(encoded, detached_content, trust, at, purpose)
     except _Invalid as invalid:
         return VerifyResult(invalid.status, invalid.reason, None, detached_content)
@@ -285,7 +410,7 @@ def _verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore, a
             continue
         asn1_cert = choice.chosen
         try:
-            certificates.append((asn1_cert, x509.load_der_x509_certificate(asn1_cert.dump())))
+            certificates.append((asn1_cert, _load_certificate(asn1_cert.dump())))
         except ValueError:
             continue
     signer_infos = list(signed_data["signer_infos"])

@@ -85,7 +85,7 @@ class TrustStore:
         self._crls: dict[bytes, list[x509.CertificateRevocationList]] = {}
         for crl in crls:
             self._crls.setdefault(crl.issuer.public_bytes(), []).append(crl)
-        self._cache: dict[tuple[bytes, str], ValidatedPath] = {}
+        self._cache: dict[tuple[x509.Certificate, str], ValidatedPath] = {}
         self._lock = threading.Lock()
 
     # -- path building --------------------------------------------------------------------
@@ -210,7 +210,7 @@ class TrustStore:
                  purpose: Purpose = "smime-sign", at: dt.datetime | None = None) -> ValidatedPath:
         """The validated path of ``certificate``, or :class:`ValidationError`."""
         at = at or dt.datetime.now(dt.UTC)
-        key = (_fingerprint(certificate), purpose)
+        key = (certificate, purpose)  # certificates hash and compare by their DER
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None and cached.valid_from <= at <= cached.valid_until:
