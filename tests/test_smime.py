@@ -85,8 +85,11 @@ def test_untrusted_signer_fails(pki: Pki, tmp_path: Path) -> None:
 def test_revoked_signer_fails(tmp_path: Path) -> None:
     pki = make_pki(tmp_path / "pki")
     signed = sign_message(message(), pki.people[ALICE].signer, pki.chain)
-    assert verify_message(signed, pki.trust()).ok
+    before = pki.trust()
+    assert verify_message(signed, before).ok
+    assert pki.trust() is before  # parsed once, kept while the files do not change
     pki.store.revoke(pki.people[ALICE].sign.certificate.serial_number)
+    assert pki.trust() is not before  # the republished CRL is read at once
     result = verify_message(signed, pki.trust())
     assert result.status is Status.FAIL and "revoked" in result.reason
     field = authentication_results(result, AUTHSERV)

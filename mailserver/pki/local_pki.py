@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,10 @@ def parse_serial(text: str) -> int:
         return int(cleaned)
     except ValueError as error:
         raise PkiError(f"{text!r} is not a certificate serial number") from error
+
+
+_TRUST_CACHE: dict[tuple[Path, bool], tuple[tuple[tuple[str, int, int], ...], TrustStore]] = {}
+_TRUST_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -285,10 +290,31 @@ class LocalPki:
                 for path in sorted(self.trust_dir.glob("*.pem"))]
 
     # -- for S/MIME -----------------------------------------------------------------------
+    def _stamp(self) -> tuple[tuple[str, int, int], ...]:
+        paths = [*self.trust_dir.glob("*.pem"), *self.crl_dir.glob("*.crl"),
+                 *(self.dir / "ca").glob("*/ca.pem")]
+        stamp = []
+        for path in sorted(paths):
+            status = path.stat()
+            stamp.append((str(path), status.st_mtime_ns, status.st_size))
+        return tuple(stamp)
+
     def trust_store(self, require_crl: bool = False) -> TrustStore:
-        """Anchors from ``trust/``, our sub-CAs as intermediates, our published CRLs."""
-        return TrustStore(self.trust_anchors(), self.intermediates(), self.crls(),
-                          require_crl=require_crl)
+        """Anchors from ``trust/``, our sub-CAs as intermediates, our published CRLs.
+
+        Parsed once and kept (with its cache of validated paths) until a file changes:
+        publishing a CRL or adding an anchor takes effect on the next call."""
+        stamp = self._stamp()
+        key = (self.dir.resolve(), require_crl)
+        with _TRUST_LOCK:
+            cached = _TRUST_CACHE.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        store = TrustStore(self.trust_anchors(), self.intermediates(), self.crls(),
+                           require_crl=require_crl)
+        with _TRUST_LOCK:
+            _TRUST_CACHE[key] = (stamp, store)
+        return store
 
     def identities(self, address: str, usage: str) -> list[Identity]:
         """Our certificates with keys for ``address`` and ``usage``, newest first."""
