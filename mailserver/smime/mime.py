@@ -26,10 +26,10 @@ class MimeError(Exception):
 
 
 def canonical(data: bytes) -> bytes:
-    """RFC 8551 §3.1.1: lines end with CRLF."""
-    pairs = data.count(b"\r\n")
-    if pairs == data.count(b"\n") and pairs == data.count(b"\r"):
-        return data  # already canonical (the usual case, SMTP delivers CRLF)
+    """RFC 8551 §3.1.1: lines end with CRLF (bare LF and bare CR become CRLF)."""
+    line_feeds = data.count(b"\n")
+    if line_feeds == data.count(b"\r\n") and line_feeds == data.count(b"\r"):
+        return data  # already canonical (the usual case: SMTP delivers CRLF)
     return _LINE_END.sub(b"\r\n", data)
 
 
@@ -166,7 +166,8 @@ def _boundary() -> str:
 
 
 def _base64_lines(data: bytes) -> bytes:
-    return base64.encodebytes(data).replace(b"\n", b"\r\n")  # 76-character lines
+    encoded = base64.b64encode(data)  # RFC 2045 §6.8: lines of at most 76 characters
+    return b"".join([encoded[i:i + 76] + b"\r\n" for i in range(0, len(encoded), 76)])
 
 
 def multipart_signed(entity: bytes, signature: bytes) -> bytes:
