@@ -157,6 +157,18 @@ def test_protect_then_unprotect(pki: Pki, cipher: str) -> None:
         assert head.endswith(mime.split(original)[0])  # the real header fields, as sent
 
 
+def test_unprotect_with_lf_line_ends(pki: Pki) -> None:
+    """A protected message whose line ends were turned into LF (a Unix mbox, a pipe)."""
+    alice, bob = pki.people[ALICE], pki.people[BOB]
+    protected = protect(message(), alice.signer, [bob.encrypt.certificate], chain=pki.chain)
+    result = unprotect(protected.replace(b"\r\n", b"\n"), [bob.decrypter], pki.trust(),
+                       authserv_id=AUTHSERV)
+    assert result.decrypt.ok and result.verify.ok, result.verify.reason
+    signed = sign_message(message(), alice.signer, pki.chain).replace(b"\r\n", b"\n")
+    result = unprotect(signed, [bob.decrypter], pki.trust(), authserv_id=AUTHSERV)
+    assert result.verify.ok, result.verify.reason
+
+
 def test_unprotect_plain_signed_message(pki: Pki) -> None:
     signed = sign_message(message(), pki.people[ALICE].signer, pki.chain)
     result = unprotect(signed, [pki.people[BOB].decrypter], pki.trust(), authserv_id=AUTHSERV)

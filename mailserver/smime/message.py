@@ -102,7 +102,7 @@ def decrypt_entity(entity: bytes, identities: Sequence[Identity]) -> DecryptResu
 
 
 def decrypt_message(message: bytes, identities: Sequence[Identity]) -> DecryptResult:
-    return decrypt_entity(mime.canonical(message), identities)
+    return decrypt_entity(mime.canonical_head(message), identities)
 
 
 def _signer_matches(result: VerifyResult, from_addresses: Sequence[str]) -> VerifyResult:

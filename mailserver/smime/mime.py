@@ -33,6 +33,17 @@ def canonical(data: bytes) -> bytes:
     return _LINE_END.sub(b"\r\n", data)
 
 
+def canonical_head(data: bytes) -> bytes:
+    """The header block in canonical form and the body as it is: enough to read a
+    base64 body (whose line ends do not matter) without scanning it."""
+    found = [(index, len(separator)) for separator in (b"\r\n\r\n", b"\n\n", b"\r\r")
+             if (index := data.find(separator)) >= 0]
+    if not found:
+        return canonical(data)
+    index, size = min(found)
+    return canonical(data[:index + size // 2]) + b"\r\n" + data[index + size:]
+
+
 def split(data: bytes) -> tuple[bytes, bytes]:
     """(header block with its final CRLF, body) of a canonical message or entity."""
     if data.startswith(b"\r\n"):

@@ -87,9 +87,11 @@ def unprotect(message: bytes, identities: Sequence[Identity], trust: TrustStore,
 
 def _unprotect(message: bytes, identities: Sequence[Identity], trust: TrustStore,
                authserv_id: str, at: dt.datetime | None) -> UnprotectResult:
-    canonical = mime.canonical(message)
-    if len(canonical) > MAX_MESSAGE:
+    if len(message) > MAX_MESSAGE:
         raise ValueError("message too large")
+    # An encrypted body is base64: its line ends do not matter, so only the header block
+    # is canonicalised first; the whole message is when it is not encrypted.
+    canonical = mime.canonical_head(message)
     outer_head, outer_body = mime.split(canonical)
     outer_from = mime.addresses(outer_head, "from")
     _, entity = mime.entity_of(canonical)
@@ -98,7 +100,11 @@ def _unprotect(message: bytes, identities: Sequence[Identity], trust: TrustStore
     if decrypt.status is DecryptStatus.OK and decrypt.content is not None:
         entity = decrypt.content
         notes.append(f"decrypted, {decrypt.algorithm}")
-    elif decrypt.status is not DecryptStatus.NOT_ENCRYPTED:
+    elif decrypt.status is DecryptStatus.NOT_ENCRYPTED:
+        canonical = mime.canonical(message)
+        outer_head, outer_body = mime.split(canonical)
+        _, entity = mime.entity_of(canonical)
+    else:
         # Not for us, or broken: deliver it as it came (the client may hold the key).
         verify = VerifyResult(Status.NONE, f"not verified: {decrypt.reason}")
         return UnprotectResult(decrypt, verify, _deliver(outer_head, outer_body, verify,
