@@ -370,6 +370,7 @@ _FAST_GCM = {der.oid("2.16.840.1.101.3.4.1.46"): "aes256_gcm",
 _FAST_CBC = {der.oid("2.16.840.1.101.3.4.1.42"): "aes256_cbc",
              der.oid("2.16.840.1.101.3.4.1.2"): "aes128_cbc"}
 _KEY_SIZES = {**_GCM_KEY_SIZES, **_CBC_KEY_SIZES}
+_ICV_16 = der.integer(16)
 _FAST_DATA = der.oid(_OID_DATA)
 _RSA_PKCS1_ALGORITHMS = (der.algorithm("1.2.840.113549.1.1.1", der.NULL),
                          der.algorithm("1.2.840.113549.1.1.1"))
@@ -452,7 +453,7 @@ def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes
         gcm = der.children(parameters, start, end)
         mac = encoded[fields[3][1]:fields[3][2]]
         if tag != der.SEQUENCE or len(gcm) != 2 or gcm[0][0] != der.OCTET_STRING \
-                or parameters[gcm[1][3]:gcm[1][2]] != der.integer(16) or len(mac) != 16:
+                or parameters[gcm[1][3]:gcm[1][2]] != _ICV_16 or len(mac) != 16:
             return None
         nonce = parameters[gcm[0][1]:gcm[0][2]]
         if len(nonce) != 12:

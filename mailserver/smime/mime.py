@@ -36,6 +36,14 @@ def canonical(data: bytes) -> bytes:
 def canonical_head(data: bytes) -> bytes:
     """The header block in canonical form and the body as it is: enough to read a
     base64 body (whose line ends do not matter) without scanning it."""
+    first_line_end = data.find(b"\n")
+    if first_line_end > 0 and data[first_line_end - 1] == 0x0D:
+        index = data.find(b"\r\n\r\n")
+        if index >= 0:
+            head = data[:index + 2]
+            line_feeds = head.count(b"\n")
+            if line_feeds == head.count(b"\r") == head.count(b"\r\n"):
+                return data  # the usual case: nothing to change, nothing copied
     found = [(index, len(separator)) for separator in (b"\r\n\r\n", b"\n\n", b"\r\r")
              if (index := data.find(separator)) >= 0]
     if not found:
@@ -245,7 +253,8 @@ def decode_body(head: bytes, body: bytes) -> bytes:
     encoding = (header_value(head, "content-transfer-encoding") or "binary").strip().lower()
     if encoding == "base64":
         try:
-            return base64.b64decode(body.translate(None, b" \t\r\n"), validate=True)
+            # RFC 2045 §6.8: characters outside the base64 alphabet are ignored.
+            return binascii.a2b_base64(body)
         except binascii.Error as error:
             raise MimeError(f"invalid base64: {error}") from error
     if encoding in ("binary", "8bit", "7bit"):
