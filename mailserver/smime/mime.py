@@ -186,7 +186,7 @@ def _boundary() -> str:
 
 def _base64_lines(data: bytes) -> bytes:
     encoded = base64.b64encode(data)  # RFC 2045 §6.8: lines of at most 76 characters
-    return b"".join([encoded[i:i + 76] + b"\r\n" for i in range(0, len(encoded), 76)])
+    return b"\r\n".join([encoded[i:i + 76] for i in range(0, len(encoded), 76)]) + b"\r\n"
 
 
 def multipart_signed(entity: bytes, signature: bytes) -> bytes:
