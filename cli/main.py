@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import click
 
 from cli.demo import demo
+from cli.pki import pki
+from cli.smime import smime
 from cli.util import open_directory, read_password
 from directory.ins import InvalidINS
 from directory.models import MailboxStatus, MailboxType
@@ -261,3 +263,5 @@ def configure_logging(level: str) -> None:
 
 
 main.add_command(demo)
+main.add_command(pki)
+main.add_command(smime)
