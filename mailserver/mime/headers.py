@@ -10,15 +10,16 @@ import re
 
 __all__ = ["ParamValue", "parse_param_value", "split_list", "unfold"]
 
-_FOLD = re.compile(rb"\r?\n(?=[ \t])|\r?\n\Z|\r(?=[ \t])")
-
-
 def unfold(value: bytes) -> bytes:
-    """RFC 5322 §2.2.3: remove the CRLF of each folded line; strip surrounding whitespace."""
+    """RFC 5322 §2.2.3: remove the CRLF of each folded line; strip surrounding whitespace.
+
+    Inside a field every line end is followed by whitespace (else a new field would start),
+    so removing every CR and LF is exactly unfolding.
+    """
+    value = value.strip(b" \t\r\n")
     if b"\n" in value or b"\r" in value:
-        value = _FOLD.sub(b"", value)
         value = value.replace(b"\r", b"").replace(b"\n", b"")
-    return value.strip(b" \t")
+    return value
 
 
 class ParamValue:

@@ -10,6 +10,7 @@ __all__ = ["astring", "literal", "nstring", "paren_list", "quoted"]
 # Bytes that cannot appear in a quoted string at all (RFC 9051 §4.3: CHAR8 except CR, LF, NUL).
 _NEEDS_LITERAL = re.compile(rb"[\x00\r\n]")
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+_PLAIN = re.compile(rb'[^\x00\r\n\x80-\xff"\\]*')
 # ASTRING-CHAR = ATOM-CHAR / resp-specials; atom-specials are "(" ")" "{" SP CTL "%" "*" DQUOTE
 # "\" "]" (RFC 9051 §9 formal syntax); "]" is allowed in an astring.
 _NOT_ASTRING_CHAR = re.compile(rb'[\x00-\x20\x7f-\xff(){%*"\\]')
@@ -27,6 +28,8 @@ def quoted(s: bytes, *, utf8: bool = False) -> bytes:
     CR, LF and NUL never fit a quoted string; 8-bit bytes fit only once UTF8=ACCEPT is enabled
     (RFC 9051 §4.3, RFC 6855 §3) and only as valid UTF-8.
     """
+    if _PLAIN.fullmatch(s) is not None:  # the common case: printable ASCII, nothing to escape
+        return b'"' + s + b'"'
     if _NEEDS_LITERAL.search(s):
         return literal(s)
     if _EIGHT_BIT.search(s):

@@ -11,7 +11,7 @@ input size times the depth bound, with the delimiter search done by the regex en
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .headers import ParamValue, parse_param_value, unfold
 
@@ -24,8 +24,7 @@ _MAX_BOUNDARY = 200
 _MESSAGE_SUBTYPES = frozenset({"rfc822", "global"})  # RFC 2046 §5.2.1, RFC 6532 §3.7
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderField:
+class HeaderField(NamedTuple):
     """One header field: lower-case name, and offsets of the whole field (folded lines and
     line end included) and of its value (after the colon) in the message bytes."""
 
@@ -33,6 +32,26 @@ class HeaderField:
     start: int
     value_start: int
     end: int
+
+
+_LINE_START = re.compile(rb"\n(?![ \t])")
+_BAD_NAME = re.compile(rb"[\x00-\x20\x7f]")
+_NAME_CACHE: dict[bytes, str] = {}
+
+
+def _field_name(raw_name: bytes) -> str:
+    """The lower-case field name, or "" when `raw_name` is not a valid name (RFC 5322 §3.6.8;
+    whitespace before the colon is tolerated, as in obsolete syntax)."""
+    text = _NAME_CACHE.get(raw_name)
+    if text is not None:
+        return text
+    name = raw_name.rstrip(b" \t")
+    if not name or _BAD_NAME.search(name):
+        return ""
+    text = name.decode("latin-1").lower()
+    if len(_NAME_CACHE) < 4096:  # bounded: hostile mail may invent any number of names
+        _NAME_CACHE[raw_name] = text
+    return text
 
 
 class _Budget:
@@ -170,29 +189,22 @@ class ParsedMessage:
             self.header_end = self.body_start = end
 
     def _parse_fields(self) -> None:
-        raw, pos, stop = self.raw, self.start, self.header_end
+        # A field starts at each line that does not begin with whitespace; folded lines do
+        # (RFC 5322 §2.2.3). A line without a valid `name:` (e.g. an mbox "From " line) is
+        # no field, and its continuation lines go with it.
+        raw, stop = self.raw, self.header_end
+        starts = [self.start]
+        starts.extend(m.end() for m in _LINE_START.finditer(raw, self.start, stop))
+        starts.append(stop)
         fields: list[HeaderField] = []
-        name: str | None = None
-        fstart = vstart = 0
-        while pos < stop:
-            nl = raw.find(b"\n", pos, stop)
-            line_end = stop if nl < 0 else nl + 1
-            first = raw[pos : pos + 1]
-            if first in (b" ", b"\t") and name is not None:
-                pos = line_end  # continuation of the current field (RFC 5322 §2.2.3)
+        for i in range(len(starts) - 1):
+            begin, end = starts[i], starts[i + 1]
+            colon = raw.find(b":", begin, end)
+            if colon <= begin:
                 continue
-            if name is not None:
-                fields.append(HeaderField(name, fstart, vstart, pos))
-                name = None
-            colon = raw.find(b":", pos, line_end)
-            if colon > pos:
-                field_name = raw[pos:colon].rstrip(b" \t")
-                if field_name and b" " not in field_name and b"\t" not in field_name:
-                    name = field_name.decode("latin-1").lower()
-                    fstart, vstart = pos, colon + 1
-            pos = line_end
-        if name is not None:
-            fields.append(HeaderField(name, fstart, vstart, stop))
+            name = _field_name(raw[begin:colon])  # "" when not a name (spaces, line ends)
+            if name:
+                fields.append(HeaderField(name, begin, colon + 1, end))
         self.fields = fields
 
     def _split_parts(self, boundary: bytes, budget: _Budget) -> None:
