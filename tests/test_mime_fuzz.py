@@ -169,3 +169,19 @@ def mime_tree(draw: st.DrawFn, depth: int = 0) -> bytes:
 @given(mime_tree())
 def test_generated_mime_trees(raw: bytes) -> None:
     exercise(raw)
+
+
+ADDRESS_PIECES = [b"a", b"b.c", b"x@y.example", b"<", b">", b"@", b",", b" ", b"  ", b"\t", b'"',
+                  b'\\"', b"Name", b"=?utf-8?q?Jos=C3=A9?=", "é".encode(), b".", b";", b":",
+                  b"(c)", b"[1.2.3.4]"]
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(ADDRESS_PIECES), max_size=25))
+def test_address_fast_path_agrees_with_full_parser(pieces: list[bytes]) -> None:
+    from mailserver.mime.addresses import _fast_parse, _full_parse
+
+    value = b"".join(pieces).strip(b" \t")
+    fast = _fast_parse(value)
+    if fast is not None:
+        assert fast == _full_parse(value)
