@@ -342,6 +342,8 @@ def test_binary_unknown_transfer_encoding() -> None:
 def test_binary_lenient_base64() -> None:
     raw = entity(["Content-Transfer-Encoding: Base64"], b"aGVs\r\n bG8g*d29y\r\nbGQ")
     assert binary(parse(raw), (1,)) == b"hello world"
+    commented = entity(["Content-Transfer-Encoding: BASE64 (as usual)"], b"aGVsbG8=")
+    assert binary(parse(commented), (1,)) == b"hello"
 
 
 def _email_leaves(msg: Message) -> list[bytes]:

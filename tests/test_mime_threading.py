@@ -206,3 +206,40 @@ def test_references_reverse_order_chain_is_bounded() -> None:
     items.append(item(n, f"<m{n}>", subject="s"))
     out = format_threads(thread_references(items))
     assert out == b"(" + b" ".join(str(i).encode() for i in range(n, 0, -1)) + b")"
+
+
+def _numbers(threads: list[Thread]) -> list[int]:
+    out: list[int] = []
+    stack = list(threads)
+    while stack:
+        node = stack.pop()
+        if node.number is not None:
+            out.append(node.number)
+        else:
+            assert node.children, "a dummy without children must have been pruned"
+        stack.extend(node.children)
+    return out
+
+
+def test_references_random_graphs_keep_every_message_once() -> None:
+    import random
+
+    rng = random.Random(5256)
+    for _ in range(300):
+        n = rng.randint(1, 40)
+        ids = [f"<{rng.randint(0, 25)}@x>" for _ in range(n)]  # duplicates on purpose
+        items = [
+            item(
+                i + 1,
+                rng.choice([ids[i], None, ids[i]]),
+                tuple(rng.choice([*ids, "<absent@x>"]) for _ in range(rng.randint(0, 5))),
+                rng.choice([None, rng.choice(ids)]),
+                rng.choice(["a", "Re: a", "b", "Fwd: b", "", "[x] Re: a"]),
+                day=rng.randint(0, 5),
+            )
+            for i in range(n)
+        ]
+        threads = thread_references(items)
+        assert sorted(_numbers(threads)) == list(range(1, n + 1))
+        assert format_threads(threads).count(b"(") == format_threads(threads).count(b")")
+        assert sorted(_numbers(thread_orderedsubject(items))) == list(range(1, n + 1))

@@ -325,7 +325,8 @@ class ParsedMessage:
         value = self.header_value("content-transfer-encoding")
         if value is None:
             return "7bit"
-        text = value.decode("latin-1").strip(" \t").lower()
+        # the mechanism is a token; tolerate comments and stray parameters around it
+        text = parse_param_value(value).value.strip(" \t").lower()
         return text or "7bit"
 
     def walk(self) -> list[ParsedMessage]:
