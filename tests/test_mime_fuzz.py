@@ -46,6 +46,8 @@ TOKENS = [
     b'"', b"\\", b"(", b")", b"<", b">", b"@", b":", b";", b",", b"[", b"]", b"=", b"\x00",
     b"\xff\xfe", "é".encode(), b" ", b"\t", b"From: a@b\r\n", b"To: g: x@y, <z@w>;\r\n",
     b"References: <a@b> <c@d>\r\n", b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n",
+    b"Content-Disposition: attachment; filename*0*=utf-8''%C3; filename*1*=%A9\r\n",
+    b"; name*=x'y'%ZZ", b"; filename=\"=?utf-8?b?w6k=?=\"",
 ]
 
 
@@ -95,6 +97,8 @@ def exercise(raw: bytes) -> None:
         except UnknownTransferEncoding:
             pass
     assert section(msg, (10_000,), "") is None
+    for ent in msg.walk()[:100]:
+        _ = ent.filename, ent.transfer_encoding, ent.lines, ent.param("charset")
     for name in ("subject", "from", "to", "content-type"):
         header_text(msg, name)
     contains(full_text(msg), "x")

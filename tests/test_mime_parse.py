@@ -123,3 +123,19 @@ def test_content_type_parameters_quoting_and_comments() -> None:
     assert (msg.type, msg.subtype) == ("Text", "HTML")
     assert msg.param("charset") == "ISO-8859-1"
     assert msg.param("NAME") == "a;b.html"
+
+
+def test_attachment_filenames_rfc2231_and_rfc2047() -> None:
+    cases = [
+        (['Content-Disposition: attachment; filename="CR-BIO.xml"'], "CR-BIO.xml"),
+        (["Content-Disposition: attachment; filename*=utf-8''%C3%A9t%C3%A9.pdf"], "été.pdf"),
+        (["Content-Disposition: attachment; filename*0*=iso-8859-1'fr'r%E9sum; "
+          'filename*1="e final.txt"'], "résume final.txt"),
+        (['Content-Type: application/pdf; name="=?utf-8?q?Ordonnance_=C3=A9t=C3=A9?=.pdf"'],
+         "Ordonnance été.pdf"),
+        (["Content-Type: text/plain"], None),
+        (["Content-Disposition: attachment; filename*=bogus''%ZZ%4"], "%ZZ%4"),
+    ]
+    for headers, expected in cases:
+        msg = ParsedMessage.from_bytes(entity(headers, b"x"))
+        assert msg.filename == expected, headers

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from .headers import ParamValue, parse_param_value, unfold
+from .headers import ParamValue, decoded_param, parse_param_value, unfold
 
 __all__ = ["MAX_DEPTH", "MAX_PARTS", "HeaderField", "ParsedMessage"]
 
@@ -318,6 +318,19 @@ class ParsedMessage:
                 return "us-ascii"
             return None
         return self._content_type.get(name)
+
+    @property
+    def filename(self) -> str | None:
+        """The attachment's file name, decoded (RFC 2183 Content-Disposition filename, else
+        the Content-Type name parameter; RFC 2231 and RFC 2047 encodings undone)."""
+        disposition = self.header_value("content-disposition")
+        if disposition:
+            name = decoded_param(parse_param_value(disposition), "filename")
+            if name:
+                return name
+        if self._content_type is not None:
+            return decoded_param(self._content_type, "name") or None
+        return None
 
     @property
     def transfer_encoding(self) -> str:
