@@ -453,8 +453,8 @@ def thread_references(items: Iterable[ThreadItem]) -> list[Thread]:
     for root in roots:
         subj, is_reply = info[id(root)]
         target = subjects.get(subj) if subj else None
-        if target is None or target is root:
-            new_roots.append(root)
+        if target is None or target is root or root.parent is not None:
+            new_roots.append(root)  # (a root already moved under a new dummy: see below)
             continue
         removed.add(id(root))
         if target.item is None and root.item is None:
@@ -473,12 +473,15 @@ def thread_references(items: Iterable[ThreadItem]) -> list[Thread]:
             subjects[subj] = dummy
             info[id(dummy)] = ("", False)
     roots = []
+    placed: set[int] = set()
     for root in new_roots:
         if id(root) in removed:
             continue
         while id(root) in replaced:  # a table message that moved under a new dummy
             root = replaced[id(root)]
-        roots.append(root)
+        if id(root) not in placed:
+            placed.add(id(root))
+            roots.append(root)
 
     # (6): sort every set of siblings
     _sort_all(roots)
