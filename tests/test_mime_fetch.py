@@ -191,7 +191,8 @@ def test_bodystructure_message_rfc822_has_envelope_body_and_lines() -> None:
     assert isinstance(env, list) and env[1] == b"inner"
     assert att[8] == [b"text", b"plain", [b"charset", b"us-ascii"], None, None, b"7bit", 14, 2]
     assert att[9] == inner.count(b"\n")
-    assert value[0] == [b"text", b"plain", None, None, None, b"7bit", 12, 1]
+    # text/* without a charset parameter: the RFC 2045 default is written out, as Dovecot does
+    assert value[0] == [b"text", b"plain", [b"charset", b"us-ascii"], None, None, b"7bit", 12, 1]
 
 
 def test_bodystructure_language_list_location_md5() -> None:
@@ -374,3 +375,13 @@ def test_part_contents_agree_with_python_email(make: object) -> None:
     ours = _our_leaves(parse(raw))
     theirs = _email_leaves(email.message_from_bytes(raw, policy=email.policy.compat32))
     assert ours == theirs
+
+
+def test_text_parts_get_default_charset_parameter() -> None:
+    html = entity(['Content-Type: text/html; format="flowed"'], b"<p>x</p>")
+    value = read_one(body_structure(parse(html), extended=False))
+    assert isinstance(value, list)
+    assert value[2] == [b"format", b"flowed", b"charset", b"us-ascii"]
+    pdf = entity(["Content-Type: application/pdf"], b"%PDF")
+    value = read_one(body_structure(parse(pdf), extended=False))
+    assert isinstance(value, list) and value[2] is None
