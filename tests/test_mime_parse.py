@@ -139,3 +139,15 @@ def test_attachment_filenames_rfc2231_and_rfc2047() -> None:
     for headers, expected in cases:
         msg = ParsedMessage.from_bytes(entity(headers, b"x"))
         assert msg.filename == expected, headers
+
+
+def test_delimiters_found_after_many_near_misses() -> None:
+    # more near-delimiters than the find-based scan tolerates: the regex path takes over
+    noise = b"\r\n--bx lookalike" * 500
+    raw = (b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n\r\none' + noise
+           + b"\r\n--b\r\n\r\ntwo\r\n--b\r\n\r\nthree\r\n--b--\r\n")
+    msg = ParsedMessage.from_bytes(raw)
+    assert section(msg, (1,), "") == b"one" + noise
+    assert section(msg, (2,), "") == b"two"
+    assert section(msg, (3,), "") == b"three"
+    assert section(msg, (4,), "") is None

@@ -54,6 +54,56 @@ def _field_name(raw_name: bytes) -> str:
     return text
 
 
+# After the boundary: "--" for the close delimiter, transport padding, then the line end
+# (RFC 2046 §5.1.1). Matched with endpos = the entity's end, so \Z is the entity's end.
+_DELIM_TAIL = re.compile(rb"(--)?[ \t]*(?=\r?\n|\Z)")
+# Candidates ("\n--boundary" not followed by a valid tail) tolerated before switching from
+# bytes.find + a check per candidate to one regex compiled for this boundary: compiling
+# costs ~100 µs, so it is kept for hostile input (a body full of near-delimiters).
+_MAX_MISSES = 64
+
+
+def _find_delimiters(
+    raw: bytes, body: int, end: int, boundary: bytes
+) -> list[tuple[int, int, bool]]:
+    """(delimiter start, end of its boundary text, is close delimiter) of each delimiter line
+    in raw[body:end], up to the close delimiter and at most MAX_PARTS + 1 of them."""
+    dash = b"--" + boundary
+    found: list[tuple[int, int, bool]] = []
+    if raw.startswith(dash, body):  # the first delimiter may open the body (no CRLF before)
+        m = _DELIM_TAIL.match(raw, body + len(dash), end)
+        if m is not None:
+            found.append((body, m.end(), m.group(1) is not None))
+            if m.group(1) is not None:
+                return found
+    needle = b"\n" + dash
+    pos, misses = body, 0
+    while len(found) <= MAX_PARTS:
+        i = raw.find(needle, pos, end)
+        if i < 0:
+            return found
+        m = _DELIM_TAIL.match(raw, i + len(needle), end)
+        if m is None:
+            misses += 1
+            if misses > _MAX_MISSES:
+                break
+            pos = i + 1
+            continue
+        found.append((i, m.end(), m.group(1) is not None))
+        if m.group(1) is not None:
+            return found
+        pos = m.end()
+    else:
+        return found
+    # hostile input: let the regex engine scan the rest in C
+    delim = re.compile(rb"\n--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|\Z)")
+    for m in delim.finditer(raw, pos, end):
+        found.append((m.start(), m.end(), m.group(1) is not None))
+        if m.group(1) is not None or len(found) > MAX_PARTS:
+            break
+    return found
+
+
 class _Budget:
     __slots__ = ("parts",)
 
@@ -209,20 +259,7 @@ class ParsedMessage:
 
     def _split_parts(self, boundary: bytes, budget: _Budget) -> None:
         raw, body, end = self.raw, self.body_start, self.end
-        esc = re.escape(boundary)
-        # RFC 2046 §5.1.1: a delimiter is CRLF "--" boundary, then "--" for the close
-        # delimiter, then optional transport padding up to the line end.
-        delim = re.compile(rb"\n--" + esc + rb"(--)?[ \t]*(?=\r?\n|\Z)")
-        first = re.compile(rb"--" + esc + rb"(--)?[ \t]*(?=\r?\n|\Z)")
-        starts: list[tuple[int, int, bool]] = []  # (delimiter start, line end, is_close)
-        m0 = first.match(raw, body, end)
-        if m0 is not None:
-            starts.append((body, m0.end(), m0.group(1) is not None))
-        if not (starts and starts[0][2]):
-            for m in delim.finditer(raw, body, end):
-                starts.append((m.start(), m.end(), m.group(1) is not None))
-                if m.group(1) is not None or len(starts) > MAX_PARTS:
-                    break
+        starts = _find_delimiters(raw, body, end, boundary)
         digest = self.subtype.lower() == "digest"  # RFC 2046 §5.1.5: parts default to messages
         default = ("message", "rfc822") if digest else ("text", "plain")
         for i, (_, line_end, is_close) in enumerate(starts):
