@@ -82,30 +82,22 @@ def _strip_comments(text: str) -> str:
     return "".join(out)
 
 
+_QUOTED_OR_SEP = {
+    sep: re.compile(r'"(?:[^"\\]|\\.)*"?|' + re.escape(sep), re.DOTALL) for sep in ";,"
+}
+
+
 def split_list(text: str, sep: str) -> list[str]:
-    """Split on `sep` outside quoted strings."""
+    """Split on `sep` (";" or ",") outside quoted strings."""
     if '"' not in text:
         return text.split(sep)
     parts: list[str] = []
-    cur: list[str] = []
-    in_quote = False
-    escape = False
-    for ch in text:
-        if escape:
-            cur.append(ch)
-            escape = False
-        elif in_quote and ch == "\\":
-            cur.append(ch)
-            escape = True
-        elif ch == '"':
-            in_quote = not in_quote
-            cur.append(ch)
-        elif ch == sep and not in_quote:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur))
+    last = 0
+    for m in _QUOTED_OR_SEP[sep].finditer(text):
+        if m.group(0) == sep:
+            parts.append(text[last : m.start()])
+            last = m.end()
+    parts.append(text[last:])
     return parts
 
 
