@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from directory.service import Directory
 from mailserver.auth import Authenticator
+from mailserver.imap.server import start_imap
 from mailserver.pipeline import Pipeline
 from mailserver.settings import Settings
 from mailserver.smtp.server import start_smtp
@@ -43,6 +44,7 @@ class Application:
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
         )
         self.servers = await start_smtp(self.settings, self.pipeline, self.authenticator, tls)
+        self.servers += await start_imap(self.settings, self.store, self.authenticator, tls)
         for server in self.servers:
             for sock in server.sockets:
                 log.info("listening on %s:%d", *sock.getsockname()[:2])

@@ -74,6 +74,15 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class ImapSettings:
+    enabled: bool
+    max_connections_per_ip: int
+    max_connections: int
+    pre_auth_timeout: int
+    autologout: int
+
+
+@dataclass(frozen=True)
 class AuthSettings:
     failure_delay: float
     max_failures: int
@@ -97,6 +106,7 @@ class Settings:
     smtp: SmtpSettings
     auth: AuthSettings
     log: LogSettings
+    imap: ImapSettings
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def path(self, relative: str) -> Path:
@@ -126,6 +136,7 @@ _SECTIONS: dict[str, type] = {
     "smtp": SmtpSettings,
     "auth": AuthSettings,
     "log": LogSettings,
+    "imap": ImapSettings,
 }
 
 
@@ -216,5 +227,7 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("database.sqlite_synchronous must be FULL, NORMAL or EXTRA")
     if settings.smtp.max_message_size <= 0 or settings.smtp.max_recipients <= 0:
         raise SettingsError("smtp.max_message_size and smtp.max_recipients must be positive")
+    if settings.imap.autologout < 1800:
+        raise SettingsError("imap.autologout must be at least 1800 seconds (RFC 9051 §5.4)")
     if not 0 <= settings.listen.port_base <= 60000:
         raise SettingsError("listen.port_base must be between 0 and 60000")

@@ -1,5 +1,17 @@
 """The message store: folders, messages, bodies, threads, change notifications."""
 
-from mailserver.store.api import Delivered, FolderInfo, MessageInfo, Store, StoreError
+from mailserver.store.api import (
+    CopyResult,
+    Delivered,
+    FlagResult,
+    FolderInfo,
+    FolderStats,
+    MessageInfo,
+    Store,
+    StoreError,
+)
 
-__all__ = ["Delivered", "FolderInfo", "MessageInfo", "Store", "StoreError"]
+__all__ = [
+    "CopyResult", "Delivered", "FlagResult", "FolderInfo", "FolderStats", "MessageInfo",
+    "Store", "StoreError",
+]
