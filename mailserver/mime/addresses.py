@@ -36,7 +36,8 @@ GROUP_END = Address(None, None, None, None)
 _ATOM, _QS, _COMMENT, _SPECIAL, _DLIT = range(5)
 
 _TOKEN = re.compile(
-    rb'[ \t\r\n]+|"((?:[^"\\]|\\.)*)"?|(\[[^\]]*\]?)|([<>@,;:.])|([^ \t\r\n"()<>@,;:.\[\]]+)|(\()|(.)',
+    rb'[ \t\r\n]+|"((?:[^"\\]|\\.)*)"?|(\[[^\]]*\]?)|([<>@,;:.])'
+    rb'|([^ \t\r\n"()<>@,;:.\[\]]+)|(\()|(.)',
     re.DOTALL,
 )
 _UNESCAPE = re.compile(rb"\\(.)", re.DOTALL)
@@ -62,62 +63,79 @@ def _comment_end(value: bytes, pos: int) -> int:
     return n
 
 
-def _tokenize(value: bytes) -> list[tuple[int, bytes]]:
-    toks: list[tuple[int, bytes]] = []
+class _Tok(NamedTuple):
+    kind: int
+    val: bytes
+    spaced: bool  # whitespace came before it (phrase words keep the sender's spacing)
+
+
+def _tokenize(value: bytes) -> list[_Tok]:
+    toks: list[_Tok] = []
     pos = 0
     n = len(value)
+    spaced = False
     while pos < n:
         m = _TOKEN.match(value, pos)
         if m is None:  # pragma: no cover - the last alternative matches any byte
             break
+        if m.lastindex is None:  # whitespace
+            spaced = True
+            pos = m.end()
+            continue
         if m.group(5) is not None:  # comment
             end = _comment_end(value, pos)
             inner = value[pos + 1 : end - 1] if value[end - 1 : end] == b")" else value[pos + 1 :]
-            toks.append((_COMMENT, _UNESCAPE.sub(rb"\1", inner).strip()))
+            toks.append(_Tok(_COMMENT, _UNESCAPE.sub(rb"\1", inner).strip(), spaced))
             pos = end
+            spaced = False
             continue
         if m.group(1) is not None:
-            toks.append((_QS, _UNESCAPE.sub(rb"\1", m.group(1))))
+            toks.append(_Tok(_QS, _UNESCAPE.sub(rb"\1", m.group(1)), spaced))
         elif m.group(2) is not None:
-            toks.append((_DLIT, m.group(2)))
+            toks.append(_Tok(_DLIT, m.group(2), spaced))
         elif m.group(3) is not None:
-            toks.append((_SPECIAL, m.group(3)))
+            toks.append(_Tok(_SPECIAL, m.group(3), spaced))
         elif m.group(4) is not None:
-            toks.append((_ATOM, m.group(4)))
+            toks.append(_Tok(_ATOM, m.group(4), spaced))
         elif m.group(6) is not None:
-            toks.append((_ATOM, m.group(6)))
+            toks.append(_Tok(_ATOM, m.group(6), spaced))
         pos = m.end()
+        spaced = False
     return toks
 
 
-def _phrase(words: list[tuple[int, bytes]]) -> bytes:
-    """Display name / group name: words joined by single spaces (obs-phrase dots kept)."""
+def _is(tok: _Tok, special: bytes) -> bool:
+    return tok.kind == _SPECIAL and tok.val == special
+
+
+def _phrase(words: list[_Tok]) -> bytes:
+    """Display name / group name: words joined by one space where the sender put whitespace."""
     out = b""
-    for kind, val in words:
-        if kind == _SPECIAL and val == b".":
-            out += b"."
-        elif out:
-            out += b" " + val
+    for tok in words:
+        if tok.kind == _COMMENT:
+            continue
+        if out and tok.spaced:
+            out += b" " + tok.val
         else:
-            out = val
+            out += tok.val
     return out
 
 
-def _addr_spec(words: list[tuple[int, bytes]]) -> tuple[bytes, bytes] | None:
+def _addr_spec(words: list[_Tok]) -> tuple[bytes, bytes] | None:
     """local-part "@" domain from the tokens of an addr-spec (comments removed)."""
-    words = [w for w in words if w[0] != _COMMENT]
+    words = [w for w in words if w.kind != _COMMENT]
     if not words:
         return None
     at = -1
     for i in range(len(words) - 1, -1, -1):
-        if words[i] == (_SPECIAL, b"@"):
+        if _is(words[i], b"@"):
             at = i
             break
     if at < 0:
-        local = b"".join(v for _, v in words)
+        local = b"".join(w.val for w in words)
         return (local or MISSING_MAILBOX, MISSING_HOST)
-    local = b"".join(v for _, v in words[:at])
-    domain = b"".join(v for _, v in words[at + 1 :])
+    local = b"".join(w.val for w in words[:at])
+    domain = b"".join(w.val for w in words[at + 1 :])
     return (local or MISSING_MAILBOX, domain or MISSING_HOST)
 
 
@@ -126,15 +144,14 @@ def parse_address_list(value: bytes) -> list[Address]:
     toks = _tokenize(value)
     out: list[Address] = []
     in_group = False
-    words: list[tuple[int, bytes]] = []
+    words: list[_Tok] = []
     comment: bytes | None = None
     angle: tuple[bytes | None, bytes, bytes] | None = None
 
     def flush() -> None:
         nonlocal words, comment, angle
         if angle is not None:
-            phrase = _phrase([w for w in words if w[0] != _COMMENT])
-            name = phrase or comment or None
+            name = _phrase(words) or comment or None
             out.append(Address(name, angle[0], angle[1], angle[2]))
         else:
             spec = _addr_spec(words)
@@ -145,25 +162,25 @@ def parse_address_list(value: bytes) -> list[Address]:
     i = 0
     n = len(toks)
     while i < n and len(out) < _MAX_ADDRESSES:
-        kind, val = toks[i]
+        tok = toks[i]
         i += 1
-        if kind == _COMMENT:
-            comment = val or comment
-        elif kind != _SPECIAL:
+        if tok.kind == _COMMENT:
+            comment = tok.val or comment
+        elif tok.kind != _SPECIAL:
             if angle is None:
-                words.append((kind, val))
-        elif val == b"<":
-            inner: list[tuple[int, bytes]] = []
-            while i < n and toks[i] != (_SPECIAL, b">"):
-                if toks[i][0] != _COMMENT:
+                words.append(tok)
+        elif tok.val == b"<":
+            inner: list[_Tok] = []
+            while i < n and not _is(toks[i], b">"):
+                if toks[i].kind != _COMMENT:
                     inner.append(toks[i])
                 i += 1
             i += 1  # the ">"
             route: bytes | None = None
-            if inner and inner[0] == (_SPECIAL, b"@"):  # obs-route (RFC 5322 §4.4)
-                for j, tok in enumerate(inner):
-                    if tok == (_SPECIAL, b":"):
-                        route = b"".join(v for _, v in inner[:j])
+            if inner and _is(inner[0], b"@"):  # obs-route (RFC 5322 §4.4)
+                for j, rtok in enumerate(inner):
+                    if _is(rtok, b":"):
+                        route = b"".join(t.val for t in inner[:j])
                         inner = inner[j + 1 :]
                         break
             spec = _addr_spec(inner)
@@ -171,18 +188,18 @@ def parse_address_list(value: bytes) -> list[Address]:
                 angle = (route, spec[0], spec[1])
             else:  # "<>" (e.g. a null return path): keep a recognisable empty address
                 angle = (route, MISSING_MAILBOX, MISSING_HOST)
-        elif val == b":" and not in_group and angle is None:
-            out.append(Address(None, None, _phrase([w for w in words if w[0] != _COMMENT]), None))
+        elif tok.val == b":" and not in_group and angle is None:
+            out.append(Address(None, None, _phrase(words), None))
             in_group = True
             words, comment = [], None
-        elif val == b";" and in_group:
+        elif tok.val == b";" and in_group:
             flush()
             out.append(GROUP_END)
             in_group = False
-        elif val == b",":
+        elif tok.val == b",":
             flush()
         elif angle is None:
-            words.append((kind, val))
+            words.append(tok)
     flush()
     if in_group:
         out.append(GROUP_END)

@@ -23,6 +23,7 @@ __all__ = [
     "binary",
     "binary_size",
     "body_structure",
+    "decode_content",
     "envelope",
     "resolve_part",
     "section",
@@ -285,7 +286,8 @@ def _decode_base64(data: bytes) -> bytes:
     return out
 
 
-def _decode(entity: ParsedMessage, data: bytes) -> bytes:
+def decode_content(entity: ParsedMessage, data: bytes) -> bytes:
+    """`data` (the entity's body) with the entity's Content-Transfer-Encoding undone."""
     cte = entity.transfer_encoding
     if cte in ("7bit", "8bit", "binary"):
         return data
@@ -309,7 +311,7 @@ def binary(msg: ParsedMessage, part: tuple[int, ...]) -> bytes | None:
         return None
     if target.is_multipart or target.message is not None:
         return target.body_bytes
-    return _decode(target, target.body_bytes)
+    return decode_content(target, target.body_bytes)
 
 
 def binary_size(msg: ParsedMessage, part: tuple[int, ...]) -> int | None:

@@ -211,6 +211,8 @@ class ParsedMessage:
                 starts.append((m.start(), m.end(), m.group(1) is not None))
                 if m.group(1) is not None or len(starts) > MAX_PARTS:
                     break
+        digest = self.subtype.lower() == "digest"  # RFC 2046 §5.1.5: parts default to messages
+        default = ("message", "rfc822") if digest else ("text", "plain")
         for i, (_, line_end, is_close) in enumerate(starts):
             if is_close:
                 break
@@ -226,7 +228,6 @@ class ParsedMessage:
                 part_end = end  # missing close delimiter: the last part runs to the end
             if budget.parts >= MAX_PARTS:
                 break
-            default = ("message", "rfc822") if self.subtype.lower() == "digest" else ("text", "plain")
             self.children.append(
                 ParsedMessage._parse(raw, part_start, part_end, self.depth + 1, budget, default)
             )
