@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from directory.service import Directory
 from mailserver.auth import Authenticator
-from mailserver.imap.server import start_imap
+from mailserver.imap.server import ImapListeners, start_imap
 from mailserver.pipeline import Pipeline
 from mailserver.settings import Settings
 from mailserver.smtp.server import start_smtp
@@ -37,6 +37,7 @@ class Application:
         self.store = Store(self.engine)
         self.authenticator = Authenticator(self.directory, self.settings.auth)
         self.pipeline = Pipeline(self.settings, self.directory, self.store)
+        self.imap: ImapListeners | None = None
 
     async def start(self) -> None:
         await upgrade(self.engine)
@@ -44,7 +45,8 @@ class Application:
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
         )
         self.servers = await start_smtp(self.settings, self.pipeline, self.authenticator, tls)
-        self.servers += await start_imap(self.settings, self.store, self.authenticator, tls)
+        self.imap = await start_imap(self.settings, self.store, self.authenticator, tls)
+        self.servers += self.imap.servers
         for server in self.servers:
             for sock in server.sockets:
                 log.info("listening on %s:%d", *sock.getsockname()[:2])
@@ -53,6 +55,8 @@ class Application:
         """Stop accepting, let submissions in flight commit, then close the store."""
         for server in self.servers:
             server.close()
+        if self.imap is not None:
+            await self.imap.close()
         if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
             log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
         await self.store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from mailserver.imap import folders, messages
 from mailserver.imap.session import Bad, No, Session, State
@@ -93,8 +94,8 @@ async def idle(session: Session, command: Command) -> None:
         deadline = asyncio.get_running_loop().time() + session.config.autologout
         while True:
             selected = session.selected
-            waits: set[asyncio.Future[object]] = {reader}  # type: ignore[arg-type]
-            change: asyncio.Future[object] | None = None
+            waits: set[asyncio.Future[Any]] = {reader}
+            change: asyncio.Future[Any] | None = None
             if selected is not None:
                 change = asyncio.ensure_future(selected.queue.get())
                 waits.add(change)

@@ -212,7 +212,7 @@ def render(
         return b"RFC822.TEXT " + literal(mime_fetch.section(parsed, (), "TEXT") or b"")
     if kind == "BODY[]":
         data = (raw if not item.part and not item.spec
-                else mime_fetch.section(parsed, item.part, item.spec, item.fields))  # type: ignore[arg-type]
+                else mime_fetch.section(parsed, item.part, item.spec, item.fields))
         if data is None:
             return item.label.encode() + b" NIL"
         return item.label.encode() + b" " + literal(_partial(data, item))

@@ -3,6 +3,8 @@ UNSUBSCRIBE, LIST (RFC 5258, 6154, 5819), LSUB, STATUS, NAMESPACE, ENABLE, ID.""
 
 from __future__ import annotations
 
+from typing import cast
+
 from mailserver.imap import names, seqset
 from mailserver.imap.session import Bad, No, Session, State, format_flags
 from mailserver.imap.state import Selected
@@ -151,7 +153,8 @@ async def _qresync(session: Session, selected: Selected, params: list[Token]) ->
     for info in await session.store.changed_since(selected.folder.id, since):
         seq = selected.seq_of(info.uid)
         if seq is not None:
-            session.untagged(f"{seq} FETCH ({session.flag_items(info.uid, info.flags, info.modseq)})")
+            items = session.flag_items(info.uid, info.flags, info.modseq)
+            session.untagged(f"{seq} FETCH ({items})")
 
 
 async def close(session: Session, command: Command) -> None:
@@ -238,7 +241,7 @@ async def rename(session: Session, command: Command) -> None:
         raise SyntaxFault("RENAME needs two mailbox names")
     old = session.mailbox_name(command.args[0])
     new = session.mailbox_name(command.args[1])
-    if new == "INBOX" or new.startswith("INBOX" + names.DELIMITER) and old != "INBOX":
+    if new == "INBOX" or (new.startswith("INBOX" + names.DELIMITER) and old != "INBOX"):
         raise No("[CANNOT] cannot rename to INBOX or under it")
     if new.startswith(old + names.DELIMITER):
         raise No("[CANNOT] cannot rename a mailbox under itself")
@@ -279,7 +282,8 @@ async def list_folders(session: Session, command: Command) -> None:
     args = list(command.args)
     selection: set[str] = set()
     if args and isinstance(args[0], list):
-        selection = {astring(t, "selection option").upper() for t in args.pop(0)}
+        selection = {astring(t, "selection option").upper()
+                     for t in cast(list[Token], args.pop(0))}
         unknown = selection - {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
         if unknown:
             raise SyntaxFault("unknown LIST selection option")

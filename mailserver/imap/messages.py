@@ -5,11 +5,12 @@ THREAD and their UID forms (RFC 9051 §6.3.12, §6.4; RFC 4315, 6851, 7162, 4731
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import re
 from collections.abc import Callable
+from typing import cast
 
-from mailserver.imap import fetchitems, search as searching, seqset
+from mailserver.imap import fetchitems, seqset
+from mailserver.imap import search as searching
 from mailserver.imap.session import Bad, No, Session, format_flags
 from mailserver.imap.state import Selected
 from mailserver.imap.syntax import (
@@ -21,7 +22,6 @@ from mailserver.imap.syntax import (
     is_atom,
     modseq_value,
 )
-from mailserver.mime import search as mime_search
 from mailserver.mime import threading as mime_threading
 from mailserver.mime.parse import ParsedMessage
 from mailserver.store import MessageInfo, StoreError
@@ -115,7 +115,7 @@ async def append(session: Session, command: Command) -> None:
         flags: set[str] = set()
         when = None
         if isinstance(args[0], list):
-            flags = parse_flags(args.pop(0))
+            flags = parse_flags(cast(list[Token], args.pop(0)))
         if args and isinstance(args[0], bytes) and not isinstance(args[0], Atom) and (
             len(args) > 1 and isinstance(args[1], bytes | list)
             and not isinstance(args[1], Atom)
@@ -263,7 +263,7 @@ async def store(session: Session, command: Command) -> None:
     wanted = targets(session, args.pop(0), uid=uid_form)
     unchanged_since: int | None = None
     if isinstance(args[0], list):
-        modifier = args.pop(0)
+        modifier = cast(list[Token], args.pop(0))
         if len(modifier) != 2 or not is_atom(modifier[0], "UNCHANGEDSINCE"):
             raise SyntaxFault("unknown STORE modifier")
         unchanged_since = modseq_value(modifier[1], "UNCHANGEDSINCE")
@@ -277,7 +277,7 @@ async def store(session: Session, command: Command) -> None:
     if base not in modes:
         raise SyntaxFault("STORE action must be FLAGS, +FLAGS or -FLAGS (optionally .SILENT)")
     flag_tokens = args[0] if len(args) == 1 and isinstance(args[0], list) else args
-    flags = parse_flags(flag_tokens)  # type: ignore[arg-type]
+    flags = parse_flags(flag_tokens)
     if selected.readonly:
         raise No("[READ-ONLY] the mailbox is open read-only (EXAMINE)")
     result = await session.store.store_flags(
@@ -294,9 +294,10 @@ async def store(session: Session, command: Command) -> None:
         for info in await session.store.messages_by_uid(selected.folder.id, missing):
             current[info.uid] = info
     for uid in sorted(set(changed) | report):
-        info = current.get(uid)
-        if info is None:
+        found = current.get(uid)
+        if found is None:
             continue
+        info = found
         selected.flags[uid] = info.flags
         if uid not in report and not (session.condstore and uid in changed):
             continue
@@ -470,15 +471,6 @@ def _uses_modseq(tokens: list[Token]) -> bool:
     return False
 
 
-def _first_mailbox(parsed: ParsedMessage, field: str) -> str:
-    values = mime_search.header_text(parsed, field)
-    addresses = email.utils.getaddresses(values)
-    for _name, address in addresses:
-        if address:
-            return address.partition("@")[0].lower()
-    return ""
-
-
 async def sort(session: Session, command: Command) -> None:
     """SORT (RFC 5256 §3): criteria, charset, search keys."""
     uid_form = command.name.startswith("UID")
@@ -486,50 +478,18 @@ async def sort(session: Session, command: Command) -> None:
     if len(args) < 3 or not isinstance(args[0], list):
         raise SyntaxFault("SORT needs (criteria) charset keys")
     criteria = [astring(t, "sort criterion").upper() for t in args[0]]
-    known = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "REVERSE"}
-    if not criteria or set(criteria) - known or criteria[-1] == "REVERSE":
+    if (not criteria or set(criteria) - {*mime_threading.SORT_CRITERIA, "REVERSE"}
+            or criteria[-1] == "REVERSE"):
         raise SyntaxFault("invalid sort criteria")
     found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_body=True)
-
-    def key_of(criterion: str, seq: int, info: MessageInfo,
-               parsed: Callable[[], ParsedMessage]) -> object:
-        if criterion == "ARRIVAL":
-            return info.internal_date
-        if criterion == "SIZE":
-            return info.size
-        if criterion == "DATE":
-            sent = mime_search.sent_date(parsed())
-            return sent if isinstance(sent, dt.datetime) else info.internal_date
-        if criterion == "SUBJECT":
-            subject = " ".join(mime_search.header_text(parsed(), "Subject"))
-            return mime_threading.base_subject(subject)
-        return _first_mailbox(parsed(), criterion.capitalize() if criterion != "CC" else "Cc")
-
-    ordered = list(found)
-    # Stable sorts from the last criterion to the first; ties end by sequence number.
-    ordered.sort(key=lambda f: f[0])
-    reverse_next = False
-    plan: list[tuple[str, bool]] = []
-    for criterion in criteria:
-        if criterion == "REVERSE":
-            reverse_next = True
-            continue
-        plan.append((criterion, reverse_next))
-        reverse_next = False
-    for criterion, reverse in reversed(plan):
-        ordered.sort(key=lambda f, c=criterion: _comparable(key_of(c, *f)),  # type: ignore[misc]
-                     reverse=reverse)
-    numbers = [info.uid if uid_form else seq for seq, info, _ in ordered]
+    items = [
+        mime_threading.SortItem(info.uid if uid_form else seq, parsed(), info.internal_date,
+                                info.size)
+        for seq, info, parsed in found
+    ]
+    numbers = mime_threading.sort_messages(items, criteria)
     session.untagged("SORT" + "".join(f" {n}" for n in numbers))
     session.tagged(command.tag, "OK", f"{command.name} completed")
-
-
-def _comparable(value: object) -> tuple[int, object]:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return (0, value.timestamp())
-    return (0, value)
 
 
 async def thread(session: Session, command: Command) -> None:
@@ -542,27 +502,14 @@ async def thread(session: Session, command: Command) -> None:
     if algorithm not in ("REFERENCES", "ORDEREDSUBJECT"):
         raise No("[CANNOT] THREAD algorithms: REFERENCES, ORDEREDSUBJECT")
     found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_body=True)
-    items = []
-    for seq, info, parsed in found:
-        message = parsed()
-        sent = mime_search.sent_date(message)
-        ids = mime_search.header_text(message, "Message-ID")
-        items.append(mime_threading.ThreadItem(
-            number=info.uid if uid_form else seq,
-            message_id=ids[0].strip() if ids else None,
-            references=" ".join(mime_search.header_text(message, "References")),
-            in_reply_to=" ".join(mime_search.header_text(message, "In-Reply-To")),
-            subject=" ".join(mime_search.header_text(message, "Subject")),
-            sent=sent if isinstance(sent, dt.datetime) else info.internal_date,
-        ))
+    items = [
+        mime_threading.thread_item(info.uid if uid_form else seq, parsed(), info.internal_date)
+        for seq, info, parsed in found
+    ]
     if algorithm == "REFERENCES":
         threads = mime_threading.thread_references(items)
     else:
         threads = mime_threading.thread_orderedsubject(items)
     text = mime_threading.format_threads(threads)
-    session.untagged(b"THREAD" + ((b" " + _as_bytes(text)) if text else b""))
+    session.untagged(b"THREAD" + (b" " + text if text else b""))
     session.tagged(command.tag, "OK", f"{command.name} completed")
-
-
-def _as_bytes(value: object) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()

@@ -72,7 +72,7 @@ class _Reader:
             raise SyntaxFault("search key expected")
         return _and(predicates)
 
-    def key(self) -> Predicate:  # noqa: C901 - one branch per key of the grammar
+    def key(self) -> Predicate:
         self.context.keys += 1
         if self.context.keys > MAX_KEYS:
             raise SyntaxFault("too many search keys")

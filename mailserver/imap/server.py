@@ -16,14 +16,31 @@ from mailserver.store import Store
 log = logging.getLogger(__name__)
 
 
+class ImapListeners:
+    """The bound listeners and the sessions they run, to stop both on shutdown."""
+
+    def __init__(self) -> None:
+        self.servers: list[asyncio.Server] = []
+        self.sessions: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for task in list(self.sessions):
+            task.cancel()
+        if self.sessions:
+            await asyncio.wait(list(self.sessions), timeout=5)
+
+
 async def start_imap(
     settings: Settings, store: Store, authenticator: Authenticator, tls: ssl.SSLContext
-) -> list[asyncio.Server]:
+) -> ImapListeners:
+    listeners = ImapListeners()
     if not settings.imap.enabled:
-        return []
+        return listeners
     limiter = ConnectionLimiter(settings.imap.max_connections_per_ip,
                                 settings.imap.max_connections)
-    sessions: set[asyncio.Task[None]] = set()
+    sessions = listeners.sessions
 
     def handler(implicit: bool):  # type: ignore[no-untyped-def]
         config = SessionConfig(
@@ -52,6 +69,8 @@ async def start_imap(
                 session = Session(reader, writer, store=store, authenticator=authenticator,
                                   config=config, tls=implicit)
                 await session.run()
+            except asyncio.CancelledError:
+                pass
             except Exception:
                 log.exception("imap: session ended by an error")
             finally:
@@ -62,7 +81,7 @@ async def start_imap(
 
         return serve
 
-    servers = []
+    servers = listeners.servers
     host = settings.listen.bind_address()
     servers.append(await asyncio.start_server(
         handler(False), host=host, port=settings.listen.port("imap"), reuse_address=True,
@@ -72,4 +91,4 @@ async def start_imap(
         handler(True), host=host, port=settings.listen.port("imaps"), ssl=tls,
         reuse_address=True, limit=65536, ssl_handshake_timeout=30,
     ))
-    return servers
+    return listeners

@@ -214,12 +214,12 @@ class Session:
 
         entry = COMMANDS.get(command.name)
         if entry is None:
-            self.tagged(command.tag, "BAD", f"unknown command {command.name[:40]}")
+            self.send(f"{command.tag} BAD unknown command {command.name[:40]}".encode())
             return
         states, handler = entry
         if self.state not in states:
-            self.tagged(command.tag, "BAD", f"{command.name} is not valid in the "
-                        f"{self.state.value} state")
+            self.send(f"{command.tag} BAD {command.name} is not valid in the "
+                      f"{self.state.value} state".encode())
             return
         self._final = None
         try:
