@@ -115,7 +115,7 @@ def test_folder_commands(accounts: ServerThread) -> None:
     # IMAP4rev1 clients name folders in modified UTF-7 (RFC 3501 §5.1.3): "Été/Août"
     assert client.create("&AMk-t&AOk-/Ao&APs-t")[0] == "OK"
     assert client.rename("Projets", "Archives2026")[0] == "OK"
-    typ, data = client.list()
+    _typ, data = client.list()
     text = b"\n".join(data).decode()  # type: ignore[arg-type]
     assert "Archives2026" in text and "Projets" not in text
     assert '"&AMk-t&AOk-/Ao&APs-t"' in text
@@ -123,7 +123,7 @@ def test_folder_commands(accounts: ServerThread) -> None:
         == "OK"
     assert client.subscribe("Archives2026")[0] == "OK"
     assert client.unsubscribe("Archives2026")[0] == "OK"
-    typ, data = client.lsub()
+    _typ, data = client.lsub()
     assert not any(b"Archives2026" in d for d in data)  # type: ignore[operator]
     assert client.delete("Archives2026")[0] == "OK"
     assert client.delete("INBOX")[0] == "NO"
