@@ -16,6 +16,7 @@ from mailserver.smtp.server import start_smtp
 from mailserver.store import Store
 from mailserver.store.database import create_engine
 from mailserver.store.migrate import upgrade
+from mailserver.store.pgnotify import PgNotifier
 from mailserver.tls import server_context
 
 log = logging.getLogger("mailserver")
@@ -38,9 +39,14 @@ class Application:
         self.authenticator = Authenticator(self.directory, self.settings.auth)
         self.pipeline = Pipeline(self.settings, self.directory, self.store)
         self.imap: ImapListeners | None = None
+        # Several nodes on one PostgreSQL hear each other's changes (IMAP IDLE).
+        self.notifier = (PgNotifier(self.settings.database_url, self.store.changes)
+                         if self.engine.dialect.name == "postgresql" else None)
 
     async def start(self) -> None:
         await upgrade(self.engine)
+        if self.notifier is not None:
+            await self.notifier.start()
         tls = server_context(
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
         )
@@ -60,6 +66,8 @@ class Application:
         if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
             log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
         await self.store.close()
+        if self.notifier is not None:
+            await self.notifier.close()
         await self.engine.dispose()
         log.info("stopped")
 

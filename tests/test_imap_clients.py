@@ -8,11 +8,12 @@ import imaplib
 import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
 
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, make_deployment, start_server
 from tests.imap_support import ALICE, BOB, PASSWORD, imaps, message, tls_context
 
 
@@ -299,3 +300,28 @@ def test_idle_with_aioimaplib(accounts: ServerThread) -> None:
 
     pushed = asyncio.run(go())
     assert any(b"EXISTS" in (p if isinstance(p, bytes) else str(p).encode()) for p in pushed)
+
+
+def test_idle_hears_a_delivery_made_by_another_node(tmp_path: Path, postgres_url: str) -> None:
+    """Two server processes' worth of state (two applications) on one PostgreSQL:
+    LISTEN/NOTIFY carries the delivery to the idling session within a second."""
+    first = start_server(make_deployment(tmp_path / "a", postgres_url))
+    second = start_server(make_deployment(tmp_path / "b", postgres_url))
+    try:
+        first.add_mailbox(ALICE, PASSWORD)
+        client = IMAPClient("127.0.0.1", port=first.port("imaps"),
+                            ssl_context=tls_context(first), timeout=10)
+        client.login(ALICE, PASSWORD)
+        client.select_folder("INBOX")
+        client.idle()
+        started = time.monotonic()
+        threading.Timer(0.2, deliver, (second, message("from node b"))).start()
+        responses = client.idle_check(timeout=5)
+        elapsed = time.monotonic() - started
+        client.idle_done()
+        client.logout()
+        assert (1, b"EXISTS") in responses
+        assert elapsed < 1.2
+    finally:
+        second.stop()
+        first.stop()

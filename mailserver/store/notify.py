@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,6 +27,8 @@ class ChangeBus:
     def __init__(self, queue_size: int = 1000) -> None:
         self._watchers: dict[int, set[asyncio.Queue[FolderChange]]] = defaultdict(set)
         self._queue_size = queue_size
+        # Set by the PostgreSQL notifier: changes made here are told to other nodes.
+        self.forward: Callable[[FolderChange], None] | None = None
 
     def subscribe(self, folder_id: int) -> asyncio.Queue[FolderChange]:
         queue: asyncio.Queue[FolderChange] = asyncio.Queue(self._queue_size)
@@ -40,6 +43,13 @@ class ChangeBus:
                 del self._watchers[folder_id]
 
     def publish(self, change: FolderChange) -> None:
+        """A change committed by this process: tell local watchers and other nodes."""
+        self.deliver(change)
+        if self.forward is not None:
+            self.forward(change)
+
+    def deliver(self, change: FolderChange) -> None:
+        """Tell local watchers only (changes heard from other nodes come in here)."""
         for queue in self._watchers.get(change.folder_id, ()):
             if queue.full():
                 # A watcher that does not read loses detail, not the signal: it
