@@ -180,7 +180,60 @@ def test_pre_auth_timeout(tmp_path: Path) -> None:
         running.stop()
 
 
-def test_autologout_is_at_least_thirty_minutes(accounts: ServerThread) -> None:
+def test_pre_auth_deadline_runs_from_the_connection(tmp_path: Path) -> None:
+    """NOOPs do not keep an unauthenticated connection alive past the deadline."""
+    settings = make_deployment(tmp_path)
+    toml = settings.data_dir / "mss.toml"
+    toml.write_text(toml.read_text().replace("pre_auth_timeout = 60", "pre_auth_timeout = 2"))
+    from tests.conftest import reload
+
+    running = start_server(reload(settings))
+    try:
+        raw = Raw(running, tls=True)
+        started = time.monotonic()
+        with pytest.raises(ConnectionError):
+            for n in range(20):
+                raw.command(f"n{n} NOOP".encode())
+                time.sleep(0.3)
+        assert time.monotonic() - started < 4
+    finally:
+        running.stop()
+
+
+def test_autologout_after_idle_time(accounts: ServerThread) -> None:
+    """RFC 9051 §5.4: an authenticated session without commands is logged out (here
+    after a short autologout on a second listener; the configured one must be >= 30 min)."""
+    import asyncio
+
+    from mailserver.imap.session import Session, SessionConfig
+    from mailserver.settings import SettingsError, load_settings
+
+    app = accounts.app
+    config = SessionConfig(hostname="test", append_limit=1000, tls_context=None,
+                           autologout=1.0)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await Session(reader, writer, store=app.store, authenticator=app.authenticator,
+                      config=config, tls=True).run()
+
+    async def listen() -> asyncio.Server:
+        return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+    listener = accounts.call(listen())
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            assert reader.readline().startswith(b"* OK")
+            sock.sendall(f'a LOGIN {ALICE} "{PASSWORD}"\r\n'.encode())
+            assert reader.readline().startswith(b"a OK")
+            started = time.monotonic()
+            assert reader.readline().startswith(b"* BYE Autologout")
+            assert 0.9 < time.monotonic() - started < 3
+    finally:
+        listener.close()
     assert accounts.settings.imap.autologout >= 30 * 60
-    with socket.create_connection(("127.0.0.1", accounts.port("imap")), timeout=5) as sock:
-        assert sock.recv(1000).startswith(b"* OK")
+    toml = accounts.settings.data_dir / "mss.toml"
+    toml.write_text(toml.read_text().replace("autologout = 1860", "autologout = 600"))
+    with pytest.raises(SettingsError, match="autologout"):
+        load_settings(accounts.settings.data_dir)

@@ -204,7 +204,18 @@ async def _fetch_messages(
     session: Session, selected: Selected, wanted: list[int],
     request: fetchitems.FetchRequest, changed_since: int | None,
 ) -> None:
-    infos = await session.store.messages_by_uid(selected.folder.id, wanted)
+    kinds = {item.kind for item in request.items}
+    if kinds <= {"UID", "FLAGS"} and changed_since is None:
+        # Flags as this session knows them (kept current by refresh()): no query.
+        _fetch_flags_from_view(session, selected, wanted, request)
+        await session.flush()
+        return
+    if len(wanted) > 2000:
+        chosen = set(wanted)
+        infos = [m for m in await session.store.messages(selected.folder.id)
+                 if m.uid in chosen]
+    else:
+        infos = await session.store.messages_by_uid(selected.folder.id, wanted)
     if changed_since is not None:
         infos = [m for m in infos if m.modseq > changed_since]
     if request.sets_seen and not selected.readonly:
@@ -218,7 +229,8 @@ async def _fetch_messages(
                 request.items.append(fetchitems.Item("FLAGS", label="FLAGS"))
     cache: fetchitems.ParseCache = _cache(session)
     written = 0
-    for info in infos:
+    raws: dict[str, bytes] = {}
+    for position, info in enumerate(infos):
         seq = selected.seq_of(info.uid)
         if seq is None or info.uid in selected.pending_expunge:
             continue
@@ -226,7 +238,10 @@ async def _fetch_messages(
         raw: bytes | None = None
         parsed: ParsedMessage | None = None
         if request.needs_body:
-            raw = await session.store.body(info.blob_sha256)
+            if info.blob_sha256 not in raws:
+                raws = await session.store.bodies(
+                    [m.blob_sha256 for m in infos[position:position + 100]])
+            raw = raws[info.blob_sha256]
             parsed = cache.get(info.blob_sha256, raw)
         parts = []
         for item in request.items:
@@ -241,6 +256,22 @@ async def _fetch_messages(
         if written > 2000:
             await session.flush()
             written = 0
+
+
+def _fetch_flags_from_view(
+    session: Session, selected: Selected, wanted: list[int], request: fetchitems.FetchRequest
+) -> None:
+    names = [item.kind for item in request.items]
+    for uid in wanted:
+        if uid in selected.pending_expunge:
+            continue
+        flags = selected.flags.get(uid)
+        seq = selected.seq_of(uid)
+        if flags is None or seq is None:
+            continue
+        parts = [f"UID {uid}" if kind == "UID" else f"FLAGS ({format_flags(flags)})"
+                 for kind in names]
+        session.untagged(f"{seq} FETCH ({' '.join(parts)})")
 
 
 def _cache(session: Session) -> fetchitems.ParseCache:
@@ -382,34 +413,80 @@ async def expunge(session: Session, command: Command) -> None:
 
 
 async def _matching(
-    session: Session, tokens: list[Token], *, need_body: bool = False
+    session: Session, tokens: list[Token], *, need_headers: bool = False
 ) -> list[tuple[int, MessageInfo, Callable[[], ParsedMessage]]]:
     selected = session.require_selected()
     tokens = searching.strip_charset(tokens)
     context = searching.Context(uids=selected.uids, saved=selected.saved)
     predicate = searching.compile_keys(tokens, context)
-    infos = await session.store.messages(selected.folder.id)
+    infos = [m for m in await session.store.messages(selected.folder.id)
+             if m.uid not in selected.pending_expunge and m.uid in selected.flags]
     cache = _cache(session)
+    whole = context.needs_body
+    headers = need_headers or context.needs_headers
     found = []
-    for info in infos:
-        seq = selected.seq_of(info.uid)
-        if seq is None or info.uid in selected.pending_expunge:
-            continue
-        getter = _no_body
-        if context.needs_body or need_body:
-            raw = await session.store.body(info.blob_sha256)
-            getter = _parsed_from(cache, info.blob_sha256, raw)
-        candidate = searching.Candidate(seq, info, selected.flags.get(info.uid, info.flags),
-                                        getter)
-        if predicate(candidate):
-            found.append((seq, info, getter))
+    for start in range(0, len(infos), 500):
+        chunk = infos[start:start + 500]
+        raws: dict[str, bytes] = {}
+        if whole:
+            raws = await session.store.bodies([m.blob_sha256 for m in chunk])
+        elif headers:
+            raws = await _header_blocks(session, [m.blob_sha256 for m in chunk])
+        for info in chunk:
+            seq = selected.seq_of(info.uid)
+            if seq is None:
+                continue
+            getter = _no_body
+            head = None
+            if whole:
+                getter = _parsed_from(cache, info.blob_sha256, raws[info.blob_sha256])
+            elif headers:
+                head = raws[info.blob_sha256]
+                getter = _parsed_from(None, info.blob_sha256, head)
+            candidate = searching.Candidate(seq, info, selected.flags.get(info.uid, info.flags),
+                                            getter, head)
+            if predicate(candidate):
+                found.append((seq, info, getter))
     return found
 
 
-def _parsed_from(cache: fetchitems.ParseCache, key: str,
+async def _header_blocks(session: Session, digests: list[str]) -> dict[str, bytes]:
+    """The header block of each message (its first 16 KiB, or all of it if longer)."""
+    blocks = await session.store.bodies(digests, prefix=HEADER_PREFIX)
+    out: dict[str, bytes] = {}
+    long: list[str] = []
+    for digest, data in blocks.items():
+        end = _header_end(data)
+        if end is None and len(data) >= HEADER_PREFIX:
+            long.append(digest)
+        else:
+            out[digest] = data if end is None else data[:end]
+    if long:
+        for digest, data in (await session.store.bodies(long)).items():
+            end = _header_end(data)
+            out[digest] = data if end is None else data[:end]
+    return out
+
+
+HEADER_PREFIX = 16384
+
+
+def _header_end(data: bytes) -> int | None:
+    crlf = data.find(b"\r\n\r\n")
+    lf = data.find(b"\n\n")
+    ends = [e + 4 for e in (crlf,) if e >= 0] + [e + 2 for e in (lf,) if e >= 0]
+    return min(ends) if ends else None
+
+
+def _parsed_from(cache: fetchitems.ParseCache | None, key: str,
                  raw: bytes) -> Callable[[], ParsedMessage]:
+    held: list[ParsedMessage] = []
+
     def get() -> ParsedMessage:
-        return cache.get(key, raw)
+        if not held:
+            held.append(cache.get(key, raw) if cache is not None
+                        else ParsedMessage.from_bytes(raw))
+        return held[0]
 
     return get
 
@@ -481,7 +558,7 @@ async def sort(session: Session, command: Command) -> None:
     if (not criteria or set(criteria) - {*mime_threading.SORT_CRITERIA, "REVERSE"}
             or criteria[-1] == "REVERSE"):
         raise SyntaxFault("invalid sort criteria")
-    found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_body=True)
+    found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_headers=True)
     items = [
         mime_threading.SortItem(info.uid if uid_form else seq, parsed(), info.internal_date,
                                 info.size)
@@ -501,7 +578,7 @@ async def thread(session: Session, command: Command) -> None:
     algorithm = astring(args[0], "algorithm").upper()
     if algorithm not in ("REFERENCES", "ORDEREDSUBJECT"):
         raise No("[CANNOT] THREAD algorithms: REFERENCES, ORDEREDSUBJECT")
-    found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_body=True)
+    found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_headers=True)
     items = [
         mime_threading.thread_item(info.uid if uid_form else seq, parsed(), info.internal_date)
         for seq, info, parsed in found

@@ -25,6 +25,7 @@ class Candidate:
     info: MessageInfo
     flags: frozenset[str]
     parsed: Callable[[], ParsedMessage]
+    head: bytes | None = None  # the raw header block, when loaded
 
 
 Predicate = Callable[[Candidate], bool]
@@ -34,7 +35,8 @@ Predicate = Callable[[Candidate], bool]
 class Context:
     uids: list[int]  # the session's view (sequence numbers are positions)
     saved: list[int]  # SEARCHRES
-    needs_body: bool = False
+    needs_body: bool = False  # BODY, TEXT: the whole message
+    needs_headers: bool = False  # header keys, SENT*: the header block is enough
     keys: int = 0
 
 
@@ -116,7 +118,7 @@ class _Reader:
         if name in ("BEFORE", "ON", "SINCE"):
             return _date_test(name, parse_date(self.next("date")), _internal_day)
         if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
-            self.context.needs_body = True
+            self.context.needs_headers = True
             return _date_test(name[4:], parse_date(self.next("date")), _sent_day)
         if name in ("LARGER", "SMALLER"):
             size = number(self.next("size"), "size")
@@ -156,13 +158,26 @@ class _Reader:
         return frozenset(uids[n - 1] for n in seqset.resolve_sequence(ranges, len(uids)))
 
     def _header(self, field: str, needle: str) -> Predicate:
-        self.context.needs_body = True
+        self.context.needs_headers = True
         if not needle:  # RFC 9051 §6.4.4: HEADER field "" matches any message with it
             return lambda c: bool(mime_search.header_text(c.parsed(), field))
-        return lambda c: any(
-            mime_search.contains(value, needle)
-            for value in mime_search.header_text(c.parsed(), field)
-        )
+        # A needle of ASCII without spaces can only be found in a plain ASCII header
+        # block if its bytes are there (no encoded-word, no fold inside it): a cheap
+        # test that spares parsing most messages of a large folder.
+        quick = needle.encode().lower() if needle.isascii() and not any(
+            ch.isspace() for ch in needle) else None
+
+        def test(c: Candidate) -> bool:
+            head = c.head
+            if (quick is not None and head is not None and head.isascii()
+                    and b"=?" not in head and quick not in head.lower()):
+                return False
+            return any(
+                mime_search.contains(value, needle)
+                for value in mime_search.header_text(c.parsed(), field)
+            )
+
+        return test
 
 
 def _and(predicates: list[Predicate]) -> Predicate:

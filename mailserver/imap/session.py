@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 PRE_AUTH_TIMEOUT = 60.0  # issue 4
 AUTOLOGOUT = 30 * 60.0 + 60.0  # RFC 9051 §5.4: at least 30 minutes
+WRITE_TIMEOUT = 300.0
+WRITE_HIGH_WATER = 1 << 20
 
 
 NO_EXPUNGE_REPORT = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD"})
@@ -115,7 +117,16 @@ class Session:
             data = b"".join(self._out)
             self._out.clear()
             self.writer.write(data)
-            await self.writer.drain()
+            # A client that never reads is dropped (the transport's write buffer would
+            # otherwise grow): drain only waits when the buffer is over its high mark.
+            transport = self.writer.transport
+            if transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+                try:
+                    await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT)
+                except TimeoutError as error:
+                    raise ConnectionClosed() from error
+            else:
+                await self.writer.drain()
 
     def tagged(self, tag: str, status: str, text: str) -> None:
         """The command's completion; sent after any untagged updates it allows."""
@@ -167,8 +178,12 @@ class Session:
                       "IMAP ready")
         try:
             await self.flush()
+            loop = asyncio.get_running_loop()
+            # Before login the deadline runs from the connection, not from each command:
+            # a client cannot stay unauthenticated by sending NOOPs.
+            pre_auth_deadline = loop.time() + self.config.pre_auth_timeout
             while self.state is not State.LOGOUT:
-                timeout = (self.config.pre_auth_timeout
+                timeout = (pre_auth_deadline - loop.time()
                            if self.state is State.NOT_AUTHENTICATED else self.config.autologout)
                 try:
                     data = await asyncio.wait_for(
@@ -262,7 +277,11 @@ class Session:
         """One client line of a SASL exchange (RFC 9051 §6.2.2); '*' cancels."""
         self.send(b"+ ")
         await self.flush()
-        line = await self.reader.read_line(PRE_AUTH.line)
+        try:
+            line = await asyncio.wait_for(self.reader.read_line(PRE_AUTH.line),
+                                          self.config.pre_auth_timeout)
+        except TimeoutError as error:
+            raise ConnectionClosed() from error
         if line.strip() == b"*":
             raise Bad("AUTHENTICATE cancelled")
         return decode_base64(line)
@@ -271,14 +290,15 @@ class Session:
         context = self.config.tls_context
         if context is None or self.tls:
             raise Bad("STARTTLS is not available here")
+        # RFC 9051 §6.2.1: nothing the client sent before the handshake is acted on.
+        # Stop reading first, so that what follows (the ClientHello) stays in the
+        # socket for the TLS layer; then drop the plaintext already read.
+        self.writer.transport.pause_reading()  # type: ignore[attr-defined]
+        self.reader.discard_buffered()
         self.send(f"{tag} OK Begin TLS negotiation now".encode())
         await self.flush()
-        # RFC 9051 §6.2.1: nothing the client sent before the handshake is acted on.
-        # No await between the discard and start_tls: no byte can slip in between.
-        self.reader.discard_buffered()
-        await self.writer.start_tls(context)
+        await self.writer.start_tls(context)  # resumes reading, through TLS
         self.tls = True
-        self.reader.discard_buffered()
 
     # ---- the selected folder and untagged updates ----------------------------------
 

@@ -477,6 +477,29 @@ class Store:
                 found.extend(_message_info(row) for row in rows)
         return found
 
+    async def bodies(
+        self, digests: Sequence[str], *, prefix: int | None = None
+    ) -> dict[str, bytes]:
+        """Several bodies in few queries; with ``prefix``, only their first bytes
+        (enough for the header block, for SEARCH on headers)."""
+        wanted = list(dict.fromkeys(digests))
+        found: dict[str, bytes] = {}
+        column: Any = Blob.data if prefix is None else func.substr(Blob.data, 1, prefix)
+        async with self._engine.connect() as connection:
+            for start in range(0, len(wanted), 500):
+                rows = (
+                    await connection.execute(
+                        select(Blob.sha256, column).where(
+                            Blob.sha256.in_(wanted[start:start + 500])
+                        )
+                    )
+                ).all()
+                found.update((str(row[0]), bytes(row[1])) for row in rows)
+        missing = [d for d in wanted if d not in found]
+        if missing:
+            raise StoreError(f"message body {missing[0]} is missing")
+        return found
+
     async def uid_flags(self, folder_id: int) -> list[tuple[int, str, int]]:
         """(UID, flags, MODSEQ) of every message, by UID: what SELECT needs, cheaply."""
         async with self._engine.connect() as connection:
