@@ -69,10 +69,12 @@ def targets(session: Session, token: Token, *, uid: bool) -> list[int]:
         return seqset.resolve_uids(ranges, selected.uids)
     count = len(selected.uids)
     for first, last in ranges:
-        for value in (first, last):
-            if (value is None and count == 0) or (value is not None and value > count):
-                # RFC 9051 §6.4.5: a sequence number that does not exist is an error.
-                raise Bad("invalid message sequence number (no such message)")
+        # RFC 3501 §9 seq-number: a number above the message count (or "*" in an empty
+        # mailbox) is an error; a range is clipped to the messages that exist, as
+        # Dovecot does, as long as it starts within them.
+        low = first if first is not None else count
+        if count == 0 or (low > count and (last is None or last > count)):
+            raise Bad("invalid message sequence number (no such message)")
     return [selected.uids[n - 1] for n in seqset.resolve_sequence(ranges, count)]
 
 
@@ -116,10 +118,10 @@ async def append(session: Session, command: Command) -> None:
         when = None
         if isinstance(args[0], list):
             flags = parse_flags(cast(list[Token], args.pop(0)))
-        if args and isinstance(args[0], bytes) and not isinstance(args[0], Atom) and (
-            len(args) > 1 and isinstance(args[1], bytes | list)
-            and not isinstance(args[1], Atom)
-        ):
+        # A date-time is a quoted string of its own shape; anything else here is the
+        # message (MULTIAPPEND puts messages one after another, RFC 3502).
+        if (args and isinstance(args[0], bytes) and len(args[0]) <= 40 and len(args) > 1
+                and _DATE_TIME.match(args[0].decode("latin-1"))):
             when = _parse_date_time(astring(args.pop(0), "date-time"))
         if not args:
             raise SyntaxFault("message literal expected")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -167,11 +168,17 @@ class _Reader:
         quick = needle.encode().lower() if needle.isascii() and not any(
             ch.isspace() for ch in needle) else None
 
+        field_line = re.compile(
+            rb"(?im)^" + re.escape(field.encode("utf-8", "replace")) + rb"[ \t]*:"
+            rb"(.*(?:\r?\n[ \t].*)*)"
+        )
+
         def test(c: Candidate) -> bool:
             head = c.head
-            if (quick is not None and head is not None and head.isascii()
-                    and b"=?" not in head and quick not in head.lower()):
-                return False
+            if quick is not None and head is not None and head.isascii() and b"=?" not in head:
+                values = b"\n".join(m.group(1) for m in field_line.finditer(head))
+                if quick not in values.lower():
+                    return False
             return any(
                 mime_search.contains(value, needle)
                 for value in mime_search.header_text(c.parsed(), field)
