@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 
 from directory.service import Directory
 from mailserver.auth import Authenticator
+from mailserver.imap.server import ImapListeners, start_imap
 from mailserver.pipeline import Pipeline
 from mailserver.settings import Settings
 from mailserver.smtp.server import start_smtp
 from mailserver.store import Store
 from mailserver.store.database import Reader, create_engine
 from mailserver.store.migrate import upgrade
+from mailserver.store.pgnotify import PgNotifier
 from mailserver.tls import server_context
 
 log = logging.getLogger("mailserver")
@@ -39,18 +41,28 @@ class Application:
         self.store = Store(self.engine)
         self.authenticator = Authenticator(self.directory, self.settings.auth)
         self.pipeline = Pipeline(self.settings, self.directory, self.store)
+        self.imap: ImapListeners | None = None
+        # Several nodes on one PostgreSQL hear each other's changes (IMAP IDLE).
+        self.notifier = (PgNotifier(self.settings.database_url, self.store.changes)
+                         if self.engine.dialect.name == "postgresql" else None)
 
     async def start(self, *, migrate: bool = True) -> None:
         if migrate:
             await upgrade(self.engine)
-        if self.workers > 1:
+        if self.workers > 1 and self.notifier is None:
+            # Worker processes on SQLite tell each other through Unix sockets; on
+            # PostgreSQL, LISTEN/NOTIFY reaches them and the other nodes alike.
             self.store.changes.join_peers(self.settings.data_dir / "run")
+        if self.notifier is not None:
+            await self.notifier.start()
         tls = server_context(
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
         )
         self.servers = await start_smtp(
             self.settings, self.pipeline, self.authenticator, tls, share=self.workers
         )
+        self.imap = await start_imap(self.settings, self.store, self.authenticator, tls)
+        self.servers += self.imap.servers
         for server in self.servers:
             for sock in server.sockets:
                 log.info("listening on %s:%d", *sock.getsockname()[:2])
@@ -59,11 +71,15 @@ class Application:
         """Stop accepting, let submissions in flight commit, then close the store."""
         for server in self.servers:
             server.close()
+        if self.imap is not None:
+            await self.imap.close()
         if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
             log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
         await self.store.close()
         self.store.changes.close()
         self.reader.close()
+        if self.notifier is not None:
+            await self.notifier.close()
         await self.engine.dispose()
         log.info("stopped")
 

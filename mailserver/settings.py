@@ -79,6 +79,15 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class ImapSettings:
+    enabled: bool
+    max_connections_per_ip: int
+    max_connections: int
+    pre_auth_timeout: int
+    autologout: int
+
+
+@dataclass(frozen=True)
 class AuthSettings:
     failure_delay: float
     max_failures: int
@@ -102,6 +111,7 @@ class Settings:
     smtp: SmtpSettings
     auth: AuthSettings
     log: LogSettings
+    imap: ImapSettings
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def path(self, relative: str) -> Path:
@@ -131,6 +141,7 @@ _SECTIONS: dict[str, type] = {
     "smtp": SmtpSettings,
     "auth": AuthSettings,
     "log": LogSettings,
+    "imap": ImapSettings,
 }
 
 
@@ -225,5 +236,7 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("smtp.max_message_size and smtp.max_recipients must be positive")
     if not 0 <= settings.server.workers <= 64:
         raise SettingsError("server.workers must be between 0 (one per core) and 64")
+    if settings.imap.autologout < 1800:
+        raise SettingsError("imap.autologout must be at least 1800 seconds (RFC 9051 §5.4)")
     if not 0 <= settings.listen.port_base <= 60000:
         raise SettingsError("listen.port_base must be between 0 and 60000")

@@ -1,8 +1,11 @@
 """The message store: folders, messages, bodies, threads, change notifications."""
 
 from mailserver.store.api import (
+    CopyResult,
     Delivered,
+    FlagResult,
     FolderInfo,
+    FolderStats,
     MessageInfo,
     Store,
     StoreError,
@@ -11,6 +14,6 @@ from mailserver.store.api import (
 )
 
 __all__ = [
-    "Delivered", "FolderInfo", "MessageInfo", "Store", "StoreError", "ThreadInfo",
-    "ThreadUpdate",
+    "CopyResult", "Delivered", "FlagResult", "FolderInfo", "FolderStats", "MessageInfo",
+    "Store", "StoreError", "ThreadInfo", "ThreadUpdate",
 ]

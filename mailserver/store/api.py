@@ -31,6 +31,7 @@ from mailserver.store.batch import WriteBatcher
 from mailserver.store.models import (
     DEFAULT_FOLDERS,
     Blob,
+    ExpungedUid,
     Folder,
     Message,
     Thread,
@@ -84,6 +85,29 @@ class ThreadUpdate:
     add_participants: frozenset[str] = frozenset()
     status: str | None = None
     closed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class FolderStats:
+    messages: int
+    unseen: int
+    size: int
+    deleted: int
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """RFC 4315 COPYUID: the destination's UIDVALIDITY and (source, new) UID pairs."""
+
+    uidvalidity: int
+    pairs: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class FlagResult:
+    changed: list[MessageInfo]
+    # RFC 7162 §3.1.3: UIDs not changed because their MODSEQ exceeds UNCHANGEDSINCE.
+    modified: list[int]
 
 
 @dataclass(frozen=True)
@@ -289,6 +313,7 @@ class Store:
             connection.execute(
                 delete(Message).where(Message.folder_id == folder_id, Message.uid.in_(present))
             )
+            self._record_vanished(connection, folder_id, present, modseq)
             return sorted(present), modseq
 
         def announce(result: tuple[list[int], int]) -> None:
@@ -408,6 +433,351 @@ class Store:
                 )
             ).scalars().all()
         return ThreadInfo(thread.id, thread.status, thread.opened_by, frozenset(participants))
+
+    # ---- folders, copies and flags for IMAP ---------------------------------------
+
+    async def folder_by_id(self, folder_id: int) -> FolderInfo | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(select(Folder).where(Folder.id == folder_id))
+            ).first()
+        return _folder_info(row) if row is not None else None
+
+    async def create_folder(
+        self, mailbox_id: int, name: str, *, special_use: str | None = None
+    ) -> FolderInfo:
+        """A new, empty folder; StoreError if the name is taken."""
+
+        def work(connection: Connection) -> FolderInfo:
+            taken = (
+                connection.execute(
+                    select(Folder.id).where(Folder.mailbox_id == mailbox_id, Folder.name == name)
+                )
+            ).scalar_one_or_none()
+            if taken is not None:
+                raise StoreError(f"folder {name!r} already exists")
+            # RFC 9051 §2.3.1.1: a folder re-created under an old name must not reuse
+            # the old UIDVALIDITY, so take one above every value this mailbox has had.
+            highest = (
+                connection.execute(
+                    select(func.max(Folder.uidvalidity)).where(Folder.mailbox_id == mailbox_id)
+                )
+            ).scalar_one_or_none()
+            uidvalidity = max(_new_uidvalidity(), int(highest or 0) + 1) & 0xFFFFFFFF or 1
+            connection.execute(
+                insert(Folder).values(
+                    mailbox_id=mailbox_id, name=name, special_use=special_use,
+                    uidvalidity=uidvalidity, uidnext=1, highestmodseq=1, subscribed=True,
+                )
+            )
+            row = (
+                connection.execute(
+                    select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name)
+                )
+            ).one()
+            return _folder_info(row)
+
+        result: FolderInfo = await self._writer.submit(work)
+        return result
+
+    async def delete_folder(self, mailbox_id: int, name: str) -> None:
+        """Delete the folder and its messages (children are left alone)."""
+
+        def work(connection: Connection) -> int:
+            folder_id = (
+                connection.execute(
+                    select(Folder.id).where(Folder.mailbox_id == mailbox_id, Folder.name == name)
+                )
+            ).scalar_one_or_none()
+            if folder_id is None:
+                raise StoreError(f"no folder {name!r}")
+            connection.execute(delete(Message).where(Message.folder_id == folder_id))
+            connection.execute(
+                delete(ExpungedUid).where(ExpungedUid.folder_id == folder_id)
+            )
+            connection.execute(delete(Folder).where(Folder.id == folder_id))
+            return int(folder_id)
+
+        self._forget_folder(mailbox_id, name)
+        folder_id: int = await self._writer.submit(work)
+        self._forget_folder(mailbox_id, name)
+        self.changes.publish(FolderChange(folder_id, "expunge", (), 0))
+
+    async def rename_folder(self, mailbox_id: int, old: str, new: str, delimiter: str) -> None:
+        """Rename ``old`` and its children under ``new``.
+
+        RFC 9051 §6.3.6: renaming INBOX moves its messages to a new folder ``new`` and
+        leaves INBOX empty; INBOX's children are not renamed.
+        """
+
+        def work(connection: Connection) -> None:
+            names = (
+                connection.execute(
+                    select(Folder.name).where(Folder.mailbox_id == mailbox_id)
+                )
+            ).scalars().all()
+            if old not in names:
+                raise StoreError(f"no folder {old!r}")
+            if new in names:
+                raise StoreError(f"folder {new!r} already exists")
+            if old == "INBOX":
+                return None
+            prefix = old + delimiter
+            for name in names:
+                if name == old or name.startswith(prefix):
+                    target = new + name[len(old):]
+                    if target in names:
+                        raise StoreError(f"folder {target!r} already exists")
+                    connection.execute(
+                        update(Folder)
+                        .where(Folder.mailbox_id == mailbox_id, Folder.name == name)
+                        .values(name=target)
+                    )
+            return None
+
+        if old == "INBOX":
+            await self._writer.submit(work)
+            created = await self.create_folder(mailbox_id, new)
+            inbox = await self.folder(mailbox_id, "INBOX")
+            if inbox is not None:
+                uids = [m.uid for m in await self.messages(inbox.id)]
+                if uids:
+                    await self.copy_messages(inbox.id, uids, created.id, move=True)
+            return
+        self._folder_ids.clear()
+        await self._writer.submit(work)
+        self._folder_ids.clear()
+
+    async def set_subscribed(self, mailbox_id: int, name: str, subscribed: bool) -> None:
+        def work(connection: Connection) -> None:
+            result = connection.execute(
+                update(Folder)
+                .where(Folder.mailbox_id == mailbox_id, Folder.name == name)
+                .values(subscribed=subscribed)
+            )
+            if not result.rowcount:
+                raise StoreError(f"no folder {name!r}")
+
+        await self._writer.submit(work)
+
+    async def folder_stats(self, folder_id: int) -> FolderStats:
+        """Counts for STATUS (RFC 9051 §6.3.11), in one query."""
+        seen = Message.flags.like("%\\Seen%")
+        deleted = Message.flags.like("%\\Deleted%")
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(func.sum(Message.size), 0),
+                        func.count().filter(~seen),
+                        func.count().filter(deleted),
+                    ).where(Message.folder_id == folder_id)
+                )
+            ).one()
+        return FolderStats(int(row[0]), int(row[2]), int(row[1]), int(row[3]))
+
+    async def messages_by_uid(self, folder_id: int, uids: Sequence[int]) -> list[MessageInfo]:
+        found: list[MessageInfo] = []
+        async with self._engine.connect() as connection:
+            for start in range(0, len(uids), 500):
+                chunk = list(uids[start:start + 500])
+                rows = (
+                    await connection.execute(
+                        select(Message)
+                        .where(Message.folder_id == folder_id, Message.uid.in_(chunk))
+                        .order_by(Message.uid)
+                    )
+                ).all()
+                found.extend(_message_info(row) for row in rows)
+        return found
+
+    async def bodies(
+        self, digests: Sequence[str], *, prefix: int | None = None
+    ) -> dict[str, bytes]:
+        """Several bodies in few queries; with ``prefix``, only their first bytes
+        (enough for the header block, for SEARCH on headers)."""
+        wanted = list(dict.fromkeys(digests))
+        found: dict[str, bytes] = {}
+        column: Any = Blob.data if prefix is None else func.substr(Blob.data, 1, prefix)
+        async with self._engine.connect() as connection:
+            for start in range(0, len(wanted), 500):
+                rows = (
+                    await connection.execute(
+                        select(Blob.sha256, column).where(
+                            Blob.sha256.in_(wanted[start:start + 500])
+                        )
+                    )
+                ).all()
+                found.update((str(row[0]), bytes(row[1])) for row in rows)
+        missing = [d for d in wanted if d not in found]
+        if missing:
+            raise StoreError(f"message body {missing[0]} is missing")
+        return found
+
+    async def uid_flags(self, folder_id: int) -> list[tuple[int, str, int]]:
+        """(UID, flags, MODSEQ) of every message, by UID: what SELECT needs, cheaply."""
+        async with self._engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(Message.uid, Message.flags, Message.modseq)
+                    .where(Message.folder_id == folder_id)
+                    .order_by(Message.uid)
+                )
+            ).all()
+        return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    async def changed_since(self, folder_id: int, modseq: int) -> list[MessageInfo]:
+        """Messages whose MODSEQ is above ``modseq`` (RFC 7162 CHANGEDSINCE)."""
+        async with self._engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(Message)
+                    .where(Message.folder_id == folder_id, Message.modseq > modseq)
+                    .order_by(Message.uid)
+                )
+            ).all()
+        return [_message_info(row) for row in rows]
+
+    async def vanished_since(self, folder_id: int, modseq: int) -> list[int]:
+        """UIDs expunged after ``modseq`` (RFC 7162 §3.2.10 VANISHED)."""
+        async with self._engine.connect() as connection:
+            uids = (
+                await connection.execute(
+                    select(ExpungedUid.uid)
+                    .where(ExpungedUid.folder_id == folder_id, ExpungedUid.modseq > modseq)
+                    .order_by(ExpungedUid.uid)
+                )
+            ).scalars().all()
+        return sorted(set(int(u) for u in uids))
+
+    async def store_flags(
+        self,
+        folder_id: int,
+        uids: Sequence[int],
+        flags: Iterable[str],
+        mode: FlagMode,
+        *,
+        unchanged_since: int | None = None,
+    ) -> FlagResult:
+        """STORE: like ``set_flags``, with RFC 7162 UNCHANGEDSINCE."""
+        wanted = set(flags)
+
+        def work(connection: Connection) -> FlagResult:
+            changed: list[MessageInfo] = []
+            modified: list[int] = []
+            for start in range(0, len(uids), 500):
+                rows = (
+                    connection.execute(
+                        select(Message).where(
+                            Message.folder_id == folder_id,
+                            Message.uid.in_(list(uids[start:start + 500])),
+                        ).order_by(Message.uid)
+                    )
+                ).all()
+                for row in rows:
+                    if unchanged_since is not None and row.modseq > unchanged_since:
+                        modified.append(int(row.uid))
+                        continue
+                    current = set(row.flags.split())
+                    new = wanted if mode == "set" else (
+                        current | wanted if mode == "add" else current - wanted
+                    )
+                    if new == current:
+                        continue
+                    modseq, _, _ = self._bump(connection, folder_id, uidnext=False)
+                    connection.execute(
+                        update(Message)
+                        .where(Message.id == row.id)
+                        .values(flags=" ".join(sorted(new)), modseq=modseq)
+                    )
+                    changed.append(_with_flags(_message_info(row), new, modseq))
+            return FlagResult(changed, modified)
+
+        def announce(result: FlagResult) -> None:
+            if result.changed:
+                self.changes.publish(
+                    FolderChange(folder_id, "flags", tuple(m.uid for m in result.changed),
+                                 max(m.modseq for m in result.changed))
+                )
+
+        outcome: FlagResult = await self._writer.submit(work, announce)
+        return outcome
+
+    async def copy_messages(
+        self, folder_id: int, uids: Sequence[int], dest_folder_id: int, *, move: bool = False
+    ) -> CopyResult:
+        """COPY / MOVE (RFC 6851): new UIDs in the destination, in UID order, atomically."""
+
+        def work(
+            connection: Connection,
+        ) -> tuple[CopyResult, list[Delivered], list[int], int]:
+            rows: list[Any] = []
+            for start in range(0, len(uids), 500):
+                rows.extend(
+                    (
+                        connection.execute(
+                            select(Message).where(
+                                Message.folder_id == folder_id,
+                                Message.uid.in_(list(uids[start:start + 500])),
+                            )
+                        )
+                    ).all()
+                )
+            rows.sort(key=lambda r: r.uid)
+            pairs: list[tuple[int, int]] = []
+            delivered: list[Delivered] = []
+            uidvalidity = 0
+            for row in rows:
+                flags = " ".join(sorted(set(row.flags.split()) - {"\\Recent"}))
+                item = self._insert_message(
+                    connection, row.mailbox_id, dest_folder_id, row.blob_sha256, row.size,
+                    row.internal_date, flags, row.message_id, row.thread_id,
+                )
+                uidvalidity = item.uidvalidity
+                pairs.append((int(row.uid), item.uid))
+                delivered.append(item)
+            if not uidvalidity:
+                folder = (
+                    connection.execute(
+                        select(Folder.uidvalidity).where(Folder.id == dest_folder_id)
+                    )
+                ).scalar_one()
+                uidvalidity = int(folder)
+            removed: list[int] = []
+            modseq = 0
+            if move and rows:
+                removed = [int(r.uid) for r in rows]
+                modseq, _, _ = self._bump(connection, folder_id, uidnext=False)
+                connection.execute(
+                    delete(Message).where(
+                        Message.id.in_([r.id for r in rows])
+                    )
+                )
+                self._record_vanished(connection, folder_id, removed, modseq)
+            return CopyResult(uidvalidity, pairs), delivered, removed, modseq
+
+        def announce(result: tuple[CopyResult, list[Delivered], list[int], int]) -> None:
+            _, delivered, removed, modseq = result
+            self._announce_new(delivered)
+            if removed:
+                self.changes.publish(FolderChange(folder_id, "expunge", tuple(removed), modseq))
+
+        outcome = await self._writer.submit(work, announce)
+        copied: CopyResult = outcome[0]
+        return copied
+
+    def _record_vanished(
+        self, connection: Connection, folder_id: int, uids: Sequence[int], modseq: int
+    ) -> None:
+        if uids:
+            connection.execute(
+                insert(ExpungedUid),
+                [{"folder_id": folder_id, "uid": uid, "modseq": modseq} for uid in uids],
+            )
+
+    def _forget_folder(self, mailbox_id: int, name: str) -> None:
+        self._folder_ids.pop((mailbox_id, name), None)
 
     # ---- inside a write transaction -------------------------------------------
 

@@ -118,3 +118,21 @@ class Message(Base):
 Index("ix_messages_folder_modseq", Message.folder_id, Message.modseq)
 Index("ix_thread_participants_address", ThreadParticipant.address)
 Index("ix_messages_mailbox_message_id", Message.mailbox_id, Message.message_id)
+
+
+class ExpungedUid(Base):
+    """UIDs removed from a folder, with the MODSEQ of their removal.
+
+    RFC 7162 §3.2.5.2 / §3.2.10: QRESYNC's VANISHED (EARLIER) answers "which UIDs
+    went away since MODSEQ m" from this record.
+    """
+
+    __tablename__ = "expunged_uids"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    modseq: Mapped[int] = mapped_column(BigInteger)
+
+
+Index("ix_expunged_uids_folder_modseq", ExpungedUid.folder_id, ExpungedUid.modseq)

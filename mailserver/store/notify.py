@@ -19,6 +19,7 @@ import socket
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -67,6 +68,8 @@ class ChangeBus:
         self._path: Path | None = None
         self._peer_paths: list[Path] = []
         self._peers_listed_at = 0.0
+        # Set by the PostgreSQL notifier: changes made here are told to other nodes.
+        self.forward: Callable[[FolderChange], None] | None = None
 
     # ---- watchers in this process ------------------------------------------------
 
@@ -83,11 +86,16 @@ class ChangeBus:
                 del self._watchers[folder_id]
 
     def publish(self, change: FolderChange) -> None:
-        self._hand_out(change)
+        """A change committed by this process: tell local watchers, the other
+        worker processes and (through the PostgreSQL notifier) other nodes."""
+        self.deliver(change)
         if self._socket is not None:
             self._send_to_peers(change.encode())
+        if self.forward is not None:
+            self.forward(change)
 
-    def _hand_out(self, change: FolderChange) -> None:
+    def deliver(self, change: FolderChange) -> None:
+        """Tell local watchers only (changes heard from other processes come in here)."""
         for queue in self._watchers.get(change.folder_id, ()):
             if queue.full():
                 # A watcher that does not read loses detail, not the signal: it
@@ -120,7 +128,7 @@ class ChangeBus:
                 return
             change = FolderChange.decode(data)
             if change is not None:
-                self._hand_out(change)
+                self.deliver(change)
 
     def _peers(self) -> list[Path]:
         """The other processes' sockets, re-listed at most every second."""
