@@ -85,10 +85,11 @@ async def start_imap(
     host = settings.listen.bind_address()
     servers.append(await asyncio.start_server(
         handler(False), host=host, port=settings.listen.port("imap"), reuse_address=True,
+        reuse_port=True,  # every worker process of `mss serve` listens (supervisor.py)
         limit=65536,
     ))
     servers.append(await asyncio.start_server(
         handler(True), host=host, port=settings.listen.port("imaps"), ssl=tls,
-        reuse_address=True, limit=65536, ssl_handshake_timeout=30,
+        reuse_address=True, reuse_port=True, limit=65536, ssl_handshake_timeout=30,
     ))
     return listeners
