@@ -88,7 +88,8 @@ def init(context: click.Context, local_data_dir: Path | None, domains: tuple[str
     ))
     click.echo(f"Initialised {settings.data_dir}")
     click.echo(f"  configuration  {settings.data_dir / 'mss.toml'}")
-    click.echo(f"  TLS            {settings.path(settings.tls.cert)} (CA {settings.path(settings.tls.ca)})")
+    click.echo(f"  TLS            {settings.path(settings.tls.cert)}")
+    click.echo(f"  CA             {settings.path(settings.tls.ca)}")
     click.echo(f"Next: mss --data-dir {data_dir} mailbox add ADDRESS --type PER")
 
 

@@ -94,7 +94,8 @@ class FailureThrottle:
         worst = max((self.count(key) for key in keys), default=0)
         if worst == 0:
             return 0.0
-        return float(min(self._settings.failure_delay * 2 ** (worst - 1), 8.0))
+        steps = min(worst - 1, 4)  # capped at 16 × the first delay (8 s by default)
+        return float(self._settings.failure_delay * 2**steps)
 
 
 class Authenticator:

@@ -142,10 +142,10 @@ class Pipeline:
             if self._in_flight == 0:
                 self._idle.set()
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait until no submission is in flight (shutdown); False on timeout."""
+    async def drain(self, grace: float) -> bool:
+        """Wait until no submission is in flight (shutdown); False after ``grace`` s."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), grace)
         except TimeoutError:
             return False
         return True
@@ -203,7 +203,9 @@ class Pipeline:
 
     def _received(self, submission: Submission, queue_id: str) -> str:
         helo = _UNSAFE_IN_HEADER.sub("?", submission.helo)[:255] or "unknown"
-        tls = f"\r\n\t(using {_UNSAFE_IN_HEADER.sub('_', submission.tls)})" if submission.tls else ""
+        tls = ""
+        if submission.tls:
+            tls = f"\r\n\t(using {_UNSAFE_IN_HEADER.sub('_', submission.tls)})"
         single = ""
         if len(submission.rcpt_tos) == 1:
             single = f"\r\n\tfor <{_UNSAFE_IN_HEADER.sub('?', submission.rcpt_tos[0])}>"

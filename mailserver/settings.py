@@ -161,8 +161,10 @@ def _coerce(default: Any, value: Any, where: str) -> Any:
                 return float(value)
             if isinstance(default, list):
                 return [item.strip() for item in value.split(",") if item.strip()]
-        except ValueError:
-            raise SettingsError(f"{where}: cannot read {value!r} as {type(default).__name__}")
+        except ValueError as error:
+            raise SettingsError(
+                f"{where}: cannot read {value!r} as {type(default).__name__}"
+            ) from error
     if isinstance(default, bool) != isinstance(value, bool):
         raise SettingsError(f"{where}: expected {type(default).__name__}, got {value!r}")
     if isinstance(default, float) and isinstance(value, int):

@@ -8,6 +8,7 @@ PostgreSQL comes from MSS_TEST_POSTGRES (default: the machine's server on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import threading
@@ -91,13 +92,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def make_deployment(tmp_path: Path, database_url: str = "") -> Settings:
-    """``mss init`` in ``tmp_path``; the database URL, when given, goes in mss.toml."""
-    return asyncio.run(
+    """``mss init`` in ``tmp_path``; the database URL, when given, goes in mss.toml.
+
+    Login throttling delays are scaled down (same doubling, 50 ms first step) so
+    that tests exercise them without waiting seconds.
+    """
+    settings = asyncio.run(
         init_deployment(
             tmp_path / "deployment", domains=[DOMAIN], patient_domain=PATIENT_DOMAIN,
             port_base=free_port_base(), hostname="mx.hopital.example",
             database_url=database_url,
         )
+    )
+    return dataclasses.replace(
+        settings, auth=dataclasses.replace(settings.auth, failure_delay=0.05)
     )
 
 

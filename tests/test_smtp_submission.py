@@ -85,7 +85,10 @@ def test_implicit_tls_465_with_auth_login(accounts: ServerThread) -> None:
 
 
 def test_message_id_and_date_are_kept_when_present(accounts: ServerThread) -> None:
-    message = b"Message-ID: <given@client.example>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0100\r\n" + MESSAGE
+    message = (
+        b"Message-ID: <given@client.example>\r\n"
+        b"Date: Mon, 23 Nov 2026 10:00:00 +0100\r\n" + MESSAGE
+    )
     with submission(accounts) as client:
         client.login(ALICE, PASSWORD)
         client.sendmail(ALICE, [BOB], message)

@@ -29,7 +29,9 @@ def _name(common_name: str, organisation: str) -> x509.Name:
     ])
 
 
-def create_ca(common_name: str, organisation: str, days: int = 3650) -> tuple[PrivateKey, x509.Certificate]:
+def create_ca(
+    common_name: str, organisation: str, days: int = 3650
+) -> tuple[PrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     name = _name(common_name, organisation)
@@ -92,7 +94,9 @@ def issue_server_certificate(
             critical=True,
         )
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)

@@ -27,7 +27,7 @@ REPLY_INVALID = "535 5.7.8 Authentication credentials invalid"
 REPLY_NOT_ALLOWED = "535 5.7.8 This mailbox may not log in on SMTP; use the webmail"
 
 
-class MssSMTP(SMTP):  # type: ignore[misc]
+class MssSMTP(SMTP):
     def __init__(
         self,
         handler: Any,
@@ -42,7 +42,7 @@ class MssSMTP(SMTP):  # type: ignore[misc]
             # whole connection is TLS (implicit), which it cannot see.
             warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
             super().__init__(handler, **kwargs)
-        self._authenticator = authenticator
+        self._logins = authenticator
         self._limiter = limiter
         self._implicit_tls = implicit_tls
         self._greeted = False
@@ -163,7 +163,7 @@ class MssSMTP(SMTP):  # type: ignore[misc]
         except UnicodeDecodeError:
             await self.push("501 5.5.2 Credentials must be UTF-8")
             return AuthResult(success=False, handled=True)
-        result = await self._authenticator.login(
+        result = await self._logins.login(
             address, secret, client_ip=self.peer_ip, door="smtp"
         )
         log.info("smtp %s auth %s login=%s", self.peer_ip, result.outcome.value, address[:320])

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Insert, delete, func, select, update
+from sqlalchemy import Insert, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -396,7 +396,7 @@ class Store:
     ) -> Delivered:
         modseq, uid, uidvalidity = await self._bump(connection, folder_id, uidnext=True)
         await connection.execute(
-            Message.__table__.insert().values(
+            insert(Message).values(
                 folder_id=folder_id,
                 mailbox_id=mailbox_id,
                 uid=uid,
