@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from cli.demo import demo
+from cli.directory import directory_group
 from cli.util import make_app, open_directory, read_password
 from directory.ins import InvalidINS
 from directory.models import MailboxStatus, MailboxType
@@ -260,3 +261,4 @@ def configure_logging(level: str) -> None:
 
 
 main.add_command(demo)
+main.add_command(directory_group)

@@ -14,7 +14,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from directory.ins import INS_NIR_OID, validate_ins
-from directory.models import Mailbox, MailboxStatus, MailboxType, Patient, PatientStatus
+from directory.models import (
+    Mailbox,
+    MailboxStatus,
+    MailboxType,
+    Patient,
+    PatientStatus,
+    SearchDocument,
+)
+from directory.text import document
 from mailserver.store.database import writer
 
 
@@ -87,6 +95,11 @@ class Directory:
                 await session.flush()
             except IntegrityError as error:
                 raise DirectoryError(f"mailbox {address} already exists") from error
+            if mailbox_type.is_professional:  # findable by the directory search
+                session.add(SearchDocument(
+                    mailbox_id=mailbox.id,
+                    document=document((display_name, address.partition("@")[0])),
+                ))
             return _record(mailbox, None)
 
     async def add_patient(
@@ -166,6 +179,31 @@ class Directory:
 
     async def set_status(self, address: str, status: MailboxStatus) -> None:
         await self._update(address, status=status.value)
+
+    async def set_red_list(self, address: str, red_listed: bool) -> None:
+        """Hide (or show again) a mailbox from the public search."""
+        await self._update(address, red_list=red_listed)
+
+    async def set_patient_status(self, address: str, status: PatientStatus) -> None:
+        await self._update_patient(address, status=status.value)
+
+    async def set_notification_address(self, address: str, personal: str | None) -> None:
+        """Where a patient is told, outside the secure space, that a message waits."""
+        if personal is not None:
+            personal = normalize_address(personal)
+        await self._update_patient(address, notification_address=personal)
+
+    async def _update_patient(self, address: str, **values: object) -> None:
+        address = normalize_address(address)
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Patient)
+                .where(Patient.mailbox_id == select(Mailbox.id)
+                       .where(Mailbox.address == address).scalar_subquery())
+                .values(**values)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise DirectoryError(f"no patient mailbox {address}")
 
     async def _update(self, address: str, **values: object) -> None:
         address = normalize_address(address)
