@@ -111,8 +111,7 @@ async def import_file(
         if not header or header == [""]:
             raise ImportFailed(f"{path} is empty: expected a header row")
         try:
-            detected = detect_format(header)
-            file_format = file_format or detected
+            file_format = file_format or detect_format(header)
             if file_format == "mssante":
                 check_header(header, mssante.COLUMNS, strict=True)
                 unexpected: list[str] = []
@@ -121,8 +120,8 @@ async def import_file(
             else:
                 raise ImportFailed(f"unknown format {file_format!r} (mssante or rpps)")
         except HeaderError as error:
-            raise ImportFailed(f"{path.name}: not a {file_format or detected} file: "
-                               f"{error}") from error
+            kind = f"not a {file_format} file: " if file_format else ""
+            raise ImportFailed(f"{path.name}: {kind}{error}") from error
         report = ImportReport(format=file_format)
         if unexpected:
             report.notes.append(f"{len(unexpected)} column(s) not used")
