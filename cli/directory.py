@@ -11,9 +11,16 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from directory.certificates import (
+    MAX_CERTIFICATE_FILE,
+    CertificateRecord,
+    Certificates,
+    load_certificates,
+)
 from directory.importers import FORMATS, ImportFailed, ImportReport, import_file
+from directory.models import CertificateUsage
 from directory.search import DirectoryEntry, DirectorySearch, SearchResult
-from directory.service import Directory
+from directory.service import Directory, DirectoryError
 from mailserver.settings import Settings, SettingsError, load_settings
 from mailserver.store.database import create_engine
 from mailserver.store.migrate import upgrade
@@ -185,3 +192,91 @@ def directory_redlist(context: click.Context, address: str, off: bool) -> None:
 
     _run(go())
     click.echo(f"{address} {'published again' if off else 'hidden from the public search'}")
+
+
+@directory_group.group("cert")
+def cert_group() -> None:
+    """Certificates bound to an address or a domain (S/MIME discovery)."""
+
+
+USAGES = [usage.value for usage in CertificateUsage]
+
+
+@cert_group.command("add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--address", help="Bind to this mailbox address.")
+@click.option("--domain", help="Bind to this whole domain.")
+@click.option("--usage", "usages", type=click.Choice(USAGES), multiple=True, required=True,
+              help="What the certificate is for (repeatable).")
+@click.pass_context
+def cert_add(context: click.Context, file: Path, address: str | None, domain: str | None,
+             usages: tuple[str, ...]) -> None:
+    """Add a PEM or DER certificate (a PEM file may hold several)."""
+    if (address is None) == (domain is None):
+        raise click.UsageError("give --address A or --domain D (one of them)")
+    settings = deployment_settings(context)
+    try:
+        certificates = load_certificates(file.read_bytes()[:MAX_CERTIFICATE_FILE + 1])
+    except DirectoryError as error:
+        raise click.ClickException(f"{file}: {error}") from error
+
+    async def go() -> list[CertificateRecord]:
+        engine = _open_engine(settings)
+        try:
+            await upgrade(engine)
+            store = Certificates(engine)
+            return [await store.add(certificate, CertificateUsage(usage), address=address,
+                                    domain=domain)
+                    for certificate in certificates for usage in usages]
+        finally:
+            await engine.dispose()
+
+    for record in _run(go()):
+        click.echo(f"Bound {record.subject} ({record.sha256[:16]}…) to {record.bound_to} "
+                   f"for {record.usage.value}, valid {record.not_before:%Y-%m-%d} to "
+                   f"{record.not_after:%Y-%m-%d}")
+
+
+@cert_group.command("list")
+@click.argument("name")
+@click.pass_context
+def cert_list(context: click.Context, name: str) -> None:
+    """The certificates bound to an address or a domain."""
+    settings = deployment_settings(context)
+
+    async def go() -> list[CertificateRecord]:
+        engine = _open_engine(settings)
+        try:
+            await upgrade(engine)
+            return await Certificates(engine).bound_to(name)
+        finally:
+            await engine.dispose()
+
+    for record in _run(go()):
+        click.echo(f"{record.sha256}\t{record.usage.value}\t{record.not_before:%Y-%m-%d}\t"
+                   f"{record.not_after:%Y-%m-%d}\t{record.subject}\t{record.issuer}")
+
+
+@cert_group.command("lookup")
+@click.argument("address")
+@click.option("--usage", type=click.Choice(USAGES), default="encrypt", show_default=True)
+@click.pass_context
+def cert_lookup(context: click.Context, address: str, usage: str) -> None:
+    """The certificates a sender would use for ADDRESS (address first, else domain)."""
+    settings = deployment_settings(context)
+
+    async def go() -> list[CertificateRecord]:
+        engine = _open_engine(settings)
+        try:
+            await upgrade(engine)
+            return await Certificates(engine).lookup_certificates(
+                address, CertificateUsage(usage))
+        finally:
+            await engine.dispose()
+
+    records = _run(go())
+    if not records:
+        raise click.ClickException(f"no valid {usage} certificate for {address} or its domain")
+    for record in records:
+        click.echo(f"{record.sha256}\t{record.bound_to}\t{record.not_after:%Y-%m-%d}\t"
+                   f"{record.subject}")

@@ -70,6 +70,7 @@ class Directory:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(writer(engine), expire_on_commit=False)
         self._readers = async_sessionmaker(engine, expire_on_commit=False)
+        self._engine = engine
 
     async def add_mailbox(
         self,
@@ -179,6 +180,14 @@ class Directory:
 
     async def set_status(self, address: str, status: MailboxStatus) -> None:
         await self._update(address, status=status.value)
+
+    async def lookup_certificates(self, address: str) -> list[bytes]:
+        """DER of the valid encryption certificates for ``address``: bound to the
+        address, else to its domain (directory.certificates)."""
+        from directory.certificates import Certificates  # it imports this module
+
+        return [record.der for record in
+                await Certificates(self._engine).lookup_certificates(address)]
 
     async def set_red_list(self, address: str, red_listed: bool) -> None:
         """Hide (or show again) a mailbox from the public search."""

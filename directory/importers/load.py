@@ -1,22 +1,27 @@
-"""Import a national directory file: stream it into a temporary staging table in
-batches (Core executemany, constant memory), then merge with a few set-based
-statements (INSERT … SELECT … ON CONFLICT DO UPDATE, portable between SQLite ≥ 3.24
-and PostgreSQL).
+"""Import a national directory file, streamed in batches of BATCH_ROWS lines.
 
-Re-importing the same file changes nothing (each upsert only touches rows that
-differ); a newer file updates, adds, and retires the rows of the same source that
-disappeared. Staging needs no lock on the main database; only the merge runs in a
-write transaction.
+A worker thread parses the next batch while the current one is merged, so memory
+stays constant and both cores work. Each batch is merged in its own short write
+transaction (the mail pipeline keeps running between batches):
+
+1. one query fetches what the database already holds for the batch's keys;
+2. rows that are new or differ are written with executemany upserts
+   (``INSERT … ON CONFLICT DO UPDATE``, SQLite ≥ 3.24 and PostgreSQL); identical
+   rows are not written at all, so re-importing the same file changes nothing;
+3. the batch's keys go into a temporary ``import_seen`` table, which finds the
+   addresses that appear twice in the file and, once the whole file is read, the
+   rows of this source that disappeared: those are retired, never deleted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
-from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, Text, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from directory.importers import mssante, rpps
@@ -27,50 +32,88 @@ from directory.importers.lines import (
     read_lines,
     split_header,
 )
-from directory.importers.mssante import RowError
+from directory.importers.mssante import MailboxRow, RowError
 from directory.importers.report import ImportReport
-from directory.models import MailboxStatus, Source
+from directory.importers.rpps import PractitionerRow
+from directory.models import (
+    Mailbox,
+    MailboxStatus,
+    Organisation,
+    Practitioner,
+    SearchDocument,
+    Source,
+)
 from mailserver.store.database import WRITER_OPTION
 
 BATCH_ROWS = 5000
+CACHE_KIB = 64 * 1024  # SQLite page cache of the importing connection
 FORMATS = ("mssante", "rpps")
 
 # (rows read, bytes read) after each batch; the CLI draws its progress bar with it.
 Progress = Callable[[int, int], None]
+Row = TypeVar("Row", MailboxRow, PractitionerRow)
 
-_staging = MetaData()
-
-STAGE_MAILBOXES = Table(
-    "stage_mailboxes", _staging,
-    Column("line", Integer, primary_key=True),
-    *(Column(name, String) for name in (
-        "address", "type", "display_name", "owner", "pp_id_type", "pp_identifier",
-        "pp_national", "civility", "family_name", "given_name", "category_code",
-        "category_label", "profession_code", "profession_label", "specialty_code",
-        "specialty_label", "org_id_type", "org_identifier", "org_name", "trade_name",
-        "address_lines", "locality", "postal_code", "department", "country", "service",
-    )),
-    Column("dematerialisation", Boolean),
-    Column("document", Text),
-    Index("ix_stage_mailboxes_address", "address", "line"),
-    Index("ix_stage_mailboxes_pp", "pp_national", "line"),
-    Index("ix_stage_mailboxes_org", "org_id_type", "org_identifier", "line"),
+_temporary = MetaData()
+SEEN = Table(
+    "import_seen", _temporary,
+    Column("key", String, primary_key=True),
+    Column("line", Integer),
     prefixes=["TEMPORARY"],
 )
 
 PRACTITIONER_FIELDS = (
-    "civility", "family_name", "given_name", "category_code", "category_label",
-    "profession_code", "profession_label", "specialty_code", "specialty_label",
+    "id_type", "identifier", "civility", "family_name", "given_name", "category_code",
+    "category_label", "profession_code", "profession_label", "specialty_code",
+    "specialty_label",
 )
+ORGANISATION_FIELDS = ("name", "trade_name", "address_lines", "locality", "postal_code",
+                       "department", "country")
 
-STAGE_PRACTITIONERS = Table(
-    "stage_practitioners", _staging,
-    Column("line", Integer, primary_key=True),
-    *(Column(name, String) for name in ("national_id", "id_type", "identifier",
-                                        *PRACTITIONER_FIELDS)),
-    Index("ix_stage_practitioners_national", "national_id", "line"),
-    prefixes=["TEMPORARY"],
-)
+# Statements are written with "?" and numbered ($1, $2 …) for PostgreSQL.
+PRACTITIONER_UPSERT = f"""
+INSERT INTO practitioners (national_id, {", ".join(PRACTITIONER_FIELDS)}, source, active)
+VALUES (?, {", ".join("?" for _ in PRACTITIONER_FIELDS)}, ?, ?)
+ON CONFLICT (national_id) DO UPDATE SET
+  {", ".join(f"{c} = excluded.{c}" for c in PRACTITIONER_FIELDS)}, active = excluded.active
+"""  # noqa: S608 (constant column names only)
+ORGANISATION_UPSERT = f"""
+INSERT INTO organisations (id_type, identifier, {", ".join(ORGANISATION_FIELDS)}, source)
+VALUES (?, ?, {", ".join("?" for _ in ORGANISATION_FIELDS)}, ?)
+ON CONFLICT (id_type, identifier) DO UPDATE SET
+  {", ".join(f"{c} = excluded.{c}" for c in ORGANISATION_FIELDS)}
+"""  # noqa: S608 (constant column names only)
+MAILBOX_UPSERT = """
+INSERT INTO mailboxes (address, type, display_name, owner, status, service, red_list,
+                       dematerialisation, source, practitioner_id, organisation_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,
+        (SELECT id FROM practitioners WHERE national_id = ?),
+        (SELECT id FROM organisations WHERE id_type = ? AND identifier = ?))
+ON CONFLICT (address) DO UPDATE SET
+  display_name = excluded.display_name, owner = excluded.owner, status = excluded.status,
+  service = excluded.service, dematerialisation = excluded.dematerialisation,
+  practitioner_id = excluded.practitioner_id, organisation_id = excluded.organisation_id
+"""
+# One statement for many rows: SQLite's FTS5 flushes its pending terms at each
+# statement (savepoint), so a row-by-row executemany would be several times slower.
+SEARCH_UPSERT_ROWS = 1000
+SEARCH_UPSERT = """
+WITH d (address, document) AS (VALUES {rows})
+INSERT INTO directory_search (mailbox_id, document)
+SELECT m.id, d.document FROM d JOIN mailboxes m ON m.address = d.address
+WHERE true
+ON CONFLICT (mailbox_id) DO UPDATE SET document = excluded.document
+"""
+SEEN_INSERT = "INSERT INTO import_seen (key, line) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+RETIRE_MAILBOXES = """
+UPDATE mailboxes SET status = ?
+WHERE source = ? AND status <> ?
+  AND NOT EXISTS (SELECT 1 FROM import_seen s WHERE s.key = mailboxes.address)
+"""
+RETIRE_PRACTITIONERS = """
+UPDATE practitioners SET active = ?
+WHERE source = ? AND active = ?
+  AND NOT EXISTS (SELECT 1 FROM import_seen s WHERE s.key = practitioners.national_id)
+"""
 
 
 class ImportFailed(ValueError):
@@ -80,7 +123,7 @@ class ImportFailed(ValueError):
 def detect_format(names: list[str]) -> str:
     if "Adresse BAL" in names or "Type de BAL" in names:
         return "mssante"
-    if names[:1] == rpps.FIRST_COLUMNS[:1] or "Identification nationale PP" in names:
+    if "Identification nationale PP" in names:
         return "rpps"
     raise HeaderError(
         "unknown file: the header is neither the MSSanté extraction's (starting 'Type de "
@@ -98,6 +141,35 @@ def _open(path: Path) -> Iterator[BinaryIO]:
         yield stream
 
 
+class _Sql:
+    """Runs the "?" statements above with the connection's placeholder style."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self.numbered = connection.dialect.paramstyle.startswith("numeric")
+        self._cache: dict[str, str] = {}
+
+    def _render(self, sql: str) -> str:
+        rendered = self._cache.get(sql)
+        if rendered is None:
+            if self.numbered:
+                parts = sql.split("?")
+                rendered = parts[0] + "".join(f"${n}{part}" for n, part in
+                                              enumerate(parts[1:], start=1))
+            else:
+                rendered = sql
+            self._cache[sql] = rendered
+        return rendered
+
+    async def many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        if rows:
+            await self.connection.exec_driver_sql(self._render(sql), list(rows))
+
+    async def one(self, sql: str, params: tuple[Any, ...]) -> int:
+        result = await self.connection.exec_driver_sql(self._render(sql), params)
+        return int(result.rowcount)
+
+
 async def import_file(
     engine: AsyncEngine,
     path: Path,
@@ -105,6 +177,7 @@ async def import_file(
     file_format: str | None = None,
     progress: Progress | None = None,
 ) -> ImportReport:
+    """Import ``path`` (format guessed from the header unless given)."""
     with _open(path) as stream:
         first_line = stream.readline(MAX_LINE_BYTES)
         header = split_header(first_line)
@@ -115,8 +188,10 @@ async def import_file(
             if file_format == "mssante":
                 check_header(header, mssante.COLUMNS, strict=True)
                 unexpected: list[str] = []
+                wanted = mssante.COLUMNS
             elif file_format == "rpps":
                 unexpected = check_header(header, rpps.REQUIRED, strict=False)
+                wanted = rpps.REQUIRED
             else:
                 raise ImportFailed(f"unknown format {file_format!r} (mssante or rpps)")
         except HeaderError as error:
@@ -125,220 +200,285 @@ async def import_file(
         report = ImportReport(format=file_format)
         if unexpected:
             report.notes.append(f"{len(unexpected)} column(s) not used")
+        positions = [header.index(name) for name in wanted]
         async with engine.connect() as connection:
-            table = STAGE_MAILBOXES if file_format == "mssante" else STAGE_PRACTITIONERS
-            parse = mssante.parse_row if file_format == "mssante" else rpps.parse_row
-            await connection.run_sync(_staging.drop_all, tables=[table], checkfirst=True)
-            await connection.run_sync(_staging.create_all, tables=[table])
-            await connection.commit()
+            await _prepare(connection)
             try:
-                await _stage(connection, table, parse, stream, header, report,
-                             progress, len(first_line))
-                if connection.dialect.name == "postgresql":
-                    await connection.execute(text(f"ANALYZE {table.name}"))
-                    await connection.commit()
-                await connection.execution_options(**{WRITER_OPTION: True})
-                async with connection.begin():
-                    if file_format == "mssante":
-                        await _merge_mailboxes(connection, report)
-                    else:
-                        await _merge_practitioners(connection, report)
+                sql = _Sql(connection)
+                if file_format == "mssante":
+                    merger = _MailboxMerger(sql, report)
+                    await _run(connection, mssante.parse_row, merger.merge, stream,
+                               len(header), positions, report, progress, len(first_line))
+                    async with connection.begin():
+                        await merger.retire()
+                else:
+                    practitioners = _PractitionerMerger(sql, report)
+                    await _run(connection, rpps.parse_row, practitioners.merge, stream,
+                               len(header), positions, report, progress, len(first_line))
+                    async with connection.begin():
+                        await practitioners.retire()
             finally:
                 await connection.rollback()
-                await connection.execution_options(**{WRITER_OPTION: False})
-                await connection.run_sync(_staging.drop_all, tables=[table])
-                await connection.commit()
+                await _cleanup(connection)
     return report
 
 
-async def _stage(
+async def _prepare(connection: AsyncConnection) -> None:
+    if connection.dialect.name == "sqlite":
+        # A larger page cache for this connection only (RSS stays far under 300 MB).
+        await connection.exec_driver_sql(f"PRAGMA cache_size = -{CACHE_KIB}")
+    await connection.run_sync(_temporary.drop_all, checkfirst=True)
+    await connection.run_sync(_temporary.create_all)
+    await connection.commit()
+    # Every transaction of this connection writes: take the write lock at BEGIN.
+    await connection.execution_options(**{WRITER_OPTION: True})
+
+
+async def _cleanup(connection: AsyncConnection) -> None:
+    await connection.execution_options(**{WRITER_OPTION: False})
+    await connection.run_sync(_temporary.drop_all)
+    await connection.commit()
+    if connection.dialect.name == "sqlite":  # back to the pool as it was
+        await connection.exec_driver_sql("PRAGMA cache_size = -2000")
+
+
+async def _run(
     connection: AsyncConnection,
-    table: Table,
-    parse: Callable[[int, dict[str, str], ImportReport], dict[str, Any]],
+    parse: Callable[[int, list[str], ImportReport], Row],
+    merge: Callable[[list[Row]], Any],
     stream: BinaryIO,
-    header: list[str],
+    width: int,
+    positions: list[int],
     report: ImportReport,
     progress: Progress | None,
     consumed: int,
 ) -> None:
-    batch: list[dict[str, Any]] = []
-    insert = table.insert()
-    for line in read_lines(stream, len(header)):
-        report.rows += 1
-        consumed += line.size
-        if line.fields is None:
-            report.reject(line.number, line.error)
-            continue
+    """Parse the next batch in a worker thread while the current one is merged."""
+    lines = read_lines(stream, width)
+    read = consumed
+
+    def next_batch() -> list[Row]:
+        nonlocal read
+        batch: list[Row] = []
+        for line in lines:
+            report.rows += 1
+            read += line.size
+            if line.fields is None:
+                report.reject(line.number, line.error)
+                continue
+            try:
+                batch.append(parse(line.number, [line.fields[p] for p in positions], report))
+            except RowError as error:
+                report.reject(line.number, str(error))
+                continue
+            if len(batch) >= BATCH_ROWS:
+                break
+        return batch
+
+    async def merge_batch(batch: list[Row]) -> None:
+        async with connection.begin():
+            await merge(batch)
+
+    batch = await asyncio.to_thread(next_batch)
+    while batch:
+        merging = asyncio.ensure_future(merge_batch(batch))
         try:
-            batch.append(parse(line.number, dict(zip(header, line.fields, strict=True)), report))
-        except RowError as error:
-            report.reject(line.number, str(error))
-            continue
-        if len(batch) >= BATCH_ROWS:
-            await connection.execute(insert, batch)
-            await connection.commit()
-            batch = []
-            if progress:
-                progress(report.rows, consumed)
-    if batch:
-        await connection.execute(insert, batch)
-        await connection.commit()
+            batch = await asyncio.to_thread(next_batch)
+        finally:
+            await merging
+        if progress:
+            progress(report.rows, read)
     if progress:
-        progress(report.rows, consumed)
+        progress(report.rows, read)
 
 
-async def _rows(connection: AsyncConnection, sql: str, **params: Any) -> list[Any]:
-    return list((await connection.execute(text(sql), params)).all())
+def _practitioner_values(row: MailboxRow | PractitionerRow) -> tuple[str, ...]:
+    if isinstance(row, MailboxRow):
+        return (row.pp_id_type, row.pp_identifier, row.civility, row.family_name,
+                row.given_name, row.category_code, row.category_label, row.profession_code,
+                row.profession_label, row.specialty_code, row.specialty_label)
+    return tuple(getattr(row, field) for field in PRACTITIONER_FIELDS)
 
 
-async def _count(connection: AsyncConnection, sql: str, **params: Any) -> int:
-    return int((await connection.execute(text(sql), params)).scalar_one())
+class _PractitionerUpserts:
+    """Writes the practitioners of a batch that are new or differ."""
+
+    def __init__(self, sql: _Sql, source: Source) -> None:
+        self.sql = sql
+        self.source = source.value
+
+    async def write(self, rows: dict[str, tuple[str, ...]]) -> tuple[int, int]:
+        """``rows``: national id → PRACTITIONER_FIELDS values; returns (added, updated)."""
+        if not rows:
+            return 0, 0
+        known = {
+            national: (tuple(values), active)
+            for national, active, *values in (await self.sql.connection.execute(
+                select(Practitioner.national_id, Practitioner.active,
+                       *(getattr(Practitioner, f) for f in PRACTITIONER_FIELDS))
+                .where(Practitioner.national_id.in_(list(rows)))
+            )).all()
+        }
+        changed = [
+            (national, *values, self.source, True)
+            for national, values in rows.items()
+            if known.get(national) != (values, True)
+        ]
+        await self.sql.many(PRACTITIONER_UPSERT, changed)
+        added = sum(national not in known for national in rows)
+        return added, len(changed) - added
 
 
-async def _changed(connection: AsyncConnection, sql: str, **params: Any) -> int:
-    result = await connection.execute(text(sql), params)
-    return int(result.rowcount)
+class _MailboxMerger:
+    def __init__(self, sql: _Sql, report: ImportReport) -> None:
+        self.sql = sql
+        self.report = report
+        self.practitioners = _PractitionerUpserts(sql, Source.MSSANTE)
+
+    async def merge(self, rows: list[MailboxRow]) -> None:
+        connection, report = self.sql.connection, self.report
+        # DESIGN.md: a few addresses appear twice; keep the first, report the others.
+        first: dict[str, int] = {}
+        unique: list[MailboxRow] = []
+        for row in rows:
+            if row.address in first:
+                report.reject(row.line, f"address {row.address} already on line "
+                                        f"{first[row.address]}: this line is ignored")
+            else:
+                first[row.address] = row.line
+                unique.append(row)
+        earlier = dict((await connection.execute(
+            select(SEEN.c.key, SEEN.c.line).where(SEEN.c.key.in_(list(first)))
+        )).all())
+        known = {
+            r.address: r for r in (await connection.execute(
+                select(Mailbox.address, Mailbox.type, Mailbox.display_name, Mailbox.owner,
+                       Mailbox.status, Mailbox.service, Mailbox.dematerialisation,
+                       Practitioner.national_id, Organisation.id_type,
+                       Organisation.identifier, SearchDocument.document)
+                .outerjoin(Practitioner, Practitioner.id == Mailbox.practitioner_id)
+                .outerjoin(Organisation, Organisation.id == Mailbox.organisation_id)
+                .outerjoin(SearchDocument, SearchDocument.mailbox_id == Mailbox.id)
+                .where(Mailbox.address.in_(list(first)))
+            )).all()
+        }
+        accepted: list[MailboxRow] = []
+        for row in unique:
+            if row.address in earlier:
+                report.reject(row.line, f"address {row.address} already on line "
+                                        f"{earlier[row.address]}: this line is ignored")
+                continue
+            old = known.get(row.address)
+            if old is not None and old.type != row.type:
+                # A mailbox's type never changes (issue 3): refused, not applied.
+                report.reject(row.line, f"{row.address} is a {old.type} mailbox here; a "
+                                        f"mailbox's type never changes (the file says "
+                                        f"{row.type})")
+                continue
+            accepted.append(row)
+        await self.sql.many(SEEN_INSERT, [(row.address, row.line) for row in accepted])
+        report.accepted += len(accepted)
+
+        await self.practitioners.write(
+            {row.pp_national: _practitioner_values(row) for row in accepted if row.pp_national}
+        )
+        organisations: dict[tuple[str, str], tuple[str, ...]] = {
+            (row.org_id_type, row.org_identifier): (
+                row.org_name, row.trade_name, row.address_lines, row.locality,
+                row.postal_code, row.department, row.country)
+            for row in accepted if row.org_identifier
+        }
+        await self._organisations(organisations)
+
+        retired = MailboxStatus.RETIRED.value
+        writes: list[tuple[Any, ...]] = []
+        documents: list[tuple[str, str]] = []
+        for row in accepted:
+            old = known.get(row.address)
+            national = row.pp_national or None
+            org = (row.org_id_type, row.org_identifier) if row.org_identifier else (None, None)
+            if old is None:
+                report.added += 1
+            elif (old.display_name, old.owner, old.service, bool(old.dematerialisation),
+                  old.national_id, (old.id_type, old.identifier), old.status == retired) != (
+                      row.display_name, row.owner, row.service, row.dematerialisation,
+                      national, org, False):
+                report.updated += 1
+            else:
+                report.unchanged += 1
+                if old.document == row.document:
+                    continue
+            writes.append((row.address, row.type, row.display_name, row.owner,
+                           _status_after(old.status if old else None), row.service, False,
+                           row.dematerialisation, Source.MSSANTE.value, national, *org))
+            if old is None or old.document != row.document:
+                documents.append((row.address, row.document))
+        await self.sql.many(MAILBOX_UPSERT, writes)
+        for start in range(0, len(documents), SEARCH_UPSERT_ROWS):
+            chunk = documents[start:start + SEARCH_UPSERT_ROWS]
+            await self.sql.one(SEARCH_UPSERT.format(rows=", ".join("(?, ?)" for _ in chunk)),
+                               tuple(value for pair in chunk for value in pair))
+
+    async def _organisations(self, rows: dict[tuple[str, str], tuple[str, ...]]) -> None:
+        if not rows:
+            return
+        identifiers = sorted({identifier for _, identifier in rows})
+        known = {
+            (id_type, identifier): tuple(values)
+            for id_type, identifier, *values in (await self.sql.connection.execute(
+                select(Organisation.id_type, Organisation.identifier,
+                       *(getattr(Organisation, f) for f in ORGANISATION_FIELDS))
+                .where(Organisation.identifier.in_(identifiers))
+            )).all()
+        }
+        await self.sql.many(ORGANISATION_UPSERT, [
+            (*key, *values, Source.MSSANTE.value)
+            for key, values in rows.items() if known.get(key) != values
+        ])
+
+    async def retire(self) -> None:
+        if self.report.accepted == 0:
+            self.report.notes.append("no valid row: nothing imported, nothing retired")
+            return
+        retired = MailboxStatus.RETIRED.value
+        self.report.retired = await self.sql.one(
+            RETIRE_MAILBOXES, (retired, Source.MSSANTE.value, retired))
 
 
-def _differs(table: str, columns: tuple[str, ...]) -> str:
-    return " OR ".join(f"{table}.{c} <> excluded.{c}" for c in columns)
+def _status_after(status: str | None) -> str:
+    """A mailbox back in the national file is active again, unless an operator
+    disabled it here."""
+    if status is None or status == MailboxStatus.RETIRED.value:
+        return MailboxStatus.ACTIVE.value
+    return status
 
 
-# The SQL below interpolates only this module's constant column and table names.
-PRACTITIONER_UPSERT = f"""
-INSERT INTO practitioners (id_type, identifier, national_id, {", ".join(PRACTITIONER_FIELDS)},
-                           source, active)
-SELECT {{id_type}}, {{identifier}}, {{national}}, {", ".join(PRACTITIONER_FIELDS)}, :source, true
-FROM {{stage}} s
-WHERE s.{{national}} <> ''
-  AND s.line = (SELECT min(f.line) FROM {{stage}} f WHERE f.{{national}} = s.{{national}})
-ON CONFLICT (national_id) DO UPDATE SET
-  {", ".join(f"{c} = excluded.{c}" for c in PRACTITIONER_FIELDS)}, active = true
-WHERE {_differs("practitioners", PRACTITIONER_FIELDS)} OR NOT practitioners.active
-"""  # noqa: S608
+class _PractitionerMerger:
+    def __init__(self, sql: _Sql, report: ImportReport) -> None:
+        self.sql = sql
+        self.report = report
+        self.upserts = _PractitionerUpserts(sql, Source.RPPS)
 
-ORGANISATION_FIELDS = ("name", "trade_name", "address_lines", "locality", "postal_code",
-                       "department", "country")
+    async def merge(self, rows: list[PractitionerRow]) -> None:
+        # One line per activity: the first line of each practitioner describes them.
+        batch: dict[str, tuple[str, ...]] = {}
+        for row in rows:
+            batch.setdefault(row.national_id, _practitioner_values(row))
+        earlier = set((await self.sql.connection.execute(
+            select(SEEN.c.key).where(SEEN.c.key.in_(list(batch)))
+        )).scalars())
+        fresh = {national: values for national, values in batch.items()
+                 if national not in earlier}
+        await self.sql.many(SEEN_INSERT, [(n, 0) for n in fresh])
+        added, updated = await self.upserts.write(fresh)
+        self.report.accepted += len(fresh)
+        self.report.added += added
+        self.report.updated += updated
+        self.report.unchanged += len(fresh) - added - updated
 
-ORGANISATION_UPSERT = f"""
-INSERT INTO organisations (id_type, identifier, {", ".join(ORGANISATION_FIELDS)}, source)
-SELECT org_id_type, org_identifier, org_name, trade_name, address_lines, locality,
-       postal_code, department, country, :source
-FROM stage_mailboxes s
-WHERE s.org_identifier <> ''
-  AND s.line = (SELECT min(f.line) FROM stage_mailboxes f
-                WHERE f.org_id_type = s.org_id_type AND f.org_identifier = s.org_identifier)
-ON CONFLICT (id_type, identifier) DO UPDATE SET
-  {", ".join(f"{c} = excluded.{c}" for c in ORGANISATION_FIELDS)}
-WHERE {_differs("organisations", ORGANISATION_FIELDS)}
-"""  # noqa: S608
-
-MAILBOX_UPSERT = """
-INSERT INTO mailboxes (address, type, display_name, owner, status, practitioner_id,
-                       organisation_id, service, red_list, dematerialisation, source)
-SELECT s.address, s.type, s.display_name, s.owner, :active, p.id, o.id, s.service, false,
-       s.dematerialisation, :source
-FROM stage_mailboxes s
-LEFT JOIN practitioners p ON p.national_id = s.pp_national AND s.pp_national <> ''
-LEFT JOIN organisations o ON o.id_type = s.org_id_type AND o.identifier = s.org_identifier
-                         AND s.org_identifier <> ''
-WHERE true
-ON CONFLICT (address) DO UPDATE SET
-  display_name = excluded.display_name, owner = excluded.owner,
-  practitioner_id = excluded.practitioner_id, organisation_id = excluded.organisation_id,
-  service = excluded.service, dematerialisation = excluded.dematerialisation,
-  status = CASE WHEN mailboxes.status = :retired THEN :active ELSE mailboxes.status END
-WHERE mailboxes.display_name <> excluded.display_name
-   OR coalesce(mailboxes.owner, '') <> coalesce(excluded.owner, '')
-   OR coalesce(mailboxes.practitioner_id, 0) <> coalesce(excluded.practitioner_id, 0)
-   OR coalesce(mailboxes.organisation_id, 0) <> coalesce(excluded.organisation_id, 0)
-   OR mailboxes.service <> excluded.service
-   OR mailboxes.dematerialisation <> excluded.dematerialisation
-   OR mailboxes.status = :retired
-"""
-
-SEARCH_UPSERT = """
-INSERT INTO directory_search (mailbox_id, document)
-SELECT m.id, s.document FROM stage_mailboxes s JOIN mailboxes m ON m.address = s.address
-WHERE true
-ON CONFLICT (mailbox_id) DO UPDATE SET document = excluded.document
-WHERE directory_search.document <> excluded.document
-"""
-
-LATER_DUPLICATE = """
-EXISTS (SELECT 1 FROM stage_mailboxes f
-        WHERE f.address = stage_mailboxes.address AND f.line < stage_mailboxes.line)
-"""
-
-
-async def _merge_mailboxes(connection: AsyncConnection, report: ImportReport) -> None:
-    source = Source.MSSANTE.value
-    # DESIGN.md: a few addresses appear twice; keep the first, report the others.
-    for line, address, first in await _rows(connection, f"""
-            SELECT line, address, (SELECT min(f.line) FROM stage_mailboxes f
-                                   WHERE f.address = stage_mailboxes.address)
-            FROM stage_mailboxes WHERE {LATER_DUPLICATE} ORDER BY line"""):  # noqa: S608
-        report.reject(line, f"address {address} already on line {first}: this line is ignored")
-    await connection.execute(
-        text(f"DELETE FROM stage_mailboxes WHERE {LATER_DUPLICATE}")  # noqa: S608
-    )
-    # A mailbox's type never changes (issue 3): such a row is refused, not applied.
-    for line, address, old, new in await _rows(connection, """
-            SELECT s.line, s.address, m.type, s.type FROM stage_mailboxes s
-            JOIN mailboxes m ON m.address = s.address WHERE m.type <> s.type ORDER BY s.line"""):
-        report.reject(line, f"{address} is a {old} mailbox here; a mailbox's type never "
-                            f"changes (the file says {new})")
-    await connection.execute(text("""
-        DELETE FROM stage_mailboxes WHERE EXISTS (
-            SELECT 1 FROM mailboxes m WHERE m.address = stage_mailboxes.address
-            AND m.type <> stage_mailboxes.type)"""))
-    report.accepted = await _count(connection, "SELECT count(*) FROM stage_mailboxes")
-    if report.accepted == 0:
-        report.notes.append("no valid row: nothing imported, nothing retired")
-        return
-    await connection.execute(
-        text(PRACTITIONER_UPSERT.format(stage="stage_mailboxes", id_type="pp_id_type",
-                                        identifier="pp_identifier", national="pp_national")),
-        {"source": source},
-    )
-    await connection.execute(text(ORGANISATION_UPSERT), {"source": source})
-    report.added = await _count(connection, """
-        SELECT count(*) FROM stage_mailboxes s
-        WHERE NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.address = s.address)""")
-    changed = await _changed(connection, MAILBOX_UPSERT, source=source,
-                             active=MailboxStatus.ACTIVE.value,
-                             retired=MailboxStatus.RETIRED.value)
-    report.updated = changed - report.added
-    report.unchanged = report.accepted - changed
-    report.retired = await _changed(connection, """
-        UPDATE mailboxes SET status = :retired
-        WHERE source = :source AND status <> :retired
-          AND NOT EXISTS (SELECT 1 FROM stage_mailboxes s WHERE s.address = mailboxes.address)
-        """, source=source, retired=MailboxStatus.RETIRED.value)
-    await connection.execute(text(SEARCH_UPSERT))
-
-
-async def _merge_practitioners(connection: AsyncConnection, report: ImportReport) -> None:
-    source = Source.RPPS.value
-    report.accepted = await _count(
-        connection, "SELECT count(DISTINCT national_id) FROM stage_practitioners")
-    if report.accepted == 0:
-        report.notes.append("no valid row: nothing imported, nothing retired")
-        return
-    report.added = await _count(connection, """
-        SELECT count(DISTINCT s.national_id) FROM stage_practitioners s
-        WHERE NOT EXISTS (SELECT 1 FROM practitioners p WHERE p.national_id = s.national_id)""")
-    changed = await _changed(
-        connection,
-        PRACTITIONER_UPSERT.format(stage="stage_practitioners", id_type="id_type",
-                                   identifier="identifier", national="national_id"),
-        source=source,
-    )
-    report.updated = changed - report.added
-    report.unchanged = report.accepted - changed
-    report.retired = await _changed(connection, """
-        UPDATE practitioners SET active = false
-        WHERE source = :source AND active
-          AND NOT EXISTS (SELECT 1 FROM stage_practitioners s
-                          WHERE s.national_id = practitioners.national_id)
-        """, source=source)
+    async def retire(self) -> None:
+        if self.report.accepted == 0:
+            self.report.notes.append("no valid row: nothing imported, nothing retired")
+            return
+        self.report.retired = await self.sql.one(
+            RETIRE_PRACTITIONERS, (False, Source.RPPS.value, True))

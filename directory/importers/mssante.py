@@ -6,7 +6,7 @@ must all be there and no other.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 
 from directory.importers.report import ImportReport
 from directory.models import MailboxType
@@ -73,26 +73,61 @@ def _flag(value: str) -> bool:
     raise RowError(f"Dématérialisation {value!r} is neither true nor false")
 
 
-def parse_row(line: int, field: dict[str, str], report: ImportReport) -> dict[str, Any]:
-    """The staging row for one data line, or RowError."""
-    kind = field["Type de BAL"].upper()
+class MailboxRow(NamedTuple):
+    """One accepted line of the extraction, ready to merge."""
+
+    line: int
+    address: str
+    type: str
+    display_name: str
+    owner: str | None
+    pp_id_type: str
+    pp_identifier: str
+    pp_national: str
+    civility: str
+    family_name: str
+    given_name: str
+    category_code: str
+    category_label: str
+    profession_code: str
+    profession_label: str
+    specialty_code: str
+    specialty_label: str
+    org_id_type: str
+    org_identifier: str
+    org_name: str
+    trade_name: str
+    address_lines: str
+    locality: str
+    postal_code: str
+    department: str
+    country: str
+    service: str
+    dematerialisation: bool
+    document: str
+
+
+def parse_row(line: int, fields: list[str], report: ImportReport) -> MailboxRow:
+    """The staging row for one data line (``fields`` in COLUMNS order), or RowError."""
+    (kind, raw_address, pp_type, pp_id, national, org_type, org_id, service, civility,
+     family, given, category_code, category_label, profession_code, profession_label,
+     specialty_code, specialty, demat, name, trade_name, l2, l3, l4_number, l4_suffix,
+     l4_type, l4_name, l5, locality, postal_code, department, country) = fields
+    kind = kind.upper()
     if kind not in IMPORTED_TYPES:
-        raise RowError(f"unknown mailbox type {field['Type de BAL']!r} (PER, ORG, APP or CAB)")
-    raw_address = field["Adresse BAL"]
+        raise RowError(f"unknown mailbox type {fields[0]!r} (PER, ORG, APP or CAB)")
     if not raw_address or " " in raw_address or len(raw_address) > 320:
         raise RowError(f"invalid mailbox address {raw_address!r}")
     try:
         address = normalize_address(raw_address)
     except DirectoryError as error:
         raise RowError(str(error)) from error
-    pp_type, pp_id = field["Type Identifiant PP"], field["Identifiant PP"]
-    national = field["Identification nationale PP"] or (pp_type + pp_id if pp_id else "")
+    if not national and pp_id:
+        national = pp_type + pp_id
     if kind == "PER" and not national:
         raise RowError("PER mailbox without a practitioner identifier")
     if national and not national.isalnum():
         raise RowError(f"invalid practitioner identifier {national!r}")
-    profession_code = field["Code Profession"]
-    profession_label = field["Libellé Profession"]
     if profession_code:
         known = PROFESSIONS.get(profession_code)
         if known is None:
@@ -100,51 +135,20 @@ def parse_row(line: int, field: dict[str, str], report: ImportReport) -> dict[st
                               f"({profession_label or 'no label'}): kept as given")
         elif not profession_label:
             profession_label = known
-    org_type, org_id = field["Type identifiant structure"], field["Identification Structure"]
-    family, given = field["Nom d'exercice"], field["Prénom d'exercice"]
-    service = field["Service de rattachement"]
-    name = field["Raison Sociale structure BAL"]
-    trade_name = field["Enseigne commerciale structure BAL"]
-    values = [field[c] for c in ADDRESS_COLUMNS]
-    street = " ".join(v for v in values[2:6] if v)  # number, suffix, type, name
-    address_lines = "\n".join(v for v in (values[0], values[1], street, values[6]) if v)
-    locality = values[7]
-    postal_code = field["Code postal structure BAL"]
-    department = field["Département structure BAL"]
-    specialty = field["Libellé savoir-faire"]
+    street = " ".join(v for v in (l4_number, l4_suffix, l4_type, l4_name) if v)
+    address_lines = "\n".join(v for v in (l2, l3, street, l5) if v)
     if kind == "PER":
         display = " ".join(v for v in (given, family) if v)
     else:
         display = " – ".join(v for v in (service, trade_name or name) if v)
-    return {
-        "line": line,
-        "address": address,
-        "type": kind,
-        "display_name": display[:200],
-        "owner": national if kind == "PER" else (org_type + org_id if org_id else None),
-        "pp_id_type": pp_type[:2],
-        "pp_identifier": pp_id[:32],
-        "pp_national": national[:40],
-        "civility": field["Civilité d'exercice"][:32],
-        "family_name": family[:200],
-        "given_name": given[:200],
-        "category_code": field["Catégorie profession"][:8],
-        "category_label": field["Libellé de catégorie profession"][:200],
-        "profession_code": profession_code[:8],
-        "profession_label": profession_label[:200],
-        "specialty_code": field["Code savoir-faire"][:16],
-        "specialty_label": specialty[:200],
-        "org_id_type": org_type[:4],
-        "org_identifier": org_id[:64],
-        "org_name": name[:300],
-        "trade_name": trade_name[:300],
-        "address_lines": address_lines,
-        "locality": locality[:200],
-        "postal_code": postal_code[:16],
-        "department": department[:8],
-        "country": field["Pays structure BAL"][:64],
-        "service": service[:300],
-        "dematerialisation": _flag(field["Dématérialisation"]),
-        "document": document((family, given, profession_label, specialty, service, name,
-                              trade_name, address_lines, locality, postal_code, department)),
-    }
+    return MailboxRow(
+        line, address, kind, display[:200],
+        national if kind == "PER" else (org_type + org_id if org_id else None),
+        pp_type[:2], pp_id[:32], national[:40], civility[:32], family[:200], given[:200],
+        category_code[:8], category_label[:200], profession_code[:8], profession_label[:200],
+        specialty_code[:16], specialty[:200], org_type[:4], org_id[:64], name[:300],
+        trade_name[:300], address_lines, locality[:200], postal_code[:16], department[:8],
+        country[:64], service[:300], _flag(demat),
+        document((family, given, profession_label, specialty, service, name, trade_name,
+                  address_lines, locality, postal_code, department)),
+    )

@@ -7,7 +7,7 @@ Only the identity and profession columns are required; the file's other columns
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 
 from directory.importers.mssante import RowError
 from directory.importers.report import ImportReport
@@ -36,31 +36,39 @@ REQUIRED = [
 ]
 
 
-def parse_row(line: int, field: dict[str, str], report: ImportReport) -> dict[str, Any]:
-    national = field["Identification nationale PP"]
-    id_type, identifier = field["Type d'identifiant PP"], field["Identifiant PP"]
+class PractitionerRow(NamedTuple):
+    """One accepted line of the RPPS file (identity and profession only)."""
+
+    line: int
+    national_id: str
+    id_type: str
+    identifier: str
+    civility: str
+    family_name: str
+    given_name: str
+    category_code: str
+    category_label: str
+    profession_code: str
+    profession_label: str
+    specialty_code: str
+    specialty_label: str
+
+
+def parse_row(line: int, fields: list[str], report: ImportReport) -> PractitionerRow:
+    """The staging row for one data line (``fields`` in REQUIRED order), or RowError."""
+    (id_type, identifier, national, _civility_code, civility, _code, civility_label, family,
+     given, code, label, category_code, category_label, specialty_code, specialty) = fields
     if not national:
         national = id_type + identifier if identifier else ""
     if not national or not national.isalnum() or len(national) > 40:
         raise RowError(f"invalid practitioner identifier {national!r}")
-    if not field["Nom d'exercice"]:
+    if not family:
         raise RowError(f"practitioner {national} without a name")
-    code, label = field["Code profession"], field["Libellé profession"]
     if code and code not in PROFESSIONS:
         report.warn(line, f"unknown profession code {code!r} ({label or 'no label'}): "
                           "kept as given")
-    return {
-        "line": line,
-        "national_id": national,
-        "id_type": id_type[:2],
-        "identifier": identifier[:32],
-        "civility": (field["Libellé civilité d'exercice"] or field["Libellé civilité"])[:32],
-        "family_name": field["Nom d'exercice"][:200],
-        "given_name": field["Prénom d'exercice"][:200],
-        "category_code": field["Code catégorie professionnelle"][:8],
-        "category_label": field["Libellé catégorie professionnelle"][:200],
-        "profession_code": code[:8],
-        "profession_label": (label or PROFESSIONS.get(code, ""))[:200],
-        "specialty_code": field["Code savoir-faire"][:16],
-        "specialty_label": field["Libellé savoir-faire"][:200],
-    }
+    return PractitionerRow(
+        line, national, id_type[:2], identifier[:32], (civility or civility_label)[:32],
+        family[:200], given[:200], category_code[:8], category_label[:200], code[:8],
+        (label or PROFESSIONS.get(code, ""))[:200], specialty_code[:16], specialty[:200],
+    )
