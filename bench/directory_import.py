@@ -75,6 +75,7 @@ def generate(path: Path, rows: int, seed: int = 3) -> list[tuple[str, str, str]]
              f"{postal} {city}"), postal, department))
     weights = [w for _, _, w in PROFESSIONS]
     sample: list[tuple[str, str, str]] = []
+    previous = ""
     with path.open("w", encoding="utf-8", newline="") as out:
         out.write("|".join(COLUMNS) + "\r\n")
         for n in range(rows):
@@ -84,10 +85,10 @@ def generate(path: Path, rows: int, seed: int = 3) -> list[tuple[str, str, str]]
                 spec = rng.choice(SPECIALTIES) if code == "10" else ("", "")
                 family, given = rng.choice(families), rng.choice(GIVEN)
                 pp = f"{10000000000 + n}"
-                local = f"{fold(given)}.{family.lower()}"
-                address = f"{local}.{n}@pro.mssante.example"
+                address = f"{fold(given)}.{family.lower()}.{n}@pro.mssante.example"
                 if n % 50000 == 7 and n > 10:  # a few addresses appear twice
-                    address = f"{local}.{n - 1}@pro.mssante.example"
+                    address = previous
+                previous = address
                 fields = ["PER", address, "8", pp, "8" + pp, org_type, org_id,
                           rng.choice(SERVICES) if n % 3 == 0 else "", "Dr", family, given,
                           "C", "Civil", code, label, *spec, "true", org_name, "", *lines,

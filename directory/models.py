@@ -194,5 +194,4 @@ class SearchDocument(Base):
 Index("ix_mailboxes_type", Mailbox.type)
 Index("ix_mailboxes_practitioner_id", Mailbox.practitioner_id)
 Index("ix_mailboxes_organisation_id", Mailbox.organisation_id)
-Index("ix_practitioners_family_name", Practitioner.family_name)
 Index("ix_certificates_bound_to", Certificate.bound_to, Certificate.usage)

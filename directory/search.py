@@ -150,7 +150,8 @@ class DirectorySearch:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def search(self, query: str, *, limit: int = 20, offset: int = 0) -> SearchResult:
-        terms = list(dict.fromkeys(words(query)))[:MAX_TERMS]
+        # A lone letter narrows nothing and would scan the whole index: dropped.
+        terms = [t for t in dict.fromkeys(words(query)) if len(t) > 1][:MAX_TERMS]
         if not terms:
             return SearchResult([], 0, False)
         if self._engine.dialect.name == "sqlite":

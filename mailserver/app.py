@@ -7,6 +7,7 @@ import logging
 import signal
 from dataclasses import dataclass, field
 
+from directory.fhir import FhirDirectory
 from directory.service import Directory
 from mailserver.auth import Authenticator
 from mailserver.pipeline import Pipeline
@@ -16,6 +17,7 @@ from mailserver.store import Store
 from mailserver.store.database import create_engine
 from mailserver.store.migrate import upgrade
 from mailserver.tls import server_context
+from mailserver.web import DirectoryWeb
 
 log = logging.getLogger("mailserver")
 
@@ -36,6 +38,7 @@ class Application:
         self.store = Store(self.engine)
         self.authenticator = Authenticator(self.directory, self.settings.auth)
         self.pipeline = Pipeline(self.settings, self.directory, self.store)
+        self.web = DirectoryWeb(self.settings, self.authenticator, FhirDirectory(self.engine))
 
     async def start(self) -> None:
         await upgrade(self.engine)
@@ -43,6 +46,7 @@ class Application:
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
         )
         self.servers = await start_smtp(self.settings, self.pipeline, self.authenticator, tls)
+        await self.web.start(tls)
         for server in self.servers:
             for sock in server.sockets:
                 log.info("listening on %s:%d", *sock.getsockname()[:2])
@@ -51,6 +55,7 @@ class Application:
         """Stop accepting, let submissions in flight commit, then close the store."""
         for server in self.servers:
             server.close()
+        await self.web.stop()
         if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
             log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
         await self.store.close()

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from directory.importers import mssante, rpps
@@ -161,9 +161,12 @@ class _Sql:
             self._cache[sql] = rendered
         return rendered
 
-    async def many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        if rows:
-            await self.connection.exec_driver_sql(self._render(sql), list(rows))
+    async def many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Run ``sql`` for each row; the rows changed, or -1 when the driver cannot say."""
+        if not rows:
+            return 0
+        result = await self.connection.exec_driver_sql(self._render(sql), list(rows))
+        return int(result.rowcount)
 
     async def one(self, sql: str, params: tuple[Any, ...]) -> int:
         result = await self.connection.exec_driver_sql(self._render(sql), params)
@@ -347,10 +350,12 @@ class _MailboxMerger:
             else:
                 first[row.address] = row.line
                 unique.append(row)
-        earlier = dict((await connection.execute(
-            select(SEEN.c.key, SEEN.c.line).where(SEEN.c.key.in_(list(first)))
-        )).all())
-        known = {
+        earlier = await self._seen_before(first)
+        addresses = list(first)
+        present = list((await connection.execute(
+            select(Mailbox.address).where(Mailbox.address.in_(addresses))
+        )).scalars())
+        known = {} if not present else {
             r.address: r for r in (await connection.execute(
                 select(Mailbox.address, Mailbox.type, Mailbox.display_name, Mailbox.owner,
                        Mailbox.status, Mailbox.service, Mailbox.dematerialisation,
@@ -359,7 +364,7 @@ class _MailboxMerger:
                 .outerjoin(Practitioner, Practitioner.id == Mailbox.practitioner_id)
                 .outerjoin(Organisation, Organisation.id == Mailbox.organisation_id)
                 .outerjoin(SearchDocument, SearchDocument.mailbox_id == Mailbox.id)
-                .where(Mailbox.address.in_(list(first)))
+                .where(Mailbox.address.in_(present))
             )).all()
         }
         accepted: list[MailboxRow] = []
@@ -376,7 +381,6 @@ class _MailboxMerger:
                                         f"{row.type})")
                 continue
             accepted.append(row)
-        await self.sql.many(SEEN_INSERT, [(row.address, row.line) for row in accepted])
         report.accepted += len(accepted)
 
         await self.practitioners.write(
@@ -419,16 +423,27 @@ class _MailboxMerger:
             await self.sql.one(SEARCH_UPSERT.format(rows=", ".join("(?, ?)" for _ in chunk)),
                                tuple(value for pair in chunk for value in pair))
 
+    async def _seen_before(self, first: dict[str, int]) -> dict[str, int]:
+        """Record this batch's addresses; return those an earlier batch already had,
+        with their line. Duplicates are rare: the look-up runs only when the insert
+        did not add every address."""
+        inserted = await self.sql.many(SEEN_INSERT, list(first.items()))
+        if inserted == len(first):
+            return {}
+        earlier = dict((await self.sql.connection.execute(
+            select(SEEN.c.key, SEEN.c.line).where(SEEN.c.key.in_(list(first)))
+        )).all())
+        return {key: line for key, line in earlier.items() if line != first[key]}
+
     async def _organisations(self, rows: dict[tuple[str, str], tuple[str, ...]]) -> None:
         if not rows:
             return
-        identifiers = sorted({identifier for _, identifier in rows})
         known = {
             (id_type, identifier): tuple(values)
             for id_type, identifier, *values in (await self.sql.connection.execute(
                 select(Organisation.id_type, Organisation.identifier,
                        *(getattr(Organisation, f) for f in ORGANISATION_FIELDS))
-                .where(Organisation.identifier.in_(identifiers))
+                .where(tuple_(Organisation.id_type, Organisation.identifier).in_(list(rows)))
             )).all()
         }
         await self.sql.many(ORGANISATION_UPSERT, [

@@ -18,7 +18,7 @@ depends_on = None
 SQLITE_FTS = [
     """CREATE VIRTUAL TABLE directory_search_fts USING fts5(
         document, content='directory_search', content_rowid='mailbox_id',
-        tokenize='unicode61 remove_diacritics 2', prefix='1 2 3')""",
+        tokenize='unicode61 remove_diacritics 2', detail=none, prefix='2 3')""",
     """CREATE TRIGGER directory_search_ai AFTER INSERT ON directory_search BEGIN
         INSERT INTO directory_search_fts(rowid, document) VALUES (new.mailbox_id, new.document);
     END""",
@@ -55,7 +55,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_practitioners")),
         sa.UniqueConstraint("national_id", name=op.f("uq_practitioners_national_id")),
     )
-    op.create_index("ix_practitioners_family_name", "practitioners", ["family_name"])
     op.create_table(
         "organisations",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -163,5 +162,4 @@ def downgrade() -> None:
     op.drop_index("ix_certificates_bound_to", table_name="certificates")
     op.drop_table("certificates")
     op.drop_table("organisations")
-    op.drop_index("ix_practitioners_family_name", table_name="practitioners")
     op.drop_table("practitioners")
