@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, select, tuple_
+from sqlalchemy import Column, Integer, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from directory.importers import mssante, rpps
@@ -36,11 +36,7 @@ from directory.importers.mssante import MailboxRow, RowError
 from directory.importers.report import ImportReport
 from directory.importers.rpps import PractitionerRow
 from directory.models import (
-    Mailbox,
     MailboxStatus,
-    Organisation,
-    Practitioner,
-    SearchDocument,
     Source,
 )
 from mailserver.store.database import WRITER_OPTION
@@ -104,6 +100,25 @@ WHERE true
 ON CONFLICT (mailbox_id) DO UPDATE SET document = excluded.document
 """
 SEEN_INSERT = "INSERT INTO import_seen (key, line) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+SEEN_LINES = "SELECT key, line FROM import_seen WHERE key IN ({keys})"
+PRESENT_MAILBOXES = "SELECT address FROM mailboxes WHERE address IN ({keys})"
+KNOWN_MAILBOXES = """
+SELECT m.address, m.type, m.display_name, m.owner, m.status, m.service, m.dematerialisation,
+       p.national_id, o.id_type, o.identifier, s.document
+FROM mailboxes m
+LEFT JOIN practitioners p ON p.id = m.practitioner_id
+LEFT JOIN organisations o ON o.id = m.organisation_id
+LEFT JOIN directory_search s ON s.mailbox_id = m.id
+WHERE m.address IN ({keys})
+"""
+KNOWN_PRACTITIONERS = f"""
+SELECT national_id, active, {", ".join(PRACTITIONER_FIELDS)} FROM practitioners
+WHERE national_id IN ({{keys}})
+"""  # noqa: S608 (constant column names only)
+KNOWN_ORGANISATIONS = f"""
+SELECT id_type, identifier, {", ".join(ORGANISATION_FIELDS)} FROM organisations
+WHERE (id_type, identifier) IN (VALUES {{keys}})
+"""  # noqa: S608 (constant column names only)
 RETIRE_MAILBOXES = """
 UPDATE mailboxes SET status = ?
 WHERE source = ? AND status <> ?
@@ -167,6 +182,22 @@ class _Sql:
             return 0
         result = await self.connection.exec_driver_sql(self._render(sql), list(rows))
         return int(result.rowcount)
+
+    async def where_in(self, sql: str, keys: Sequence[Any]) -> list[Any]:
+        """Rows of ``sql`` whose "{keys}" becomes the placeholders of ``keys`` (strings,
+        or tuples for row values). Raw SQL: compiling thousands of bound parameters
+        through the expression language costs more than running the query."""
+        if not keys:
+            return []
+        if isinstance(keys[0], tuple):
+            width = len(keys[0])
+            marks = ", ".join("(" + ", ".join("?" * width) + ")" for _ in keys)
+            params = tuple(value for key in keys for value in key)
+        else:
+            marks, params = ", ".join("?" for _ in keys), tuple(keys)
+        result = await self.connection.exec_driver_sql(
+            self._render(sql.format(keys=marks)), params)
+        return list(result.all())
 
     async def one(self, sql: str, params: tuple[Any, ...]) -> int:
         result = await self.connection.exec_driver_sql(self._render(sql), params)
@@ -316,11 +347,8 @@ class _PractitionerUpserts:
             return 0, 0
         known = {
             national: (tuple(values), active)
-            for national, active, *values in (await self.sql.connection.execute(
-                select(Practitioner.national_id, Practitioner.active,
-                       *(getattr(Practitioner, f) for f in PRACTITIONER_FIELDS))
-                .where(Practitioner.national_id.in_(list(rows)))
-            )).all()
+            for national, active, *values in await self.sql.where_in(
+                KNOWN_PRACTITIONERS, list(rows))
         }
         changed = [
             (national, *values, self.source, True)
@@ -339,7 +367,7 @@ class _MailboxMerger:
         self.practitioners = _PractitionerUpserts(sql, Source.MSSANTE)
 
     async def merge(self, rows: list[MailboxRow]) -> None:
-        connection, report = self.sql.connection, self.report
+        report = self.report
         # DESIGN.md: a few addresses appear twice; keep the first, report the others.
         first: dict[str, int] = {}
         unique: list[MailboxRow] = []
@@ -352,21 +380,8 @@ class _MailboxMerger:
                 unique.append(row)
         earlier = await self._seen_before(first)
         addresses = list(first)
-        present = list((await connection.execute(
-            select(Mailbox.address).where(Mailbox.address.in_(addresses))
-        )).scalars())
-        known = {} if not present else {
-            r.address: r for r in (await connection.execute(
-                select(Mailbox.address, Mailbox.type, Mailbox.display_name, Mailbox.owner,
-                       Mailbox.status, Mailbox.service, Mailbox.dematerialisation,
-                       Practitioner.national_id, Organisation.id_type,
-                       Organisation.identifier, SearchDocument.document)
-                .outerjoin(Practitioner, Practitioner.id == Mailbox.practitioner_id)
-                .outerjoin(Organisation, Organisation.id == Mailbox.organisation_id)
-                .outerjoin(SearchDocument, SearchDocument.mailbox_id == Mailbox.id)
-                .where(Mailbox.address.in_(present))
-            )).all()
-        }
+        present = [row[0] for row in await self.sql.where_in(PRESENT_MAILBOXES, addresses)]
+        known = {row.address: row for row in await self.sql.where_in(KNOWN_MAILBOXES, present)}
         accepted: list[MailboxRow] = []
         for row in unique:
             if row.address in earlier:
@@ -430,9 +445,7 @@ class _MailboxMerger:
         inserted = await self.sql.many(SEEN_INSERT, list(first.items()))
         if inserted == len(first):
             return {}
-        earlier = dict((await self.sql.connection.execute(
-            select(SEEN.c.key, SEEN.c.line).where(SEEN.c.key.in_(list(first)))
-        )).all())
+        earlier = dict(await self.sql.where_in(SEEN_LINES, list(first)))
         return {key: line for key, line in earlier.items() if line != first[key]}
 
     async def _organisations(self, rows: dict[tuple[str, str], tuple[str, ...]]) -> None:
@@ -440,11 +453,8 @@ class _MailboxMerger:
             return
         known = {
             (id_type, identifier): tuple(values)
-            for id_type, identifier, *values in (await self.sql.connection.execute(
-                select(Organisation.id_type, Organisation.identifier,
-                       *(getattr(Organisation, f) for f in ORGANISATION_FIELDS))
-                .where(tuple_(Organisation.id_type, Organisation.identifier).in_(list(rows)))
-            )).all()
+            for id_type, identifier, *values in await self.sql.where_in(
+                KNOWN_ORGANISATIONS, list(rows))
         }
         await self.sql.many(ORGANISATION_UPSERT, [
             (*key, *values, Source.MSSANTE.value)
@@ -460,12 +470,13 @@ class _MailboxMerger:
             RETIRE_MAILBOXES, (retired, Source.MSSANTE.value, retired))
 
 
+_ACTIVE, _RETIRED = MailboxStatus.ACTIVE.value, MailboxStatus.RETIRED.value
+
+
 def _status_after(status: str | None) -> str:
     """A mailbox back in the national file is active again, unless an operator
     disabled it here."""
-    if status is None or status == MailboxStatus.RETIRED.value:
-        return MailboxStatus.ACTIVE.value
-    return status
+    return _ACTIVE if status is None or status == _RETIRED else status
 
 
 class _PractitionerMerger:
@@ -479,9 +490,7 @@ class _PractitionerMerger:
         batch: dict[str, tuple[str, ...]] = {}
         for row in rows:
             batch.setdefault(row.national_id, _practitioner_values(row))
-        earlier = set((await self.sql.connection.execute(
-            select(SEEN.c.key).where(SEEN.c.key.in_(list(batch)))
-        )).scalars())
+        earlier = {row[0] for row in await self.sql.where_in(SEEN_LINES, list(batch))}
         fresh = {national: values for national, values in batch.items()
                  if national not in earlier}
         await self.sql.many(SEEN_INSERT, [(n, 0) for n in fresh])
