@@ -131,6 +131,7 @@ class FhirDirectory:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._search = DirectorySearch(engine)
+        self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def entries(self, query: Query) -> tuple[list[DirectoryEntry], bool]:
@@ -155,9 +156,12 @@ class FhirDirectory:
             elif modifier == "contains":
                 escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 statement = statement.where(Mailbox.address.like(f"%{escaped}%", escape="\\"))
-            else:  # FHIR string default: starts with (an index range)
+            elif self._engine.dialect.name == "sqlite":  # FHIR default: starts with
+                # SQLite compares bytes: an index range; its LIKE would scan the table.
                 statement = statement.where(Mailbox.address >= value,
                                             Mailbox.address < value + "\U0010ffff")
+            else:  # a collation may not sort U+10FFFF last: LIKE 'value%'
+                statement = statement.where(Mailbox.address.startswith(value, autoescape=True))
         if query.identifier:
             statement = statement.where(or_(Practitioner.national_id == query.identifier,
                                             Organisation.identifier == query.identifier))

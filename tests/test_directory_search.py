@@ -130,3 +130,39 @@ def test_cli_import_search_and_redlist(data_dir: Path) -> None:
     assert wrong.exit_code == 1
     assert "not a rpps file: missing column(s): \"Type d'identifiant PP\"" in wrong.output
     assert "Traceback" not in wrong.output
+
+
+def test_fhir_queries_on_both_backends(database_url: str) -> None:
+    from directory.fhir import FhirDirectory, parse_query, resources
+
+    cases = {
+        "prefix": ("PractitionerRole", [("mailbox-mss", "J.Dupont")]),
+        "exact": ("PractitionerRole", [("mailbox-mss:exact", "cabinet@pro.mssante.example")]),
+        "contains": ("PractitionerRole", [("mailbox-mss:contains", "dupont")]),
+        "percent": ("PractitionerRole", [("mailbox-mss:contains", "%_%")]),
+        "identifier": ("Practitioner", [("identifier", "urn:oid:1.2.250.1.71.4.2.1|810001000002")]),
+        "types": ("Organization", [("mailbox-mss-type", "APP,CAB")]),
+        "words": ("Organization", [("name", "croix rousse"), ("mailbox-mss-type", "ORG")]),
+    }
+
+    async def body(engine, directory, search):  # type: ignore[no-untyped-def]
+        await import_file(engine, V1)
+        fhir = FhirDirectory(engine)
+        found = {}
+        for name, (resource, params) in cases.items():
+            query = parse_query(resource, params)
+            entries, _ = await fhir.entries(query)
+            found[name] = sorted(e.address for e in entries)
+            found[name + "-resources"] = [r["id"] for r in resources(query, entries)]
+        return found
+
+    found = with_db(database_url, body)
+    assert found["prefix"] == ["j.dupont.urgences@chu-nantes.mssante.example"]
+    assert found["exact"] == ["cabinet@pro.mssante.example"]
+    assert found["contains"] == ["j.dupont.urgences@chu-nantes.mssante.example",
+                                 "jean.dupont@chu-nantes.mssante.example"]
+    assert found["percent"] == []  # LIKE wildcards are escaped
+    assert found["identifier-resources"] == ["810001000002"]
+    assert found["types"] == ["cabinet@pro.mssante.example", "dpi@chu-nantes.mssante.example"]
+    assert len(found["types-resources"]) == 2  # two organisations
+    assert found["words"] == ["secretariat@pro.mssante.example"]
