@@ -328,9 +328,7 @@ async def _run(
 
 def _practitioner_values(row: MailboxRow | PractitionerRow) -> tuple[str, ...]:
     if isinstance(row, MailboxRow):
-        return (row.pp_id_type, row.pp_identifier, row.civility, row.family_name,
-                row.given_name, row.category_code, row.category_label, row.profession_code,
-                row.profession_label, row.specialty_code, row.specialty_label)
+        return row.practitioner
     return tuple(getattr(row, field) for field in PRACTITIONER_FIELDS)
 
 
@@ -402,9 +400,7 @@ class _MailboxMerger:
             {row.pp_national: _practitioner_values(row) for row in accepted if row.pp_national}
         )
         organisations: dict[tuple[str, str], tuple[str, ...]] = {
-            (row.org_id_type, row.org_identifier): (
-                row.org_name, row.trade_name, row.address_lines, row.locality,
-                row.postal_code, row.department, row.country)
+            (row.org_id_type, row.org_identifier): row.organisation
             for row in accepted if row.org_identifier
         }
         await self._organisations(organisations)

@@ -105,6 +105,9 @@ class MailboxRow(NamedTuple):
     service: str
     dematerialisation: bool
     document: str
+    # Built here, in the parsing thread, to spare the merging one:
+    practitioner: tuple[str, ...]  # load.PRACTITIONER_FIELDS values
+    organisation: tuple[str, ...]  # load.ORGANISATION_FIELDS values
 
 
 def parse_row(line: int, fields: list[str], report: ImportReport) -> MailboxRow:
@@ -141,14 +144,17 @@ def parse_row(line: int, fields: list[str], report: ImportReport) -> MailboxRow:
         display = " ".join(v for v in (given, family) if v)
     else:
         display = " – ".join(v for v in (service, trade_name or name) if v)
+    practitioner = (pp_type[:2], pp_id[:32], civility[:32], family[:200], given[:200],
+                    category_code[:8], category_label[:200], profession_code[:8],
+                    profession_label[:200], specialty_code[:16], specialty[:200])
+    organisation = (name[:300], trade_name[:300], address_lines, locality[:200],
+                    postal_code[:16], department[:8], country[:64])
     return MailboxRow(
         line, address, kind, display[:200],
         national if kind == "PER" else (org_type + org_id if org_id else None),
-        pp_type[:2], pp_id[:32], national[:40], civility[:32], family[:200], given[:200],
-        category_code[:8], category_label[:200], profession_code[:8], profession_label[:200],
-        specialty_code[:16], specialty[:200], org_type[:4], org_id[:64], name[:300],
-        trade_name[:300], address_lines, locality[:200], postal_code[:16], department[:8],
-        country[:64], service[:300], _flag(demat),
+        *practitioner[:2], national[:40], *practitioner[2:], org_type[:4], org_id[:64],
+        *organisation, service[:300], _flag(demat),
         document((family, given, profession_label, specialty, service, name, trade_name,
                   address_lines, locality, postal_code, department)),
+        practitioner, organisation,
     )
