@@ -10,13 +10,14 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from directory.importers import import_file
 from mailserver.auth import hash_password
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, make_deployment, start_server
 from tests.test_directory_import import V1
 
 PROFESSIONAL = "reader@hopital.example"
@@ -24,12 +25,17 @@ PASSWORD = "secret-password-1"
 TYPE_URL = "https://annuaire.sante.gouv.fr/fhir/StructureDefinition/ContactPoint-MailboxMSSMetadata"
 
 
-@pytest.fixture
-def directory_server(server: ServerThread) -> ServerThread:
-    server.call(import_file(server.app.engine, V1))
-    server.add_mailbox(PROFESSIONAL, PASSWORD)
-    server.call(server.app.directory.set_red_list("alex.martin@pro.mssante.example", True))
-    return server
+@pytest.fixture(scope="module")
+def directory_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """One running server for the module (read-only tests), the fixture file imported."""
+    server = start_server(make_deployment(tmp_path_factory.mktemp("directory-api")))
+    try:
+        server.call(import_file(server.app.engine, V1))
+        server.add_mailbox(PROFESSIONAL, PASSWORD)
+        server.call(server.app.directory.set_red_list("alex.martin@pro.mssante.example", True))
+        yield server
+    finally:
+        server.stop()
 
 
 def get(server: ServerThread, path: str, user: str | None = PROFESSIONAL,
