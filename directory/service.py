@@ -202,6 +202,15 @@ class Directory:
             personal = normalize_address(personal)
         await self._update_patient(address, notification_address=personal)
 
+    async def notification_address(self, address: str) -> str | None:
+        """The personal address a patient is notified at, if they gave one."""
+        address = normalize_address(address)
+        async with self._readers() as session:
+            return (await session.execute(
+                select(Patient.notification_address).join(
+                    Mailbox, Mailbox.id == Patient.mailbox_id).where(Mailbox.address == address)
+            )).scalar_one_or_none()
+
     async def _update_patient(self, address: str, **values: object) -> None:
         address = normalize_address(address)
         async with self._sessions.begin() as session:

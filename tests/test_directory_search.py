@@ -166,3 +166,26 @@ def test_fhir_queries_on_both_backends(database_url: str) -> None:
     assert found["types"] == ["cabinet@pro.mssante.example", "dpi@chu-nantes.mssante.example"]
     assert len(found["types-resources"]) == 2  # two organisations
     assert found["words"] == ["secretariat@pro.mssante.example"]
+
+
+def test_patient_statuses_and_notification_address(database_url: str) -> None:
+    from directory.models import PatientStatus
+    from directory.service import DirectoryError
+
+    patient = "285057511203496@patient.example"
+
+    async def body(engine, directory: Directory, search):  # type: ignore[no-untyped-def]
+        await directory.add_patient(ins="285057511203496", family_name="MARTIN",
+                                    given_names="Claire", birthdate=dt.date(1985, 5, 12),
+                                    patient_domain="patient.example", password_hash=None)
+        before = await directory.notification_address(patient)
+        await directory.set_notification_address(patient, "Claire.Martin@Example.org")
+        await directory.set_patient_status(patient, PatientStatus.OPPOSED)
+        record = await directory.lookup(patient)
+        with pytest.raises(DirectoryError):
+            await directory.set_patient_status("nobody@patient.example", PatientStatus.CLOSED)
+        return before, await directory.notification_address(patient), record
+
+    before, after, record = with_db(database_url, body)
+    assert before is None and after == "claire.martin@example.org"
+    assert record is not None and record.patient_status is PatientStatus.OPPOSED
