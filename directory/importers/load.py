@@ -43,6 +43,7 @@ from mailserver.store.database import WRITER_OPTION
 
 BATCH_ROWS = 5000
 CACHE_KIB = 64 * 1024  # SQLite page cache of the importing connection
+TEMP_CACHE_KIB = 32 * 1024  # and of its temporary tables
 FORMATS = ("mssante", "rpps")
 
 # (rows read, bytes read) after each batch; the CLI draws its progress bar with it.
@@ -261,6 +262,8 @@ async def _prepare(connection: AsyncConnection) -> None:
     if connection.dialect.name == "sqlite":
         # A larger page cache for this connection only (RSS stays far under 300 MB).
         await connection.exec_driver_sql(f"PRAGMA cache_size = -{CACHE_KIB}")
+        # import_seen lives in the temporary database, whose cache is separate.
+        await connection.exec_driver_sql(f"PRAGMA temp.cache_size = -{TEMP_CACHE_KIB}")
     await connection.run_sync(_temporary.drop_all, checkfirst=True)
     await connection.run_sync(_temporary.create_all)
     await connection.commit()
@@ -274,6 +277,7 @@ async def _cleanup(connection: AsyncConnection) -> None:
     await connection.commit()
     if connection.dialect.name == "sqlite":  # back to the pool as it was
         await connection.exec_driver_sql("PRAGMA cache_size = -2000")
+        await connection.exec_driver_sql("PRAGMA temp.cache_size = -2000")
 
 
 async def _run(
