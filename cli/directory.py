@@ -19,7 +19,7 @@ from directory.certificates import (
 )
 from directory.importers import FORMATS, ImportFailed, ImportReport, import_file
 from directory.models import CertificateUsage
-from directory.search import DirectoryEntry, DirectorySearch, SearchResult
+from directory.search import CANDIDATES, DirectoryEntry, DirectorySearch, SearchResult
 from directory.service import Directory, DirectoryError
 from mailserver.settings import Settings, SettingsError, load_settings
 from mailserver.store.database import create_engine
@@ -151,7 +151,7 @@ def describe(entry: DirectoryEntry) -> str:
 
 @directory_group.command("search")
 @click.argument("query")
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, CANDIDATES), default=20, show_default=True)
 @click.pass_context
 def directory_search(context: click.Context, query: str, limit: int) -> None:
     """Find professionals: every word starts a name, profession, place… (no accents needed)."""

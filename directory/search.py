@@ -22,7 +22,7 @@ from directory.models import Mailbox, MailboxStatus, MailboxType, Organisation, 
 from directory.service import DirectoryError, normalize_address
 from directory.text import words
 
-CANDIDATES = 1000
+CANDIDATES = 300
 MAX_TERMS = 8
 
 

@@ -78,7 +78,9 @@ def test_red_listed_mailboxes_are_never_found(database_url: str) -> None:
     assert shown == ["sophie.bernard@chu-nantes.mssante.example"]
 
 
-def test_broad_queries_are_capped_and_paged(tmp_path: Path) -> None:
+def test_broad_queries_are_capped_and_paged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
 
     async def body(engine, directory: Directory, search):  # type: ignore[no-untyped-def]
@@ -87,9 +89,12 @@ def test_broad_queries_are_capped_and_paged(tmp_path: Path) -> None:
                                         password_hash=None, display_name=f"Docteur {i:02d}")
         first = await search.search("docteur", limit=10)
         third = await search.search("docteur", limit=10, offset=20)
-        return first, third
+        monkeypatch.setattr("directory.search.CANDIDATES", 25)
+        capped = await search.search("docteur")
+        return first, third, capped
 
-    first, third = with_db(url, body)
+    first, third, capped = with_db(url, body)
+    assert capped.total == 25 and capped.truncated  # "add words to narrow the search"
     assert first.total == 30 and not first.truncated
     assert [e.display_name for e in first.entries] == [f"Docteur {i:02d}" for i in range(10)]
     assert [e.display_name for e in third.entries] == [f"Docteur {i:02d}" for i in range(20, 30)]
