@@ -4,8 +4,7 @@ LF or CRLF, streamed line by line with a bounded line length."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 MAX_LINE_BYTES = 64 * 1024  # the longest real rows are under 1 KiB
 
@@ -14,8 +13,7 @@ class HeaderError(ValueError):
     """The file's header is not the one expected; the message names the columns."""
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):  # a NamedTuple: half a million are made per import
     number: int  # 1-based, the header being line 1
     fields: list[str] | None  # None when the line was rejected
     error: str = ""
