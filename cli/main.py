@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from cli.demo import demo
+from cli.directory import directory_group
 from cli.pki import pki
 from cli.smime import smime
 from cli.util import open_directory, read_password
@@ -265,3 +266,4 @@ def configure_logging(level: str) -> None:
 main.add_command(demo)
 main.add_command(pki)
 main.add_command(smime)
+main.add_command(directory_group)

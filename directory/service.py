@@ -15,7 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from directory.ins import INS_NIR_OID, validate_ins
-from directory.models import Mailbox, MailboxStatus, MailboxType, Patient, PatientStatus
+from directory.models import (
+    Mailbox,
+    MailboxStatus,
+    MailboxType,
+    Patient,
+    PatientStatus,
+    SearchDocument,
+)
+from directory.text import document
 from mailserver.store.database import Reader, writer
 
 
@@ -90,6 +98,11 @@ class Directory:
                 await session.flush()
             except IntegrityError as error:
                 raise DirectoryError(f"mailbox {address} already exists") from error
+            if mailbox_type.is_professional:  # findable by the directory search
+                session.add(SearchDocument(
+                    mailbox_id=mailbox.id,
+                    document=document((display_name, address.partition("@")[0])),
+                ))
             return _record(mailbox, None)
 
     async def add_patient(
@@ -170,6 +183,48 @@ class Directory:
 
     async def set_status(self, address: str, status: MailboxStatus) -> None:
         await self._update(address, status=status.value)
+
+    async def lookup_certificates(self, address: str) -> list[bytes]:
+        """DER of the valid encryption certificates for ``address``: bound to the
+        address, else to its domain (directory.certificates)."""
+        from directory.certificates import Certificates  # it imports this module
+
+        return [record.der for record in
+                await Certificates(self._engine).lookup_certificates(address)]
+
+    async def set_red_list(self, address: str, red_listed: bool) -> None:
+        """Hide (or show again) a mailbox from the public search."""
+        await self._update(address, red_list=red_listed)
+
+    async def set_patient_status(self, address: str, status: PatientStatus) -> None:
+        await self._update_patient(address, status=status.value)
+
+    async def set_notification_address(self, address: str, personal: str | None) -> None:
+        """Where a patient is told, outside the secure space, that a message waits."""
+        if personal is not None:
+            personal = normalize_address(personal)
+        await self._update_patient(address, notification_address=personal)
+
+    async def notification_address(self, address: str) -> str | None:
+        """The personal address a patient is notified at, if they gave one."""
+        address = normalize_address(address)
+        async with self._readers() as session:
+            return (await session.execute(
+                select(Patient.notification_address).join(
+                    Mailbox, Mailbox.id == Patient.mailbox_id).where(Mailbox.address == address)
+            )).scalar_one_or_none()
+
+    async def _update_patient(self, address: str, **values: object) -> None:
+        address = normalize_address(address)
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Patient)
+                .where(Patient.mailbox_id == select(Mailbox.id)
+                       .where(Mailbox.address == address).scalar_subquery())
+                .values(**values)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise DirectoryError(f"no patient mailbox {address}")
 
     async def _update(self, address: str, **values: object) -> None:
         address = normalize_address(address)

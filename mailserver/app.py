@@ -7,6 +7,7 @@ import logging
 import signal
 from dataclasses import dataclass, field
 
+from directory.fhir import FhirDirectory
 from directory.service import Directory
 from mailserver.auth import Authenticator
 from mailserver.imap.server import ImapListeners, start_imap
@@ -18,6 +19,7 @@ from mailserver.store.database import Reader, create_engine
 from mailserver.store.migrate import upgrade
 from mailserver.store.pgnotify import PgNotifier
 from mailserver.tls import server_context
+from mailserver.web import DirectoryWeb
 
 log = logging.getLogger("mailserver")
 
@@ -45,6 +47,7 @@ class Application:
         # Several nodes on one PostgreSQL hear each other's changes (IMAP IDLE).
         self.notifier = (PgNotifier(self.settings.database_url, self.store.changes)
                          if self.engine.dialect.name == "postgresql" else None)
+        self.web = DirectoryWeb(self.settings, self.authenticator, FhirDirectory(self.engine))
 
     async def start(self, *, migrate: bool = True) -> None:
         if migrate:
@@ -63,6 +66,7 @@ class Application:
         )
         self.imap = await start_imap(self.settings, self.store, self.authenticator, tls)
         self.servers += self.imap.servers
+        await self.web.start(tls)
         for server in self.servers:
             for sock in server.sockets:
                 log.info("listening on %s:%d", *sock.getsockname()[:2])
@@ -73,6 +77,7 @@ class Application:
             server.close()
         if self.imap is not None:
             await self.imap.close()
+        await self.web.stop()
         if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
             log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
         await self.store.close()

@@ -1,0 +1,160 @@
+"""The national "Extraction Correspondance MSSanté" file: one row per mailbox.
+
+Columns are found by name (DESIGN.md, "Directory files"); the 31 published columns
+must all be there and no other.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from directory.importers.report import ImportReport
+from directory.models import MailboxType
+from directory.professions import PROFESSIONS
+from directory.service import DirectoryError, normalize_address
+from directory.text import document
+
+ADDRESS_COLUMNS = [
+    f"{name} structure BAL"
+    for name in (
+        "L2COMPLEMENTLOCALISATION",
+        "L3COMPLEMENTDISTRIBUTION",
+        "L4NUMEROVOIE",
+        "L4COMPLEMENTNUMEROVOIE",
+        "NL4TYPEVOIE",  # sic, as published
+        "L4LIBELLEVOIE",
+        "L5LIEUDITMENTION",
+        "L6LIGNEACHEMINEMENT",
+    )
+]
+
+COLUMNS = [
+    "Type de BAL",
+    "Adresse BAL",
+    "Type Identifiant PP",
+    "Identifiant PP",
+    "Identification nationale PP",
+    "Type identifiant structure",
+    "Identification Structure",
+    "Service de rattachement",
+    "Civilité d'exercice",
+    "Nom d'exercice",
+    "Prénom d'exercice",
+    "Catégorie profession",
+    "Libellé de catégorie profession",
+    "Code Profession",
+    "Libellé Profession",
+    "Code savoir-faire",
+    "Libellé savoir-faire",
+    "Dématérialisation",
+    "Raison Sociale structure BAL",
+    "Enseigne commerciale structure BAL",
+    *ADDRESS_COLUMNS,
+    "Code postal structure BAL",
+    "Département structure BAL",
+    "Pays structure BAL",
+]
+
+IMPORTED_TYPES = {t.value for t in MailboxType if t is not MailboxType.PAT}
+_TRUE = {"true", "vrai", "oui", "o", "1", "yes", "y"}
+_FALSE = {"", "false", "faux", "non", "n", "0", "no"}
+
+
+class RowError(ValueError):
+    """This row cannot be imported; the message says why."""
+
+
+def _flag(value: str) -> bool:
+    folded = value.lower()
+    if folded in _TRUE:
+        return True
+    if folded in _FALSE:
+        return False
+    raise RowError(f"Dématérialisation {value!r} is neither true nor false")
+
+
+class MailboxRow(NamedTuple):
+    """One accepted line of the extraction, ready to merge."""
+
+    line: int
+    address: str
+    type: str
+    display_name: str
+    owner: str | None
+    pp_id_type: str
+    pp_identifier: str
+    pp_national: str
+    civility: str
+    family_name: str
+    given_name: str
+    category_code: str
+    category_label: str
+    profession_code: str
+    profession_label: str
+    specialty_code: str
+    specialty_label: str
+    org_id_type: str
+    org_identifier: str
+    org_name: str
+    trade_name: str
+    address_lines: str
+    locality: str
+    postal_code: str
+    department: str
+    country: str
+    service: str
+    dematerialisation: bool
+    document: str
+    # Built here, in the parsing thread, to spare the merging one:
+    practitioner: tuple[str, ...]  # load.PRACTITIONER_FIELDS values
+    organisation: tuple[str, ...]  # load.ORGANISATION_FIELDS values
+
+
+def parse_row(line: int, fields: list[str], report: ImportReport) -> MailboxRow:
+    """The staging row for one data line (``fields`` in COLUMNS order), or RowError."""
+    (kind, raw_address, pp_type, pp_id, national, org_type, org_id, service, civility,
+     family, given, category_code, category_label, profession_code, profession_label,
+     specialty_code, specialty, demat, name, trade_name, l2, l3, l4_number, l4_suffix,
+     l4_type, l4_name, l5, locality, postal_code, department, country) = fields
+    kind = kind.upper()
+    if kind not in IMPORTED_TYPES:
+        raise RowError(f"unknown mailbox type {fields[0]!r} (PER, ORG, APP or CAB)")
+    if not raw_address or " " in raw_address or len(raw_address) > 320:
+        raise RowError(f"invalid mailbox address {raw_address!r}")
+    try:
+        address = normalize_address(raw_address)
+    except DirectoryError as error:
+        raise RowError(str(error)) from error
+    if not national and pp_id:
+        national = pp_type + pp_id
+    if kind == "PER" and not national:
+        raise RowError("PER mailbox without a practitioner identifier")
+    if national and not national.isalnum():
+        raise RowError(f"invalid practitioner identifier {national!r}")
+    if profession_code:
+        known = PROFESSIONS.get(profession_code)
+        if known is None:
+            report.warn(line, f"unknown profession code {profession_code!r} "
+                              f"({profession_label or 'no label'}): kept as given")
+        elif not profession_label:
+            profession_label = known
+    street = " ".join(v for v in (l4_number, l4_suffix, l4_type, l4_name) if v)
+    address_lines = "\n".join(v for v in (l2, l3, street, l5) if v)
+    if kind == "PER":
+        display = " ".join(v for v in (given, family) if v)
+    else:
+        display = " – ".join(v for v in (service, trade_name or name) if v)
+    practitioner = (pp_type[:2], pp_id[:32], civility[:32], family[:200], given[:200],
+                    category_code[:8], category_label[:200], profession_code[:8],
+                    profession_label[:200], specialty_code[:16], specialty[:200])
+    organisation = (name[:300], trade_name[:300], address_lines, locality[:200],
+                    postal_code[:16], department[:8], country[:64])
+    return MailboxRow(
+        line, address, kind, display[:200],
+        national if kind == "PER" else (org_type + org_id if org_id else None),
+        *practitioner[:2], national[:40], *practitioner[2:], org_type[:4], org_id[:64],
+        *organisation, service[:300], _flag(demat),
+        document((family, given, profession_label, specialty, service, name, trade_name,
+                  address_lines, locality, postal_code, department)),
+        practitioner, organisation,
+    )

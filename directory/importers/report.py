@@ -1,0 +1,42 @@
+"""What an import did, and which lines it skipped and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_KEPT = 1000  # problems kept in memory; the rest are only counted
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    format: str
+    rows: int = 0  # data lines read
+    accepted: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    retired: int = 0
+    rejected_count: int = 0
+    warning_count: int = 0
+    rejected: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_KEPT:
+            self.rejected.append(Problem(line, reason))
+
+    def sorted_rejected(self) -> list[Problem]:
+        return sorted(self.rejected, key=lambda problem: problem.line)
+
+    def warn(self, line: int, reason: str) -> None:
+        self.warning_count += 1
+        if len(self.warnings) < MAX_KEPT:
+            self.warnings.append(Problem(line, reason))

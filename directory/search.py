@@ -1,0 +1,194 @@
+"""Public search of the directory: "dupont cardio nantes".
+
+Every word of the query must start a word of the entry (names, profession,
+specialty, service, organisation, street, city, postal code, department), accents
+and case aside. The words of each mailbox are one normalised document
+(``directory_search``); the word index is FTS5 on SQLite and a GIN index on
+``to_tsvector('simple', …)`` on PostgreSQL, both answering prefix queries from the
+index. Red-listed, retired and disabled mailboxes are never returned.
+
+Up to ``CANDIDATES`` matches are ranked (whole-word matches first, then by name);
+a broader query says so and asks for more words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Select, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from directory.models import Mailbox, MailboxStatus, MailboxType, Organisation, Practitioner
+from directory.service import DirectoryError, normalize_address
+from directory.text import words
+
+CANDIDATES = 300
+MAX_TERMS = 8
+
+
+@dataclass(frozen=True)
+class PractitionerInfo:
+    national_id: str
+    id_type: str
+    identifier: str
+    civility: str
+    family_name: str
+    given_name: str
+    profession_code: str
+    profession_label: str
+    specialty_code: str
+    specialty_label: str
+
+
+@dataclass(frozen=True)
+class OrganisationInfo:
+    id: int
+    id_type: str
+    identifier: str
+    name: str
+    trade_name: str
+    address_lines: tuple[str, ...]
+    locality: str
+    postal_code: str
+    department: str
+    country: str
+
+
+@dataclass(frozen=True)
+class DirectoryEntry:
+    """A mailbox with its owner, as the directory publishes it."""
+
+    id: int
+    address: str
+    type: MailboxType
+    display_name: str
+    service: str
+    status: MailboxStatus
+    red_list: bool
+    dematerialisation: bool
+    practitioner: PractitionerInfo | None
+    organisation: OrganisationInfo | None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    entries: list[DirectoryEntry]
+    total: int  # matches found, at most CANDIDATES
+    truncated: bool  # more than CANDIDATES matched: the query needs more words
+
+
+def entry_query() -> Select[Mailbox, Practitioner, Organisation]:
+    return (
+        select(Mailbox, Practitioner, Organisation)
+        .outerjoin(Practitioner, Practitioner.id == Mailbox.practitioner_id)
+        .outerjoin(Organisation, Organisation.id == Mailbox.organisation_id)
+    )
+
+
+def to_entry(
+    mailbox: Mailbox, practitioner: Practitioner | None, organisation: Organisation | None
+) -> DirectoryEntry:
+    return DirectoryEntry(
+        id=mailbox.id,
+        address=mailbox.address,
+        type=MailboxType(mailbox.type),
+        display_name=mailbox.display_name,
+        service=mailbox.service,
+        status=MailboxStatus(mailbox.status),
+        red_list=mailbox.red_list,
+        dematerialisation=mailbox.dematerialisation,
+        practitioner=None if practitioner is None else PractitionerInfo(
+            national_id=practitioner.national_id,
+            id_type=practitioner.id_type,
+            identifier=practitioner.identifier,
+            civility=practitioner.civility,
+            family_name=practitioner.family_name,
+            given_name=practitioner.given_name,
+            profession_code=practitioner.profession_code,
+            profession_label=practitioner.profession_label,
+            specialty_code=practitioner.specialty_code,
+            specialty_label=practitioner.specialty_label,
+        ),
+        organisation=None if organisation is None else OrganisationInfo(
+            id=organisation.id,
+            id_type=organisation.id_type,
+            identifier=organisation.identifier,
+            name=organisation.name,
+            trade_name=organisation.trade_name,
+            address_lines=tuple(line for line in organisation.address_lines.split("\n") if line),
+            locality=organisation.locality,
+            postal_code=organisation.postal_code,
+            department=organisation.department,
+            country=organisation.country,
+        ),
+    )
+
+
+# Terms are [a-z0-9]+ (directory.text.words), so they are safe inside these queries.
+_SQLITE_MATCH = """
+SELECT m.id, s.document, m.display_name
+FROM directory_search_fts f
+JOIN directory_search s ON s.mailbox_id = f.rowid
+JOIN mailboxes m ON m.id = f.rowid
+WHERE directory_search_fts MATCH :match AND m.status = :active AND NOT m.red_list
+ORDER BY f.rowid LIMIT :limit
+"""
+
+_POSTGRES_MATCH = """
+SELECT m.id, s.document, m.display_name
+FROM directory_search s
+JOIN mailboxes m ON m.id = s.mailbox_id
+WHERE to_tsvector('simple', s.document) @@ to_tsquery('simple', :match)
+  AND m.status = :active AND NOT m.red_list
+ORDER BY s.mailbox_id LIMIT :limit
+"""
+
+
+class DirectorySearch:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def search(self, query: str, *, limit: int = 20, offset: int = 0) -> SearchResult:
+        # A lone letter narrows nothing and would scan the whole index: dropped.
+        terms = [t for t in dict.fromkeys(words(query)) if len(t) > 1][:MAX_TERMS]
+        if not terms:
+            return SearchResult([], 0, False)
+        if self._engine.dialect.name == "sqlite":
+            sql, match = _SQLITE_MATCH, " ".join(f'"{term}"*' for term in terms)
+        else:
+            sql, match = _POSTGRES_MATCH, " & ".join(f"{term}:*" for term in terms)
+        async with self._sessions() as session:
+            rows = (await session.execute(
+                text(sql),
+                {"match": match, "active": MailboxStatus.ACTIVE.value, "limit": CANDIDATES + 1},
+            )).all()
+            truncated = len(rows) > CANDIDATES
+            ranked = sorted(rows[:CANDIDATES], key=lambda row: _rank(terms, row[1], row[2]))
+            page = [row[0] for row in ranked[offset:offset + limit]]
+            entries = await self._entries(session, page)
+        return SearchResult(entries, min(len(rows), CANDIDATES), truncated)
+
+    async def entry(self, address: str) -> DirectoryEntry | None:
+        """The directory entry of ``address`` whatever its status (not a public search)."""
+        try:
+            address = normalize_address(address)
+        except DirectoryError:
+            return None
+        async with self._sessions() as session:
+            row = (await session.execute(
+                entry_query().where(Mailbox.address == address))).first()
+        return None if row is None else to_entry(*row)
+
+    async def _entries(self, session: AsyncSession, ids: list[int]) -> list[DirectoryEntry]:
+        if not ids:
+            return []
+        rows = (await session.execute(entry_query().where(Mailbox.id.in_(ids)))).all()
+        by_id = {row[0].id: to_entry(*row) for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+
+def _rank(terms: list[str], document: str, display_name: str) -> tuple[int, str]:
+    """Entries where more query words are whole words come first, then by name."""
+    document_words = set(document.split())
+    return (-sum(term in document_words for term in terms), display_name.lower())
