@@ -18,6 +18,7 @@ from mailserver.store import Store
 from mailserver.store.database import Reader, create_engine
 from mailserver.store.migrate import upgrade
 from mailserver.store.pgnotify import PgNotifier
+from mailserver.store.vault import open_vault
 from mailserver.tls import server_context
 from mailserver.web import DirectoryWeb
 
@@ -40,7 +41,7 @@ class Application:
         )
         self.reader = Reader(self.engine)
         self.directory = Directory(self.engine, self.reader)
-        self.store = Store(self.engine)
+        self.store = Store(self.engine, open_vault(self.settings, self.engine.dialect.name))
         self.authenticator = Authenticator(self.directory, self.settings.auth)
         self.pipeline = Pipeline(self.settings, self.directory, self.store)
         self.imap: ImapListeners | None = None

@@ -12,6 +12,7 @@ from mailserver.pki.local_ca import (
     write_private_key,
 )
 from mailserver.settings import CONFIG_FILE_NAME, Settings, default_config_text, load_settings
+from mailserver.store.crypto import create_master_key
 from mailserver.store.database import create_engine
 from mailserver.store.migrate import upgrade
 
@@ -85,6 +86,7 @@ async def init_deployment(
     key, cert = issue_server_certificate(ca_key, ca_cert, names, domains[0])
     write_certificate(settings.path(settings.tls.cert), cert)
     write_private_key(settings.path(settings.tls.key), key)
+    create_master_key(settings.path(settings.storage.master_key))
     engine = create_engine(settings.database_url)
     try:
         await upgrade(engine)

@@ -60,6 +60,12 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    encrypt_at_rest: bool
+    master_key: str
+
+
+@dataclass(frozen=True)
 class TlsSettings:
     cert: str
     key: str
@@ -107,6 +113,7 @@ class Settings:
     server: ServerSettings
     listen: ListenSettings
     database: DatabaseSettings
+    storage: StorageSettings
     tls: TlsSettings
     smtp: SmtpSettings
     auth: AuthSettings
@@ -137,6 +144,7 @@ _SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "listen": ListenSettings,
     "database": DatabaseSettings,
+    "storage": StorageSettings,
     "tls": TlsSettings,
     "smtp": SmtpSettings,
     "auth": AuthSettings,

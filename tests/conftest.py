@@ -167,7 +167,7 @@ class ServerThread:
             folder = await self.app.store.folder(record.id, "INBOX")
             assert folder is not None
             return [
-                await self.app.store.body(m.blob_sha256)
+                await self.app.store.body(m.blob_sha256, mailbox_id=record.id)
                 for m in await self.app.store.messages(folder.id)
             ]
 

@@ -53,10 +53,12 @@ def stored_tokens(settings: Settings) -> set[str]:
     from directory.service import Directory
     from mailserver.store import Store
     from mailserver.store.database import create_engine
+    from mailserver.store.vault import open_vault
 
     async def go() -> set[str]:
         engine = create_engine(settings.database_url)
-        store, directory = Store(engine), Directory(engine)
+        store = Store(engine, open_vault(settings, engine.dialect.name))
+        directory = Directory(engine)
         try:
             record = await directory.lookup(BOB)
             assert record is not None
@@ -64,7 +66,7 @@ def stored_tokens(settings: Settings) -> set[str]:
             assert folder is not None
             tokens = set()
             for message in await store.messages(folder.id):
-                body = await store.body(message.blob_sha256)
+                body = await store.body(message.blob_sha256, mailbox_id=record.id)
                 tokens.add(body.split(b"X-Token: ", 1)[1].split(b"\r\n", 1)[0].decode())
             return tokens
         finally:

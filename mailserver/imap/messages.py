@@ -242,7 +242,8 @@ async def _fetch_messages(
         if request.needs_body:
             if info.blob_sha256 not in raws:
                 raws = await session.store.bodies(
-                    [m.blob_sha256 for m in infos[position:position + 100]])
+                    [m.blob_sha256 for m in infos[position:position + 100]],
+                    mailbox_id=_mailbox_id(session))
             raw = raws[info.blob_sha256]
             parsed = cache.get(info.blob_sha256, raw)
         parts = []
@@ -431,7 +432,8 @@ async def _matching(
         chunk = infos[start:start + 500]
         raws: dict[str, bytes] = {}
         if whole:
-            raws = await session.store.bodies([m.blob_sha256 for m in chunk])
+            raws = await session.store.bodies([m.blob_sha256 for m in chunk],
+                                              mailbox_id=_mailbox_id(session))
         elif headers:
             raws = await _header_blocks(session, [m.blob_sha256 for m in chunk])
         for info in chunk:
@@ -452,9 +454,16 @@ async def _matching(
     return found
 
 
+def _mailbox_id(session: Session) -> int:
+    """Whose keys open the bodies: the logged-in mailbox (encryption at rest)."""
+    assert session.mailbox is not None  # messages are read in the selected state only
+    return session.mailbox.id
+
+
 async def _header_blocks(session: Session, digests: list[str]) -> dict[str, bytes]:
     """The header block of each message (its first 16 KiB, or all of it if longer)."""
-    blocks = await session.store.bodies(digests, prefix=HEADER_PREFIX)
+    blocks = await session.store.bodies(digests, mailbox_id=_mailbox_id(session),
+                                        prefix=HEADER_PREFIX)
     out: dict[str, bytes] = {}
     long: list[str] = []
     for digest, data in blocks.items():
@@ -464,7 +473,9 @@ async def _header_blocks(session: Session, digests: list[str]) -> dict[str, byte
         else:
             out[digest] = data if end is None else data[:end]
     if long:
-        for digest, data in (await session.store.bodies(long)).items():
+        for digest, data in (
+            await session.store.bodies(long, mailbox_id=_mailbox_id(session))
+        ).items():
             end = _header_end(data)
             out[digest] = data if end is None else data[:end]
     return out

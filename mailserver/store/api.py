@@ -28,9 +28,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailserver.store.batch import WriteBatcher
+from mailserver.store.crypto import CryptoError
 from mailserver.store.models import (
     DEFAULT_FOLDERS,
     Blob,
+    BlobKey,
     ExpungedUid,
     Folder,
     Message,
@@ -38,6 +40,7 @@ from mailserver.store.models import (
     ThreadParticipant,
 )
 from mailserver.store.notify import ChangeBus, FolderChange
+from mailserver.store.vault import Vault
 
 FlagMode = Literal["set", "add", "remove"]
 
@@ -177,8 +180,10 @@ def _new_uidvalidity() -> int:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, vault: Vault | None = None) -> None:
         self._engine = engine
+        # With a vault, bodies are stored encrypted (encryption at rest, vault.py).
+        self._vault = vault
         self._dialect = engine.dialect.name
         self.changes = ChangeBus()
         # (mailbox_id, folder name) -> folder id; folders are never re-numbered.
@@ -212,14 +217,14 @@ class Store:
         digest = hashlib.sha256(raw).hexdigest()
 
         def work(connection: Connection) -> list[Delivered]:
-            self._put_blob(connection, digest, raw)
+            blob_id = self._store_body(connection, digest, raw, mailbox_ids)
             thread_id = self._apply_thread(connection, thread) if thread else None
             delivered = []
             for mailbox_id in dict.fromkeys(mailbox_ids):  # once per mailbox
                 folder_id = self._folder_id(connection, mailbox_id, folder)
                 delivered.append(
                     self._insert_message(
-                        connection, mailbox_id, folder_id, digest, len(raw),
+                        connection, mailbox_id, folder_id, blob_id, len(raw),
                         when, "", message_id, thread_id,
                     )
                 )
@@ -245,10 +250,10 @@ class Store:
 
         def work(connection: Connection) -> list[Delivered]:
             folder_id = self._existing_folder_id(connection, mailbox_id, folder)
-            self._put_blob(connection, digest, raw)
+            blob_id = self._store_body(connection, digest, raw, [mailbox_id])
             return [
                 self._insert_message(
-                    connection, mailbox_id, folder_id, digest, len(raw),
+                    connection, mailbox_id, folder_id, blob_id, len(raw),
                     when, flag_text, message_id, None,
                 )
             ]
@@ -363,14 +368,9 @@ class Store:
             ).all()
         return [_message_info(row) for row in rows]
 
-    async def body(self, blob_sha256: str) -> bytes:
-        async with self._engine.connect() as connection:
-            data = (
-                await connection.execute(select(Blob.data).where(Blob.sha256 == blob_sha256))
-            ).scalar_one_or_none()
-        if data is None:
-            raise StoreError(f"message body {blob_sha256} is missing")
-        return bytes(data)
+    async def body(self, blob_sha256: str, *, mailbox_id: int | None = None) -> bytes:
+        """One body, decrypted for ``mailbox_id`` when stored encrypted."""
+        return (await self.bodies([blob_sha256], mailbox_id=mailbox_id))[blob_sha256]
 
     async def delivered_to(self, mailbox_id: int, message_id: str) -> bool:
         """Did this server store a message with ``message_id`` in this mailbox?"""
@@ -593,23 +593,47 @@ class Store:
         return found
 
     async def bodies(
-        self, digests: Sequence[str], *, prefix: int | None = None
+        self, digests: Sequence[str], *, mailbox_id: int | None = None,
+        prefix: int | None = None,
     ) -> dict[str, bytes]:
-        """Several bodies in few queries; with ``prefix``, only their first bytes
-        (enough for the header block, for SEARCH on headers)."""
+        """Several bodies in few queries, decrypted for ``mailbox_id`` when stored
+        encrypted; with ``prefix``, only their first bytes (enough for the header
+        block, for SEARCH on headers)."""
         wanted = list(dict.fromkeys(digests))
         found: dict[str, bytes] = {}
-        column: Any = Blob.data if prefix is None else func.substr(Blob.data, 1, prefix)
+        encrypted = self._vault is not None
+        column: Any = Blob.data if prefix is None or encrypted else func.substr(
+            Blob.data, 1, prefix
+        )
+        query = select(Blob.sha256, column)
+        if encrypted:
+            query = query.add_columns(BlobKey.wrapped_key).outerjoin(
+                BlobKey, (BlobKey.blob_sha256 == Blob.sha256)
+                & (BlobKey.mailbox_id == (mailbox_id if mailbox_id is not None else -1)),
+            )
         async with self._engine.connect() as connection:
+            private = None
+            if self._vault is not None and mailbox_id is not None:
+                private = await self._vault.private_key(connection, mailbox_id)
             for start in range(0, len(wanted), 500):
                 rows = (
                     await connection.execute(
-                        select(Blob.sha256, column).where(
-                            Blob.sha256.in_(wanted[start:start + 500])
-                        )
+                        query.where(Blob.sha256.in_(wanted[start:start + 500]))
                     )
                 ).all()
-                found.update((str(row[0]), bytes(row[1])) for row in rows)
+                for row in rows:
+                    data = bytes(row[1])
+                    if self._vault is not None:
+                        try:
+                            data = self._vault.open(
+                                data, bytes(row[2]) if row[2] is not None else None,
+                                private, mailbox_id if mailbox_id is not None else -1,
+                            )
+                        except CryptoError as error:
+                            raise StoreError(f"message body {row[0]}: {error}") from error
+                        if prefix is not None:
+                            data = data[:prefix]
+                    found[str(row[0])] = data
         missing = [d for d in wanted if d not in found]
         if missing:
             raise StoreError(f"message body {missing[0]} is missing")
@@ -812,6 +836,23 @@ class Store:
                 [{"thread_id": thread_id, "address": a} for a in sorted(change.add_participants)],
             )
         return thread_id
+
+    def _store_body(
+        self, connection: Connection, digest: str, raw: bytes, mailbox_ids: Sequence[int]
+    ) -> str:
+        """Store a body once; its id. Encrypted (random id, data key wrapped to
+        each mailbox) when the store has a vault, else content-addressed."""
+        if self._vault is None:
+            self._put_blob(connection, digest, raw)
+            return digest
+        blob_id, stored, wrapped = self._vault.seal(connection, raw, mailbox_ids)
+        self._put_blob(connection, blob_id, stored)
+        connection.execute(
+            insert(BlobKey),
+            [{"blob_sha256": blob_id, "mailbox_id": m, "wrapped_key": k}
+             for m, k in wrapped.items()],
+        )
+        return blob_id
 
     def _put_blob(self, connection: Connection, digest: str, raw: bytes) -> None:
         connection.execute(

@@ -66,6 +66,31 @@ class Blob(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class MailboxKey(Base):
+    """A mailbox's X25519 key pair; the private key wrapped by the master key."""
+
+    __tablename__ = "mailbox_keys"
+
+    mailbox_id: Mapped[int] = mapped_column(
+        ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True
+    )
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(32))
+
+
+class BlobKey(Base):
+    """An encrypted body's data key, wrapped to one mailbox's public key."""
+
+    __tablename__ = "blob_keys"
+
+    blob_sha256: Mapped[str] = mapped_column(
+        ForeignKey("blobs.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    mailbox_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Thread(Base):
     """A conversation a professional opened with one or more patients."""
 
