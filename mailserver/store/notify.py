@@ -29,6 +29,8 @@ class ChangeBus:
         self._queue_size = queue_size
         # Set by the PostgreSQL notifier: changes made here are told to other nodes.
         self.forward: Callable[[FolderChange], None] | None = None
+        # Called for every change, local or remote (the store drops cached deltas).
+        self.listeners: list[Callable[[FolderChange], None]] = []
 
     def subscribe(self, folder_id: int) -> asyncio.Queue[FolderChange]:
         queue: asyncio.Queue[FolderChange] = asyncio.Queue(self._queue_size)
@@ -50,6 +52,8 @@ class ChangeBus:
 
     def deliver(self, change: FolderChange) -> None:
         """Tell local watchers only (changes heard from other nodes come in here)."""
+        for listener in self.listeners:
+            listener(change)
         for queue in self._watchers.get(change.folder_id, ()):
             if queue.full():
                 # A watcher that does not read loses detail, not the signal: it
