@@ -524,6 +524,8 @@ class Store:
         if pending is not None:
             return await asyncio.shield(pending)
         generation = self._generation.get(folder_id, 0)
+        if len(self._deltas) > 10_000:  # bound the memo; answers are cheap to redo
+            self._deltas = {k: f for k, f in self._deltas.items() if not f.done()}
         future: asyncio.Future[FolderDelta] = asyncio.get_running_loop().create_future()
         self._deltas[key] = future
         try:
