@@ -61,7 +61,10 @@ def read(data: bytes) -> list[Value]:
             start = m.end()
             if start + size > n:
                 raise SyntaxErr("literal runs past the end")
-            stack[-1].append(data[start : start + size])
+            value = data[start : start + size]
+            if c == b"{" and b"\x00" in value:
+                raise SyntaxErr("NUL in a literal (only literal8 may hold it)")
+            stack[-1].append(value)
             pos = start + size
         else:
             m = _ATOM.match(data, pos)

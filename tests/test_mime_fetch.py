@@ -191,7 +191,8 @@ def test_bodystructure_message_rfc822_has_envelope_body_and_lines() -> None:
     assert isinstance(env, list) and env[1] == b"inner"
     assert att[8] == [b"text", b"plain", [b"charset", b"us-ascii"], None, None, b"7bit", 14, 2]
     assert att[9] == inner.count(b"\n")
-    assert value[0] == [b"text", b"plain", None, None, None, b"7bit", 12, 1]
+    # text/* without a charset parameter: the RFC 2045 default is written out, as Dovecot does
+    assert value[0] == [b"text", b"plain", [b"charset", b"us-ascii"], None, None, b"7bit", 12, 1]
 
 
 def test_bodystructure_language_list_location_md5() -> None:
@@ -342,6 +343,8 @@ def test_binary_unknown_transfer_encoding() -> None:
 def test_binary_lenient_base64() -> None:
     raw = entity(["Content-Transfer-Encoding: Base64"], b"aGVs\r\n bG8g*d29y\r\nbGQ")
     assert binary(parse(raw), (1,)) == b"hello world"
+    commented = entity(["Content-Transfer-Encoding: BASE64 (as usual)"], b"aGVsbG8=")
+    assert binary(parse(commented), (1,)) == b"hello"
 
 
 def _email_leaves(msg: Message) -> list[bytes]:
@@ -372,3 +375,13 @@ def test_part_contents_agree_with_python_email(make: object) -> None:
     ours = _our_leaves(parse(raw))
     theirs = _email_leaves(email.message_from_bytes(raw, policy=email.policy.compat32))
     assert ours == theirs
+
+
+def test_text_parts_get_default_charset_parameter() -> None:
+    html = entity(['Content-Type: text/html; format="flowed"'], b"<p>x</p>")
+    value = read_one(body_structure(parse(html), extended=False))
+    assert isinstance(value, list)
+    assert value[2] == [b"format", b"flowed", b"charset", b"us-ascii"]
+    pdf = entity(["Content-Type: application/pdf"], b"%PDF")
+    value = read_one(body_structure(parse(pdf), extended=False))
+    assert isinstance(value, list) and value[2] is None

@@ -13,7 +13,13 @@ def test_quoted_escapes_backslash_and_dquote() -> None:
 
 def test_quoted_falls_back_to_literal_for_cr_lf_nul() -> None:
     assert quoted(b"a\r\nb") == b"{4}\r\na\r\nb"
-    assert quoted(b"a\x00b", utf8=True) == b"{3}\r\na\x00b"
+
+
+def test_nul_never_reaches_the_wire() -> None:
+    # NUL is allowed in no IMAP string, not even a literal: Dovecot's 0x80 stands in for it
+    assert quoted(b"a\x00b") == b"{3}\r\na\x80b"
+    assert quoted(b"a\x00b", utf8=True) == b"{3}\r\na\x80b"
+    assert quoted(b"a\x00\r\n") == b"{4}\r\na\x80\r\n"
 
 
 def test_quoted_eight_bit_needs_utf8_accept() -> None:

@@ -1,13 +1,17 @@
 """Pure, I/O-free message parsing for IMAP FETCH, SEARCH, SORT and THREAD (and the webmail).
 
-Modules:
-- `parse`: `ParsedMessage.from_bytes`, a bounded, never-raising MIME tree keeping byte offsets.
-- `fetch`: ENVELOPE, BODY/BODYSTRUCTURE, BODY[section], BINARY[section] (RFC 9051 §7.5.2,
-  RFC 3501 §7.4.2, RFC 3516).
-- `search`: decoded header/body text and date helpers for SEARCH (RFC 9051 §6.4.4).
-- `threading`: RFC 5256 base subject, SORT keys, THREAD=ORDEREDSUBJECT / REFERENCES.
-- `imap_format`: IMAP string syntax (quoted, literal, nstring, astring, lists).
+Imports only the standard library. Modules:
+
+- `parse`: `ParsedMessage.from_bytes(raw)`, a MIME tree over the original bytes (offsets, so
+  sections come back verbatim). Never raises; bounded (`MAX_DEPTH` 64 levels, `MAX_PARTS`
+  10,000 entities); linear time (delimiters found by the regex engine).
+- `fetch`: `envelope`, `body_structure`, `section`, `binary`, `binary_size`,
+  `UnknownTransferEncoding`, `resolve_part`, `decode_content`.
+- `search`: `header_text`, `body_text`, `full_text`, `contains`, `sent_date`.
+- `threading`: `base_subject`, `SortItem` / `sort_key` / `sort_messages`, `ThreadItem` /
+  `thread_item`, `thread_orderedsubject`, `thread_references`, `Thread`, `format_threads`.
+- `imap_format`: `quoted`, `literal`, `nstring`, `astring`, `paren_list`.
 - `addresses`, `headers`, `encoded_words`: RFC 5322 / RFC 2045 / RFC 2047 building blocks.
 
-Imports only the standard library.
+What is implemented, and how far: see README.md beside this file.
 """

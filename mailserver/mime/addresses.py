@@ -139,8 +139,52 @@ def _addr_spec(words: list[_Tok]) -> tuple[bytes, bytes] | None:
     return (local or MISSING_MAILBOX, domain or MISSING_HOST)
 
 
+# Fast path for the everyday forms `a@b`, `Name <a@b>`, `"Quoted, Name" <a@b>`: one regex
+# per address. Anything else (groups, comments, routes, odd quoting) takes the full parser,
+# which gives the same result for these forms. Greedy classes only: linear matching.
+_ADDR_CHARS = rb'[^<>@\s"(),;:\[\]\\]+'
+_FAST = re.compile(
+    rb'[ \t]*(?:"((?:[^"\\\r\n]|\\.)*)"[ \t]*|([^"<>,;:@()\[\]\\]*))<(' + _ADDR_CHARS
+    + rb")@(" + _ADDR_CHARS + rb")>[ \t]*(?:,|\Z)"
+    + rb"|[ \t]*(" + _ADDR_CHARS + rb")@(" + _ADDR_CHARS + rb")[ \t]*(?:,|\Z)"
+)
+_SPACES = re.compile(rb"[ \t]+")
+
+
+def _fast_parse(value: bytes) -> list[Address] | None:
+    out: list[Address] = []
+    pos, n = 0, len(value)
+    while pos < n:
+        m = _FAST.match(value, pos)
+        if m is None or m.end() == pos:
+            return None
+        quoted, phrase, local, domain, local2, domain2 = m.groups()
+        if local2 is not None:
+            out.append(Address(None, None, local2, domain2))
+        else:
+            if quoted is not None:
+                name: bytes | None = _UNESCAPE.sub(rb"\1", quoted)
+            else:
+                name = phrase.strip(b" \t")
+                if b"  " in name or b"\t" in name:
+                    name = _SPACES.sub(b" ", name)
+                name = name or None
+            out.append(Address(name, None, local, domain))
+        pos = m.end()
+        if len(out) >= _MAX_ADDRESSES:
+            break
+    return out
+
+
 def parse_address_list(value: bytes) -> list[Address]:
     """Parse an (unfolded) address-list header value. Never raises; bounded output."""
+    fast = _fast_parse(value)
+    if fast is not None:
+        return fast
+    return _full_parse(value)
+
+
+def _full_parse(value: bytes) -> list[Address]:
     toks = _tokenize(value)
     out: list[Address] = []
     in_group = False

@@ -145,14 +145,17 @@ def _ext_tail(part: ParsedMessage, utf8: bool) -> list[bytes]:
 
 
 def _type_fields(part: ParsedMessage, utf8: bool) -> list[bytes]:
-    """media type, subtype, body-fld-param (defaults per RFC 2045 §5.2)."""
-    if part.content_type is None:
-        if part.type == "text" and part.subtype == "plain":
-            params = b'("charset" "us-ascii")'
-        else:
-            params = b"NIL"
-        return [_s(part.type, utf8), _s(part.subtype, utf8), params]
-    return [_s(part.type, utf8), _s(part.subtype, utf8), _params(part.content_type, utf8)]
+    """media type, subtype, body-fld-param.
+
+    A text/* part without a charset parameter gets `"charset" "us-ascii"` (RFC 2045 §5.2
+    default), as Dovecot writes it, so that clients need not guess.
+    """
+    params = _params(part.content_type, utf8)
+    ct = part.content_type
+    if part.type.lower() == "text" and (ct is None or ct.get("charset") is None):
+        default = b'"charset" "us-ascii"'
+        params = b"(" + default + b")" if params == b"NIL" else params[:-1] + b" " + default + b")"
+    return [_s(part.type, utf8), _s(part.subtype, utf8), params]
 
 
 def body_structure(msg: ParsedMessage, *, extended: bool, utf8: bool = False) -> bytes:

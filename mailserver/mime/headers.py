@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ParamValue", "parse_param_value", "split_list", "unfold"]
+from .encoded_words import decode_header, decode_text
 
-_FOLD = re.compile(rb"\r?\n(?=[ \t])|\r?\n\Z|\r(?=[ \t])")
-
+__all__ = ["ParamValue", "decoded_param", "parse_param_value", "split_list", "unfold"]
 
 def unfold(value: bytes) -> bytes:
-    """RFC 5322 §2.2.3: remove the CRLF of each folded line; strip surrounding whitespace."""
+    """RFC 5322 §2.2.3: remove the CRLF of each folded line; strip surrounding whitespace.
+
+    Inside a field every line end is followed by whitespace (else a new field would start),
+    so removing every CR and LF is exactly unfolding.
+    """
+    value = value.strip(b" \t\r\n")
     if b"\n" in value or b"\r" in value:
-        value = _FOLD.sub(b"", value)
         value = value.replace(b"\r", b"").replace(b"\n", b"")
-    return value.strip(b" \t")
+    return value
 
 
 class ParamValue:
@@ -79,30 +82,22 @@ def _strip_comments(text: str) -> str:
     return "".join(out)
 
 
+_QUOTED_OR_SEP = {
+    sep: re.compile(r'"(?:[^"\\]|\\.)*"?|' + re.escape(sep), re.DOTALL) for sep in ";,"
+}
+
+
 def split_list(text: str, sep: str) -> list[str]:
-    """Split on `sep` outside quoted strings."""
+    """Split on `sep` (";" or ",") outside quoted strings."""
     if '"' not in text:
         return text.split(sep)
     parts: list[str] = []
-    cur: list[str] = []
-    in_quote = False
-    escape = False
-    for ch in text:
-        if escape:
-            cur.append(ch)
-            escape = False
-        elif in_quote and ch == "\\":
-            cur.append(ch)
-            escape = True
-        elif ch == '"':
-            in_quote = not in_quote
-            cur.append(ch)
-        elif ch == sep and not in_quote:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur))
+    last = 0
+    for m in _QUOTED_OR_SEP[sep].finditer(text):
+        if m.group(0) == sep:
+            parts.append(text[last : m.start()])
+            last = m.end()
+    parts.append(text[last:])
     return parts
 
 
@@ -131,3 +126,40 @@ def parse_param_value(raw: bytes) -> ParamValue:
             continue
         params.append((name, _unquote(val)))
     return ParamValue(value, params)
+
+
+# RFC 2231 §3-4: name*N (continuation), name* (charset'lang'%XX), name*N* (both)
+_CONTINUATION = re.compile(r"^(?P<name>[^*]+)(?:\*(?P<index>\d+))?(?P<enc>\*)?$")
+_PCT = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def decoded_param(pv: ParamValue, name: str) -> str | None:
+    """A parameter's value with RFC 2231 continuations joined and its charset applied
+    (`name*0*=utf-8''%C3%A9t; name*1=e`), else the plain value with RFC 2047 words decoded
+    (as many mailers write filenames). None when absent. Never raises."""
+    wanted = name.lower()
+    pieces: list[tuple[int, bool, str]] = []
+    for key, value in pv.params:
+        m = _CONTINUATION.match(key)
+        if m is None or m.group("name").lower() != wanted:
+            continue
+        if m.group("index") is None and m.group("enc") is None:
+            continue  # the plain parameter: used only when there is no RFC 2231 form
+        index = int(m.group("index")) if m.group("index") else 0
+        pieces.append((index, m.group("enc") is not None, value))
+    if pieces:
+        pieces.sort(key=lambda p: p[0])
+        charset: str | None = None
+        data = bytearray()
+        for position, (_, encoded, value) in enumerate(pieces):
+            if encoded and position == 0 and value.count("'") >= 2:
+                charset, _lang, value = value.split("'", 2)  # RFC 2231 §4
+            if encoded:
+                data += _PCT.sub(lambda m: chr(int(m.group(1), 16)), value).encode("latin-1")
+            else:
+                data += value.encode("latin-1")
+        return decode_text(bytes(data), charset or None)
+    plain = pv.get(name)
+    if plain is None:
+        return None
+    return decode_header(plain.encode("latin-1"))

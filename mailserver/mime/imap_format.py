@@ -7,9 +7,10 @@ from collections.abc import Iterable
 
 __all__ = ["astring", "literal", "nstring", "paren_list", "quoted"]
 
-# Bytes that cannot appear in a quoted string at all (RFC 9051 §4.3: CHAR8 except CR, LF, NUL).
-_NEEDS_LITERAL = re.compile(rb"[\x00\r\n]")
+# Bytes that cannot appear in a quoted string (RFC 9051 §4.3: TEXT-CHAR excludes CR, LF).
+_NEEDS_LITERAL = re.compile(rb"[\r\n]")
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+_PLAIN = re.compile(rb'[^\x00\r\n\x80-\xff"\\]*')
 # ASTRING-CHAR = ATOM-CHAR / resp-specials; atom-specials are "(" ")" "{" SP CTL "%" "*" DQUOTE
 # "\" "]" (RFC 9051 §9 formal syntax); "]" is allowed in an astring.
 _NOT_ASTRING_CHAR = re.compile(rb'[\x00-\x20\x7f-\xff(){%*"\\]')
@@ -24,9 +25,16 @@ def literal(data: bytes, *, binary: bool = False) -> bytes:
 def quoted(s: bytes, *, utf8: bool = False) -> bytes:
     """A quoted string, or a literal when the value cannot be quoted.
 
-    CR, LF and NUL never fit a quoted string; 8-bit bytes fit only once UTF8=ACCEPT is enabled
-    (RFC 9051 §4.3, RFC 6855 §3) and only as valid UTF-8.
+    CR and LF never fit a quoted string; 8-bit bytes fit only once UTF8=ACCEPT is enabled
+    (RFC 9051 §4.3, RFC 6855 §3) and only as valid UTF-8. NUL becomes 0x80 (it fits no
+    string; a literal of 8-bit bytes is fine).
     """
+    if _PLAIN.fullmatch(s) is not None:  # the common case: printable ASCII, nothing to escape
+        return b'"' + s + b'"'
+    if b"\x00" in s:
+        # NUL fits no string, not even a literal (only literal8, RFC 3516): replace it with
+        # 0x80, as Dovecot does, so a hostile header cannot break the response syntax.
+        s = s.replace(b"\x00", b"\x80")
     if _NEEDS_LITERAL.search(s):
         return literal(s)
     if _EIGHT_BIT.search(s):

@@ -11,9 +11,9 @@ input size times the depth bound, with the delimiter search done by the regex en
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from .headers import ParamValue, parse_param_value, unfold
+from .headers import ParamValue, decoded_param, parse_param_value, unfold
 
 __all__ = ["MAX_DEPTH", "MAX_PARTS", "HeaderField", "ParsedMessage"]
 
@@ -24,8 +24,7 @@ _MAX_BOUNDARY = 200
 _MESSAGE_SUBTYPES = frozenset({"rfc822", "global"})  # RFC 2046 §5.2.1, RFC 6532 §3.7
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderField:
+class HeaderField(NamedTuple):
     """One header field: lower-case name, and offsets of the whole field (folded lines and
     line end included) and of its value (after the colon) in the message bytes."""
 
@@ -33,6 +32,76 @@ class HeaderField:
     start: int
     value_start: int
     end: int
+
+
+_LINE_START = re.compile(rb"\n(?![ \t])")
+_BAD_NAME = re.compile(rb"[\x00-\x20\x7f]")
+_NAME_CACHE: dict[bytes, str] = {}
+
+
+def _field_name(raw_name: bytes) -> str:
+    """The lower-case field name, or "" when `raw_name` is not a valid name (RFC 5322 §3.6.8;
+    whitespace before the colon is tolerated, as in obsolete syntax)."""
+    text = _NAME_CACHE.get(raw_name)
+    if text is not None:
+        return text
+    name = raw_name.rstrip(b" \t")
+    if not name or _BAD_NAME.search(name):
+        return ""
+    text = name.decode("latin-1").lower()
+    if len(_NAME_CACHE) < 4096:  # bounded: hostile mail may invent any number of names
+        _NAME_CACHE[raw_name] = text
+    return text
+
+
+# After the boundary: "--" for the close delimiter, transport padding, then the line end
+# (RFC 2046 §5.1.1). Matched with endpos = the entity's end, so \Z is the entity's end.
+_DELIM_TAIL = re.compile(rb"(--)?[ \t]*(?=\r?\n|\Z)")
+# Candidates ("\n--boundary" not followed by a valid tail) tolerated before switching from
+# bytes.find + a check per candidate to one regex compiled for this boundary: compiling
+# costs ~100 µs, so it is kept for hostile input (a body full of near-delimiters).
+_MAX_MISSES = 64
+
+
+def _find_delimiters(
+    raw: bytes, body: int, end: int, boundary: bytes
+) -> list[tuple[int, int, bool]]:
+    """(delimiter start, end of its boundary text, is close delimiter) of each delimiter line
+    in raw[body:end], up to the close delimiter and at most MAX_PARTS + 1 of them."""
+    dash = b"--" + boundary
+    found: list[tuple[int, int, bool]] = []
+    if raw.startswith(dash, body):  # the first delimiter may open the body (no CRLF before)
+        m = _DELIM_TAIL.match(raw, body + len(dash), end)
+        if m is not None:
+            found.append((body, m.end(), m.group(1) is not None))
+            if m.group(1) is not None:
+                return found
+    needle = b"\n" + dash
+    pos, misses = body, 0
+    while len(found) <= MAX_PARTS:
+        i = raw.find(needle, pos, end)
+        if i < 0:
+            return found
+        m = _DELIM_TAIL.match(raw, i + len(needle), end)
+        if m is None:
+            misses += 1
+            if misses > _MAX_MISSES:
+                break
+            pos = i + 1
+            continue
+        found.append((i, m.end(), m.group(1) is not None))
+        if m.group(1) is not None:
+            return found
+        pos = m.end()
+    else:
+        return found
+    # hostile input: let the regex engine scan the rest in C
+    delim = re.compile(rb"\n--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|\Z)")
+    for m in delim.finditer(raw, pos, end):
+        found.append((m.start(), m.end(), m.group(1) is not None))
+        if m.group(1) is not None or len(found) > MAX_PARTS:
+            break
+    return found
 
 
 class _Budget:
@@ -170,47 +239,27 @@ class ParsedMessage:
             self.header_end = self.body_start = end
 
     def _parse_fields(self) -> None:
-        raw, pos, stop = self.raw, self.start, self.header_end
+        # A field starts at each line that does not begin with whitespace; folded lines do
+        # (RFC 5322 §2.2.3). A line without a valid `name:` (e.g. an mbox "From " line) is
+        # no field, and its continuation lines go with it.
+        raw, stop = self.raw, self.header_end
+        starts = [self.start]
+        starts.extend(m.end() for m in _LINE_START.finditer(raw, self.start, stop))
+        starts.append(stop)
         fields: list[HeaderField] = []
-        name: str | None = None
-        fstart = vstart = 0
-        while pos < stop:
-            nl = raw.find(b"\n", pos, stop)
-            line_end = stop if nl < 0 else nl + 1
-            first = raw[pos : pos + 1]
-            if first in (b" ", b"\t") and name is not None:
-                pos = line_end  # continuation of the current field (RFC 5322 §2.2.3)
+        for i in range(len(starts) - 1):
+            begin, end = starts[i], starts[i + 1]
+            colon = raw.find(b":", begin, end)
+            if colon <= begin:
                 continue
-            if name is not None:
-                fields.append(HeaderField(name, fstart, vstart, pos))
-                name = None
-            colon = raw.find(b":", pos, line_end)
-            if colon > pos:
-                field_name = raw[pos:colon].rstrip(b" \t")
-                if field_name and b" " not in field_name and b"\t" not in field_name:
-                    name = field_name.decode("latin-1").lower()
-                    fstart, vstart = pos, colon + 1
-            pos = line_end
-        if name is not None:
-            fields.append(HeaderField(name, fstart, vstart, stop))
+            name = _field_name(raw[begin:colon])  # "" when not a name (spaces, line ends)
+            if name:
+                fields.append(HeaderField(name, begin, colon + 1, end))
         self.fields = fields
 
     def _split_parts(self, boundary: bytes, budget: _Budget) -> None:
         raw, body, end = self.raw, self.body_start, self.end
-        esc = re.escape(boundary)
-        # RFC 2046 §5.1.1: a delimiter is CRLF "--" boundary, then "--" for the close
-        # delimiter, then optional transport padding up to the line end.
-        delim = re.compile(rb"\n--" + esc + rb"(--)?[ \t]*(?=\r?\n|\Z)")
-        first = re.compile(rb"--" + esc + rb"(--)?[ \t]*(?=\r?\n|\Z)")
-        starts: list[tuple[int, int, bool]] = []  # (delimiter start, line end, is_close)
-        m0 = first.match(raw, body, end)
-        if m0 is not None:
-            starts.append((body, m0.end(), m0.group(1) is not None))
-        if not (starts and starts[0][2]):
-            for m in delim.finditer(raw, body, end):
-                starts.append((m.start(), m.end(), m.group(1) is not None))
-                if m.group(1) is not None or len(starts) > MAX_PARTS:
-                    break
+        starts = _find_delimiters(raw, body, end, boundary)
         digest = self.subtype.lower() == "digest"  # RFC 2046 §5.1.5: parts default to messages
         default = ("message", "rfc822") if digest else ("text", "plain")
         for i, (_, line_end, is_close) in enumerate(starts):
@@ -308,12 +357,26 @@ class ParsedMessage:
         return self._content_type.get(name)
 
     @property
+    def filename(self) -> str | None:
+        """The attachment's file name, decoded (RFC 2183 Content-Disposition filename, else
+        the Content-Type name parameter; RFC 2231 and RFC 2047 encodings undone)."""
+        disposition = self.header_value("content-disposition")
+        if disposition:
+            name = decoded_param(parse_param_value(disposition), "filename")
+            if name:
+                return name
+        if self._content_type is not None:
+            return decoded_param(self._content_type, "name") or None
+        return None
+
+    @property
     def transfer_encoding(self) -> str:
         """Content-Transfer-Encoding, lower case, '7bit' when absent (RFC 2045 §6.1)."""
         value = self.header_value("content-transfer-encoding")
         if value is None:
             return "7bit"
-        text = value.decode("latin-1").strip(" \t").lower()
+        # the mechanism is a token; tolerate comments and stray parameters around it
+        text = parse_param_value(value).value.strip(" \t").lower()
         return text or "7bit"
 
     def walk(self) -> list[ParsedMessage]:

@@ -37,10 +37,8 @@ __all__ = [
 
 _WS_RUN = re.compile(r"[ \t\r\n]+")
 _BLOB = r"\[[^\[\]]*\][ \t]*"  # subj-blob = "[" *BLOBCHAR "]" *WSP
-_TRAILER = re.compile(r"(?:\(fwd\)|[ \t])\Z", re.IGNORECASE)  # subj-trailer
 _REFWD = re.compile(rf"(?:{_BLOB})*(?:re|fwd?)[ \t]*(?:{_BLOB})?:", re.IGNORECASE)
 _BLOB_RE = re.compile(_BLOB)
-_LEADING_WS = re.compile(r"[ \t]+")
 
 
 def _base_subject(subject: str) -> tuple[str, bool]:
@@ -51,31 +49,36 @@ def _base_subject(subject: str) -> tuple[str, bool]:
     start, end = 0, len(text)
     is_reply = False
     while True:
-        # step (2): remove subj-trailer repeatedly
+        # step (2): remove subj-trailer ("(fwd)" / WSP) repeatedly, from the end
         while end > start:
-            m = _TRAILER.search(text, start, end)
-            if m is None:
+            if text[end - 1] in " \t":
+                end -= 1
+            elif end - start >= 5 and text[end - 5 : end].lower() == "(fwd)":
+                end -= 5
+                is_reply = True
+            else:
                 break
-            if m.group(0) != " " and m.group(0) != "\t":
-                is_reply = True
-            end = m.start()
-        # steps (3)-(5): remove subj-leader and leading subj-blob repeatedly
+        # steps (3)-(5): remove subj-leader and leading subj-blob repeatedly. Once subj-refwd
+        # fails at a position, it fails after removing a blob too (its *subj-blob absorbs
+        # blobs), so it is not retried: linear time on "[a][a][a]..." subjects.
+        refwd_possible = True
         while start < end:
-            m = _LEADING_WS.match(text, start, end)
-            if m is not None:
-                start = m.end()
+            if text[start] in " \t":
+                start += 1
                 continue
-            m = _REFWD.match(text, start, end)
-            if m is not None:
-                start = m.end()
-                is_reply = True
-                continue
+            if refwd_possible:
+                m = _REFWD.match(text, start, end)
+                if m is not None:
+                    start = m.end()
+                    is_reply = True
+                    continue
+                refwd_possible = False
             m = _BLOB_RE.match(text, start, end)
             if m is not None and m.end() < end:
                 start = m.end()
                 continue
             break
-        # step (6): "[fwd:" ... "]" wrapper
+        # step (6): "[fwd:" ... "]" wrapper, then again from step (2)
         if end - start >= 6 and text[start : start + 5].lower() == "[fwd:" and text[end - 1] == "]":
             start += 5
             end -= 1
@@ -284,13 +287,25 @@ class _Container:
         self.children: list[_Container] = []
 
 
-def _is_ancestor(a: _Container, b: _Container) -> bool:
-    """True when `a` is `b` or one of b's ancestors."""
-    node: _Container | None = b
+# Walking up a reference chain is bounded: a thread deeper than this is split rather than
+# letting a crafted folder make THREAD quadratic.
+_MAX_WALK = 4096
+
+
+def _would_loop(a: _Container, b: _Container) -> bool:
+    """True when making `a` the child of `b` would create a loop: `a` is `b` or one of b's
+    ancestors (RFC 5256 §3 REFERENCES step 1.A). Also True past `_MAX_WALK` ancestors."""
+    if a is b:
+        return True
+    if not a.children:  # a leaf cannot be anybody's ancestor
+        return False
+    node: _Container | None = b.parent
+    steps = 0
     while node is not None:
-        if node is a:
+        if node is a or steps >= _MAX_WALK:
             return True
         node = node.parent
+        steps += 1
     return False
 
 
@@ -370,12 +385,12 @@ def thread_references(items: Iterable[ThreadItem]) -> list[Thread]:
         prev: _Container | None = None
         for ref in refs:
             c = get(ref)
-            if prev is not None and c.parent is None and not _is_ancestor(c, prev):
+            if prev is not None and c.parent is None and not _would_loop(c, prev):
                 _link(prev, c)
             prev = c
         # (1.B): the last reference becomes the parent of this message
         _unlink(container)
-        if prev is not None and not _is_ancestor(container, prev):
+        if prev is not None and not _would_loop(container, prev):
             _link(prev, container)
 
     # (2), (3): the root set; the id table is no longer needed
@@ -438,8 +453,8 @@ def thread_references(items: Iterable[ThreadItem]) -> list[Thread]:
     for root in roots:
         subj, is_reply = info[id(root)]
         target = subjects.get(subj) if subj else None
-        if target is None or target is root:
-            new_roots.append(root)
+        if target is None or target is root or root.parent is not None:
+            new_roots.append(root)  # (a root already moved under a new dummy: see below)
             continue
         removed.add(id(root))
         if target.item is None and root.item is None:
@@ -458,12 +473,15 @@ def thread_references(items: Iterable[ThreadItem]) -> list[Thread]:
             subjects[subj] = dummy
             info[id(dummy)] = ("", False)
     roots = []
+    placed: set[int] = set()
     for root in new_roots:
         if id(root) in removed:
             continue
         while id(root) in replaced:  # a table message that moved under a new dummy
             root = replaced[id(root)]
-        roots.append(root)
+        if id(root) not in placed:
+            placed.add(id(root))
+            roots.append(root)
 
     # (6): sort every set of siblings
     _sort_all(roots)
