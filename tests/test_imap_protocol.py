@@ -130,3 +130,8 @@ def test_header_search_plain_folded_and_encoded(alice: Raw) -> None:
     assert alice.command("f SEARCH CHARSET UTF-8 FROM zoé".encode())[0] == b"* SEARCH 4"
     assert alice.command(b"g SEARCH HEADER X-From \"\"")[0] == b"* SEARCH 3"
     assert alice.command(b"h SEARCH NOT FROM example")[0] == b"* SEARCH 3"
+
+
+def test_list_pattern_inbox_is_case_insensitive(alice: Raw) -> None:
+    assert alice.command(b'a LIST "" "inbox*"')[0] == b'* LIST (\\HasNoChildren) "/" "INBOX"'
+    assert alice.command(b"b SELECT inbox")[-1].startswith(b"b OK [READ-WRITE]")
