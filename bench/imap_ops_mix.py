@@ -4,7 +4,7 @@ EXPUNGE and APPEND for D seconds (default 20) over TLS; prints operations/second
     python bench/imap_ops_mix.py [--clients 10] [--seconds 20] [--database-url URL]
 
 Each client logs in, then runs rounds of SELECT, FETCH, STORE, APPEND, EXPUNGE
-and logs in again every 25 rounds. Every IMAP command counts as one operation.
+and logs in again every 25 rounds (--rounds-per-login). Every IMAP command counts as one operation.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def message(n: int) -> bytes:
             + "corps du message\r\n" * 30).encode()
 
 
-def run(port: int, cafile: str, user: str, began: float, stop: float) -> tuple[int, list[str]]:
+def run(port: int, cafile: str, user: str, began: float, stop: float,
+        rounds: int) -> tuple[int, list[str]]:
     context = ssl.create_default_context(cafile=cafile)
     ops = 0
     n = 0
@@ -41,7 +42,7 @@ def run(port: int, cafile: str, user: str, began: float, stop: float) -> tuple[i
             client = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=context)
             client.login(user, PASSWORD)
             ops += 1
-            for _ in range(25):
+            for _ in range(rounds):
                 if time.time() >= stop:
                     break
                 n += 1
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--rounds-per-login", type=int, default=25,
+                        help="rounds of SELECT..EXPUNGE between two logins (Argon2 is costly)")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(make_deployment(Path(tmp), options.database_url))
@@ -79,7 +82,9 @@ def main() -> None:
             began = time.time() + 3
             # Clients run in their own processes: the server keeps this one's GIL.
             with multiprocessing.Pool(options.clients) as pool:
-                results = pool.starmap(run, [(port, cafile, user, began, stop) for user in users])
+                jobs = [(port, cafile, user, began, stop, options.rounds_per_login)
+                        for user in users]
+                results = pool.starmap(run, jobs)
             elapsed = options.seconds
             total = sum(r[0] for r in results)
             errors = [e for r in results for e in r[1]]

@@ -112,3 +112,26 @@ def test_patient_sees_only_own_folders(server: ServerThread) -> None:
     listing = raw.command(b'a LIST "" "*"')
     assert not any(b"Dossier patient" in line for line in listing)
     assert raw.command(b'b SELECT "Dossier patient"')[-1].startswith(b"b NO [NONEXISTENT]")
+
+
+def test_header_search_plain_folded_and_encoded(alice: Raw) -> None:
+    messages = [
+        b"From: Alice Martin\r\n <alice.martin@x.example>\r\nSubject: one\r\n\r\nbody\r\n",
+        b"From: =?utf-8?q?Ren=C3=A9e?= <renee@y.example>\r\nSubject: two\r\n\r\nbody\r\n",
+        b"Subject: three\r\nX-From: martin\r\n\r\nbody\r\n",
+        "From: Zoé <zoe@z.example>\r\nSubject: four\r\n\r\nbody\r\n".encode(),
+    ]
+    for raw in messages:
+        alice.command(b"a APPEND INBOX {%d+}\r\n" % len(raw) + raw)
+    alice.command(b"b SELECT INBOX")
+    assert alice.command(b"c SEARCH FROM MARTIN")[0] == b"* SEARCH 1"
+    assert alice.command(b"d SEARCH FROM \"martin@x\"")[0] == b"* SEARCH 1"
+    assert alice.command("e SEARCH CHARSET UTF-8 FROM renée".encode())[0] == b"* SEARCH 2"
+    assert alice.command("f SEARCH CHARSET UTF-8 FROM zoé".encode())[0] == b"* SEARCH 4"
+    assert alice.command(b"g SEARCH HEADER X-From \"\"")[0] == b"* SEARCH 3"
+    assert alice.command(b"h SEARCH NOT FROM example")[0] == b"* SEARCH 3"
+
+
+def test_list_pattern_inbox_is_case_insensitive(alice: Raw) -> None:
+    assert alice.command(b'a LIST "" "inbox*"')[0] == b'* LIST (\\HasNoChildren) "/" "INBOX"'
+    assert alice.command(b"b SELECT inbox")[-1].startswith(b"b OK [READ-WRITE]")

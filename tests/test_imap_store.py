@@ -3,6 +3,7 @@ expunge with a record of vanished UIDs, conditional flag changes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -84,3 +85,18 @@ async def test_store_flags_unchanged_since(stack: tuple[Store, int]) -> None:
     changed = await store.changed_since(inbox.id, bumped.changed[0].modseq)
     assert [m.uid for m in changed] == [1]
     assert [u for u, _, _ in await store.uid_flags(inbox.id)] == [1, 2]
+
+
+async def test_folder_delta_is_shared_and_dropped_on_change(stack: tuple[Store, int]) -> None:
+    store, box = stack
+    inbox = await store.folder(box, "INBOX")
+    assert inbox is not None
+    await store.append(box, "INBOX", b"Subject: 1\r\n\r\nx\r\n")
+    first, second = await asyncio.gather(store.folder_delta(inbox.id, 1),
+                                         store.folder_delta(inbox.id, 1))
+    assert first is second  # one query for both askers
+    assert [m.uid for m in first.changed] == [1] and first.vanished == []
+    await store.expunge(inbox.id, [1])
+    after = await store.folder_delta(inbox.id, 1)  # the change dropped the cached answer
+    assert after.changed == [] and after.vanished == [1]
+    assert after.folder is not None and after.folder.highestmodseq > first.folder.highestmodseq  # type: ignore[union-attr]

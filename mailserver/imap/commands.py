@@ -90,12 +90,13 @@ async def idle(session: Session, command: Command) -> None:
     await session.refresh(expunges=True, force=True)
     await session.flush()
     reader = asyncio.ensure_future(session.reader.read_line(PRE_AUTH.line))
+    change: asyncio.Future[Any] | None = None
     try:
         deadline = asyncio.get_running_loop().time() + session.config.autologout
         while True:
             selected = session.selected
             waits: set[asyncio.Future[Any]] = {reader}
-            change: asyncio.Future[Any] | None = None
+            change = None
             if selected is not None:
                 change = asyncio.ensure_future(selected.queue.get())
                 waits.add(change)
@@ -118,6 +119,8 @@ async def idle(session: Session, command: Command) -> None:
                     raise Bad("expected DONE")
                 break
     finally:
+        if change is not None and not change.done():
+            change.cancel()
         if not reader.done():
             reader.cancel()
         elif reader.exception() is not None and isinstance(reader.exception(), ConnectionClosed):

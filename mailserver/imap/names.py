@@ -64,7 +64,8 @@ def parents(name: str) -> list[str]:
 def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
     """RFC 9051 §6.3.9: ``*`` matches anything, ``%`` anything but the delimiter."""
     full = reference + pattern if reference else pattern
-    full = canonical(full) if full[:5].upper() == "INBOX" else full
+    if full[:5].upper() == "INBOX":  # "inbox*" matches INBOX: its name is case-blind
+        full = "INBOX" + full[5:]
     out = []
     for char in full:
         if char == "*":

@@ -162,9 +162,8 @@ class _Reader:
         self.context.needs_headers = True
         if not needle:  # RFC 9051 §6.4.4: HEADER field "" matches any message with it
             return lambda c: bool(mime_search.header_text(c.parsed(), field))
-        # A needle of ASCII without spaces can only be found in a plain ASCII header
-        # block if its bytes are there (no encoded-word, no fold inside it): a cheap
-        # test that spares parsing most messages of a large folder.
+        # A needle of ASCII without spaces is found in a plain ASCII header block iff
+        # its bytes are in the field's lines: a byte test that spares parsing.
         quick = needle.encode().lower() if needle.isascii() and not any(
             ch.isspace() for ch in needle) else None
 
@@ -176,9 +175,10 @@ class _Reader:
         def test(c: Candidate) -> bool:
             head = c.head
             if quick is not None and head is not None and head.isascii() and b"=?" not in head:
+                # Plain ASCII without encoded-words: the decoded value is these bytes,
+                # unfolded, and a needle without spaces cannot straddle a fold.
                 values = b"\n".join(m.group(1) for m in field_line.finditer(head))
-                if quick not in values.lower():
-                    return False
+                return quick in values.lower()
             return any(
                 mime_search.contains(value, needle)
                 for value in mime_search.header_text(c.parsed(), field)

@@ -29,6 +29,7 @@ from mailserver.imap.wire import (
 )
 from mailserver.mime.imap_format import quoted
 from mailserver.store import Store
+from mailserver.store.api import FolderDelta
 
 if TYPE_CHECKING:
     Handler = Callable[["Session", Command], Awaitable[None]]
@@ -325,19 +326,18 @@ class Session:
             return
         if selected.drain() or force:
             selected.dirty = False
-            folder = await self.store.folder_by_id(selected.folder.id)
-            if folder is None:  # deleted under us
+            delta = await self.store.folder_delta(selected.folder.id, selected.known_modseq)
+            if delta.folder is None:  # deleted under us
                 selected.pending_expunge.update(selected.uids)
-            elif folder.highestmodseq > selected.known_modseq:
-                await self._absorb_changes(selected, folder.highestmodseq)
+            elif delta.folder.highestmodseq > selected.known_modseq:
+                self._absorb_changes(selected, delta)
         if expunges and selected.pending_expunge:
             self._report_expunges(selected)
 
-    async def _absorb_changes(self, selected: Selected, highest: int) -> None:
-        since = selected.known_modseq
-        changed = await self.store.changed_since(selected.folder.id, since)
-        vanished = await self.store.vanished_since(selected.folder.id, since)
-        selected.known_modseq = highest
+    def _absorb_changes(self, selected: Selected, delta: FolderDelta) -> None:
+        assert delta.folder is not None
+        changed, vanished = delta.changed, delta.vanished
+        selected.known_modseq = delta.folder.highestmodseq
         last = selected.uids[-1] if selected.uids else 0
         fresh = [m for m in changed if m.uid > last]
         for info in changed:

@@ -6,6 +6,7 @@ returns after a write returns after the COMMIT.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import time
@@ -96,6 +97,16 @@ class FolderStats:
     unseen: int
     size: int
     deleted: int
+
+
+@dataclass(frozen=True)
+class FolderDelta:
+    """What changed in a folder since a MODSEQ: its row now, changed messages (new
+    ones included), expunged UIDs."""
+
+    folder: FolderInfo | None
+    changed: list[MessageInfo]
+    vanished: list[int]
 
 
 @dataclass(frozen=True)
@@ -193,6 +204,11 @@ class Store:
         self._writer.on_failure = self._folder_ids.clear
         self._insert_blob = self._insert(Blob.__table__)
         self._insert_folders = self._insert(Folder.__table__)
+        # folder_delta(): many IDLE sessions on one folder ask the same question after
+        # each change; one query answers them all. Dropped on every change.
+        self._deltas: dict[tuple[int, int], asyncio.Future[FolderDelta]] = {}
+        self._generation: dict[int, int] = {}
+        self.changes.listeners.append(self._forget_deltas)
 
     async def close(self) -> None:
         await self._writer.close()
@@ -638,6 +654,58 @@ class Store:
         if missing:
             raise StoreError(f"message body {missing[0]} is missing")
         return found
+
+    async def folder_delta(self, folder_id: int, since: int) -> FolderDelta:
+        """The folder's row, messages with MODSEQ above ``since`` and UIDs expunged
+        after it (RFC 7162), shared between the sessions that ask at once."""
+        key = (folder_id, since)
+        pending = self._deltas.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        generation = self._generation.get(folder_id, 0)
+        if len(self._deltas) > 10_000:  # bound the memo; answers are cheap to redo
+            self._deltas = {k: f for k, f in self._deltas.items() if not f.done()}
+        future: asyncio.Future[FolderDelta] = asyncio.get_running_loop().create_future()
+        self._deltas[key] = future
+        try:
+            async with self._engine.connect() as connection:
+                row = (
+                    await connection.execute(select(Folder).where(Folder.id == folder_id))
+                ).first()
+                changed = (
+                    await connection.execute(
+                        select(Message)
+                        .where(Message.folder_id == folder_id, Message.modseq > since)
+                        .order_by(Message.uid)
+                    )
+                ).all()
+                vanished = (
+                    await connection.execute(
+                        select(ExpungedUid.uid).where(
+                            ExpungedUid.folder_id == folder_id, ExpungedUid.modseq > since
+                        )
+                    )
+                ).scalars().all()
+            delta = FolderDelta(
+                _folder_info(row) if row is not None else None,
+                [_message_info(r) for r in changed],
+                sorted({int(u) for u in vanished}),
+            )
+        except BaseException as error:
+            self._deltas.pop(key, None)
+            future.set_exception(error)
+            future.exception()  # consumed: the caller gets it raised here
+            raise
+        future.set_result(delta)
+        if self._generation.get(folder_id, 0) != generation:
+            self._deltas.pop(key, None)  # a change landed meanwhile: do not keep it
+        return delta
+
+    def _forget_deltas(self, change: FolderChange) -> None:
+        folder_id = change.folder_id
+        self._generation[folder_id] = self._generation.get(folder_id, 0) + 1
+        for key in [k for k in self._deltas if k[0] == folder_id]:
+            del self._deltas[key]  # callers already waiting still get their answer
 
     async def uid_flags(self, folder_id: int) -> list[tuple[int, str, int]]:
         """(UID, flags, MODSEQ) of every message, by UID: what SELECT needs, cheaply."""

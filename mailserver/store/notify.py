@@ -70,6 +70,8 @@ class ChangeBus:
         self._peers_listed_at = 0.0
         # Set by the PostgreSQL notifier: changes made here are told to other nodes.
         self.forward: Callable[[FolderChange], None] | None = None
+        # Called for every change, local or remote (the store drops cached deltas).
+        self.listeners: list[Callable[[FolderChange], None]] = []
 
     # ---- watchers in this process ------------------------------------------------
 
@@ -96,6 +98,8 @@ class ChangeBus:
 
     def deliver(self, change: FolderChange) -> None:
         """Tell local watchers only (changes heard from other processes come in here)."""
+        for listener in self.listeners:
+            listener(change)
         for queue in self._watchers.get(change.folder_id, ()):
             if queue.full():
                 # A watcher that does not read loses detail, not the signal: it
