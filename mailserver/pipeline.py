@@ -24,6 +24,7 @@ from email.utils import getaddresses
 
 import policies
 from directory.service import Directory, MailboxRecord
+from mailserver.health.content import analyse, needs_content_check
 from mailserver.settings import Settings
 from mailserver.store import Delivered, Store, ThreadUpdate
 from policies import Decision, Reject
@@ -42,7 +43,9 @@ log = logging.getLogger(__name__)
 
 # Headers the message rules may read; parsing stops at the header/body boundary.
 RULE_HEADERS = ("from", "to", "cc", "bcc", "message-id", "in-reply-to", "references",
-                "x-mss-mes", "subject", "date")
+                "x-mss-mes", "subject", "date", "x-mss-codecda", "x-mss-ins", "x-mss-nil")
+# Bodies larger than this are analysed off the event loop.
+INLINE_ANALYSIS_SIZE = 64 * 1024
 
 _UNSAFE_IN_HEADER = re.compile(r"[^\x21-\x7e]")
 MAX_HEADER_RECIPIENTS = 1000
@@ -183,7 +186,9 @@ class Pipeline:
             decision = policies.decide_recipient(RecipientContext(sender, party))
         context: MessageContext | None = None
         if not isinstance(decision, Reject):
-            context, decision = await self._message_context(sender, recipients, headers, memo)
+            context, decision = await self._message_context(
+                sender, recipients, headers, memo, submission.raw
+            )
         if context is not None and not isinstance(decision, Reject):
             decision = policies.decide_message(context)
         if isinstance(decision, Reject):
@@ -214,10 +219,11 @@ class Pipeline:
 
     async def _message_context(
         self, sender: SenderContext, recipients: list[Party], headers: Message,
-        memo: dict[str, Party],
+        memo: dict[str, Party], raw: bytes = b"",
     ) -> tuple[MessageContext | None, Decision]:
-        """Resolve what the message rules read: To/Cc parties and the thread the
-        message replies to (looked up in the author's own mailbox only)."""
+        """Resolve what the message rules read: To/Cc parties, the thread the
+        message replies to (looked up in the author's own mailbox only) and, for
+        messages with attachments or MSSanté headers, the content facts."""
         addresses = [
             address for _, address in getaddresses(
                 [str(v) for name in ("to", "cc") for v in headers.get_all(name, [])]
@@ -242,9 +248,17 @@ class Pipeline:
             if found is not None:
                 thread = ThreadState(found.id, found.status == "open", found.opened_by,
                                      found.participants)
+        rule_headers = _rule_headers(headers)
+        content = None
+        if raw and needs_content_check(headers):
+            limits = self._settings.attachments
+            if len(raw) <= INLINE_ANALYSIS_SIZE:
+                content = analyse(raw, limits, rule_headers)
+            else:
+                content = await asyncio.to_thread(analyse, raw, limits, rule_headers)
         context = MessageContext(
-            sender, tuple(recipients), _rule_headers(headers), tuple(header_parties),
-            has_bcc=headers.get("Bcc") is not None, thread=thread,
+            sender, tuple(recipients), rule_headers, tuple(header_parties),
+            has_bcc=headers.get("Bcc") is not None, thread=thread, content=content,
         )
         return context, policies.ACCEPT
 

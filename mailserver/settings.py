@@ -88,6 +88,20 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class AttachmentSettings:
+    allowed: list[str]
+    refused_extensions: list[str]
+    max_attachment_size: int
+    max_attachments: int
+    max_mime_parts: int
+    max_mime_depth: int
+    zip_max_entries: int
+    zip_max_total_size: int
+    zip_max_ratio: int
+    zip_max_depth: int
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str
 
@@ -102,6 +116,7 @@ class Settings:
     smtp: SmtpSettings
     auth: AuthSettings
     log: LogSettings
+    attachments: AttachmentSettings
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def path(self, relative: str) -> Path:
@@ -131,6 +146,7 @@ _SECTIONS: dict[str, type] = {
     "smtp": SmtpSettings,
     "auth": AuthSettings,
     "log": LogSettings,
+    "attachments": AttachmentSettings,
 }
 
 
@@ -225,5 +241,10 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("smtp.max_message_size and smtp.max_recipients must be positive")
     if not 0 <= settings.server.workers <= 64:
         raise SettingsError("server.workers must be between 0 (one per core) and 64")
+    attachments = settings.attachments
+    if min(attachments.max_attachment_size, attachments.max_attachments,
+           attachments.max_mime_parts, attachments.max_mime_depth, attachments.zip_max_entries,
+           attachments.zip_max_total_size, attachments.zip_max_ratio) <= 0:
+        raise SettingsError("attachments.* limits must be positive")
     if not 0 <= settings.listen.port_base <= 60000:
         raise SettingsError("listen.port_base must be between 0 and 60000")
