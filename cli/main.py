@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from cli.demo import demo
+from cli.send import send
 from cli.util import open_directory, read_password
 from directory.ins import InvalidINS
 from directory.models import MailboxStatus, MailboxType
@@ -261,3 +262,4 @@ def configure_logging(level: str) -> None:
 
 
 main.add_command(demo)
+main.add_command(send)

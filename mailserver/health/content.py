@@ -10,7 +10,7 @@ from email.message import Message
 from email.policy import default
 
 from mailserver.health import mssante
-from mailserver.health.attachments import SMIME, ScanLimits, Sniffed, sniff
+from mailserver.health.attachments import EXECUTABLE, SMIME, ScanLimits, Sniffed, sniff
 from mailserver.health.cda import CdaDocument, is_cda, read_cda
 from mailserver.health.problems import Problem
 from mailserver.health.safezip import ZipLimits
@@ -135,8 +135,9 @@ def _analyse(raw: bytes, settings: AttachmentSettings,
             attachments.append(AttachmentFacts(filename, declared, "unknown", len(data)))
             continue
         found: Sniffed = sniff(data, filename, limits)
-        if is_body and not found.dangerous:
-            continue  # the message's own text
+        if is_body and found.kind != EXECUTABLE:
+            continue  # the message's own text: shown, never run
+
         attachments.append(AttachmentFacts(
             filename, declared, found.kind, len(data), found.why,
             _finding(found.problems[0]) if found.problems else None))
