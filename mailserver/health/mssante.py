@@ -97,6 +97,8 @@ def parse_subject(subject: str) -> SubjectConvention | None:
         if not (word.isupper() or not any(c.isalpha() for c in word)) or len(family_words) == 4:
             break
         family_words.insert(0, word)
+    if not family_words:  # a family name not in capitals: the word before the given name
+        family_words = [words[-3]]
     while len(family_words) > 1 and len(words) - 2 - len(family_words) < 1:
         family_words.pop(0)  # an upper-case label ("CR IRM") keeps at least one word
     rest = words[:len(words) - 2 - len(family_words)]

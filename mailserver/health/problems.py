@@ -14,5 +14,5 @@ class Problem:
 
     def mdn_error(self) -> str:
         """The disposition of an MDN telling the sender why the message failed."""
-        label = " ".join(self.fr.split()).replace("^", " ")
+        label = " ".join(self.fr.replace("^", " ").split())
         return f"automatic-action/MDN-sent-automatically; processed/Error: {self.code}^{label}"
