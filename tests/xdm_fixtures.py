@@ -8,6 +8,7 @@ import hashlib
 import io
 import zipfile
 from email.message import EmailMessage
+from email.policy import SMTP
 from pathlib import Path
 from string import Template
 
@@ -108,4 +109,4 @@ def message(sender: str, to: str, *, xdm: bytes | None = None, subject: str = SU
     for filename, content_type, data in attachments:
         maintype, _, subtype = content_type.partition("/")
         mail.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
-    return mail.as_bytes()
+    return mail.as_bytes(policy=SMTP)

@@ -39,7 +39,8 @@ def needs_content_check(headers: Message) -> bool:
     """Plain single-part text without MSSanté headers is not parsed (fast path)."""
     if any(headers.get(name) is not None for name in ("X-MSS-CODECDA", "X-MSS-INS")):
         return True
-    if str(headers.get("Subject", "")).lstrip().startswith(mssante.SUBJECT_PREFIX):
+    subject = mssante.decoded(str(headers.get("Subject", "")))
+    if subject.lstrip().startswith(mssante.SUBJECT_PREFIX):
         return True
     content_type = str(headers.get("Content-Type", "text/plain")).strip().lower()
     disposition = str(headers.get("Content-Disposition", "")).strip().lower()

@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from email.header import decode_header, make_header
 
 from directory.ins import InvalidINS, validate_ins
 from mailserver.health.cda import CdaDocument
@@ -52,6 +53,14 @@ class MssHeaders:
                 or (self.subject or "").startswith(SUBJECT_PREFIX))
 
 
+def decoded(value: str) -> str:
+    """A header value with its RFC 2047 encoded words decoded (subjects with accents)."""
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # a malformed encoded word stays as written
+        return value
+
+
 def read_headers(headers: Mapping[str, Sequence[str]]) -> MssHeaders:
     """From lower-cased header names to their values (first value wins)."""
 
@@ -63,8 +72,9 @@ def read_headers(headers: Mapping[str, Sequence[str]]) -> MssHeaders:
     codes = None
     if codes_text is not None:
         codes = tuple(c.strip() for c in codes_text.split(",") if c.strip())[:MAX_CODES + 1]
+    subject = first("subject")
     return MssHeaders(codes, first("x-mss-ins"), first("x-mss-nil"), first("x-mss-mes"),
-                      first("subject"))
+                      decoded(subject) if subject is not None else None)
 
 
 def _date(token: str) -> dt.date | None:
