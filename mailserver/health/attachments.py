@@ -45,6 +45,10 @@ _SCRIPT = re.compile(
     rb"\bcmd(?:\.exe)?\s+/c\b|\beval\s*\(|\bexecute\s*\(|shell\.application",
     re.IGNORECASE | re.MULTILINE,
 )
+# Words one of which every _SCRIPT match contains: a fast first look before the regex.
+_SCRIPT_WORDS = (b"script", b"createobject", b"activexobject", b"echo", b"invoke-expression",
+                 b"iex", b"new-object", b"-encodedcommand", b"set-executionpolicy",
+                 b"powershell", b"cmd", b"eval", b"execute", b"shell.application")
 _MSH = re.compile(rb"^\x0b?(?:MSH|FHS|BHS)\|\^~\\&")
 
 
@@ -121,7 +125,7 @@ def sniff(data: bytes, filename: str = "", limits: ScanLimits = ScanLimits(),
     if _MSH.match(data):
         return Sniffed(HL7V2)
     if _text(data):
-        if _SCRIPT.search(data):
+        if _looks_scripted(data):
             return Sniffed(SCRIPT, f"script content{where}")
         head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
         if is_cda(data):
@@ -132,6 +136,21 @@ def sniff(data: bytes, filename: str = "", limits: ScanLimits = ScanLimits(),
             return Sniffed(XML)
         return Sniffed(TEXT)
     return Sniffed(UNKNOWN)
+
+
+def _looks_scripted(data: bytes) -> bool:
+    """The regex runs only in a window around each occurrence of a trigger word, so
+    that a large text costs a few fast substring scans."""
+    lowered = data.lower()
+    for word in _SCRIPT_WORDS:
+        at = lowered.find(word)
+        checked = 0
+        while at >= 0 and checked < 10_000:
+            if _SCRIPT.search(lowered, max(0, at - 64), at + len(word) + 64):
+                return True
+            at = lowered.find(word, at + 1)
+            checked += 1
+    return False
 
 
 def _sniff_zip(data: bytes, where: str, limits: ScanLimits, depth: int) -> Sniffed:
