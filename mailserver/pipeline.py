@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email
 import email.utils
 import logging
 import re
@@ -25,6 +26,8 @@ from email.utils import getaddresses
 import policies
 from directory.service import Directory, MailboxRecord
 from mailserver.health.content import analyse, needs_content_check
+from mailserver.health.mdn import error_mdn
+from mailserver.health.mssante import decoded
 from mailserver.settings import Settings
 from mailserver.store import Delivered, Store, ThreadUpdate
 from policies import Decision, Reject
@@ -194,6 +197,8 @@ class Pipeline:
         if isinstance(decision, Reject):
             self._logged(decision, submission.door, submission.mail_from, ",".join(
                 submission.rcpt_tos), queue_id)
+            if context is not None and decision.rule == "structured_message_is_consistent":
+                await self._error_mdn(context, headers)
             return Outcome(decision, queue_id=queue_id)
 
         raw, message_id = self._stamp(submission, headers, queue_id)
@@ -261,6 +266,31 @@ class Pipeline:
             has_bcc=headers.get("Bcc") is not None, thread=thread, content=content,
         )
         return context, policies.ACCEPT
+
+    async def _error_mdn(self, context: MessageContext, headers: Message) -> None:
+        """A refused structured message whose sender asked for a notification
+        (Disposition-Notification-To, RFC 8098 §2.1) gets an MDN ``processed/error``
+        in its own mailbox, besides the SMTP refusal: practice software reads the
+        outcome there. Only to the author's own local address (§2.1: never to a
+        third party named by the message)."""
+        author = context.author
+        content = context.content
+        asked = getaddresses([str(v) for v in headers.get_all("Disposition-Notification-To", [])])
+        if (author is None or author.mailbox_id is None or content is None
+                or content.structured is None or not asked):
+            return
+        if [address.lower() for _, address in asked] != [author.address.lower()]:
+            return
+        report = error_mdn(
+            reporting_host=self._settings.server.hostname, to=author.address,
+            final_recipients=[p.address for p in context.recipients],
+            original_message_id=_clean_message_id(headers.get("Message-ID")),
+            original_subject=decoded(str(headers.get("Subject", ""))),
+            problems=content.structured.problems,
+        )
+        message_id = _clean_message_id(email.message_from_bytes(report).get("Message-ID"))
+        await self._store.deliver([author.mailbox_id], report, message_id=message_id)
+        log.info("mdn processed/error to=<%s>", author.address)
 
     def _stamp(
         self, submission: Submission, headers: Message, queue_id: str

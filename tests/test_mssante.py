@@ -6,8 +6,9 @@ import datetime as dt
 
 from mailserver.health import mssante
 from mailserver.health.cda import read_cda
-from mailserver.health.problems import Problem
+from mailserver.health.mdn import error_field
 from mailserver.health.xdm import read_xdm
+from policies.context import Finding
 from tests import xdm_fixtures as fx
 
 
@@ -65,7 +66,6 @@ def test_subject_convention() -> None:
     assert check({**GOOD, "Subject": accented}, fx.package()) == set()
 
 
-def test_problem_as_mdn_error() -> None:
-    problem = Problem("MSS-CODECDA", "codes differ", "les codes ^ diffèrent")
-    assert problem.mdn_error() == (
-        "automatic-action/MDN-sent-automatically; processed/Error: MSS-CODECDA^les codes diffèrent")
+def test_problem_as_mdn_error_field() -> None:
+    finding = Finding("MSS-CODECDA", "codes differ", "les codes ^ diffèrent\r\nBcc: x")
+    assert error_field(finding) == "MSS-CODECDA^les codes different Bcc: x"

@@ -166,3 +166,26 @@ def test_allowed_attachments_and_plain_mail_pass(lab: ServerThread) -> None:
     code, reply = submit(lab, html)
     assert (code, reply[:5]) == (554, "5.6.1") and "html" in reply
     assert len(lab.inbox(DR_A)) == 2
+
+
+def test_refusal_sends_the_asked_mdn_error_to_the_sender_only(lab: ServerThread) -> None:
+    raw = fx.message(LABO, DR_A, xdm=fx.package(), headers={
+        "X-MSS-CODECDA": "34133-9", "Disposition-Notification-To": LABO,
+        "Message-ID": "<cr-42@labo.example>"})
+    code, reply = submit(lab, raw)
+    assert code == 554 and "MSS-CODECDA" in reply
+    (mdn,) = lab.inbox(LABO)
+    report = email.message_from_bytes(mdn, policy=default)
+    assert report.get_content_type() == "multipart/report"
+    assert report["Auto-Submitted"] == "auto-replied"
+    notification = mdn.split(b"Content-Type: message/disposition-notification")[1]
+    assert b"Disposition: automatic-action/MDN-sent-automatically; processed/error" in (
+        notification)
+    assert b"Error: MSS-CODECDA^X-MSS-CODECDA declare 34133-9" in notification
+    assert b"Original-Message-ID: <cr-42@labo.example>" in notification
+    assert lab.inbox(DR_A) == []
+    # asked for someone else: the server does not write to a third party
+    other = fx.message(LABO, DR_A, xdm=fx.package(), headers={
+        "X-MSS-CODECDA": "34133-9", "Disposition-Notification-To": DR_A})
+    assert submit(lab, other)[0] == 554
+    assert len(lab.inbox(LABO)) == 1 and lab.inbox(DR_A) == []
