@@ -10,7 +10,7 @@ from email.message import Message
 from email.policy import default
 
 from mailserver.health import mssante
-from mailserver.health.attachments import EXECUTABLE, SMIME, ScanLimits, Sniffed, sniff
+from mailserver.health.attachments import EXECUTABLE, ScanLimits, Sniffed, sniff
 from mailserver.health.cda import CdaDocument, is_cda, read_cda
 from mailserver.health.problems import Problem
 from mailserver.health.safezip import ZipLimits
@@ -130,8 +130,7 @@ def _analyse(raw: bytes, settings: AttachmentSettings,
         data = _bytes(part)
         is_body = declared in _BODY_TYPES and not filename and disposition != "attachment"
         if declared in _SMIME_TYPES and data[:1] == b"\x30":  # DER SEQUENCE (RFC 8551)
-            attachments.append(AttachmentFacts(filename, declared, SMIME, len(data)))
-            continue
+            continue  # a signature or an envelope, the S/MIME layer's business
         if len(data) > settings.max_attachment_size:
             attachments.append(AttachmentFacts(filename, declared, "unknown", len(data)))
             continue
