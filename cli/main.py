@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 import click
 
 from cli.demo import demo
+from cli.pki import pki
 from cli.send import send
+from cli.smime import smime
 from cli.util import open_directory, read_password
 from directory.ins import InvalidINS
 from directory.models import MailboxStatus, MailboxType
@@ -262,4 +264,6 @@ def configure_logging(level: str) -> None:
 
 
 main.add_command(demo)
+main.add_command(pki)
+main.add_command(smime)
 main.add_command(send)

@@ -240,7 +240,6 @@ class Pipeline:
                 f"Trop d'adresses dans To/Cc (plus de {MAX_HEADER_RECIPIENTS})",
                 "header_recipients_bounded",
             )
-        header_parties = [await self.resolve(a, memo) for a in dict.fromkeys(addresses)]
         author = sender.authenticated or sender.sender
         thread = None
         if author is not None and author.mailbox_id is not None:
@@ -253,6 +252,14 @@ class Pipeline:
             if found is not None:
                 thread = ThreadState(found.id, found.status == "open", found.opened_by,
                                      found.participants)
+        # To/Cc matter to the rules only where a patient or a thread is involved;
+        # plain professional mail skips their look-ups.
+        patient_involved = (author is not None and author.kind is PartyKind.PATIENT) or any(
+            p.kind is PartyKind.PATIENT for p in recipients
+        )
+        header_parties = []
+        if patient_involved or thread is not None:
+            header_parties = [await self.resolve(a, memo) for a in dict.fromkeys(addresses)]
         rule_headers = _rule_headers(headers)
         content = None
         if raw and needs_content_check(headers):

@@ -213,3 +213,19 @@ def test_patient_cannot_send_as_professional(accounts: ServerThread) -> None:
         client.login(patient, PASSWORD)
         code, _ = client.mail(ALICE)
         assert code == 553
+
+
+def test_overlong_line_in_data_is_refused_whole(accounts: ServerThread) -> None:
+    client = RawClient(accounts.port("smtp"))
+    try:
+        client.command(b"EHLO mx.example")
+        client.command(b"MAIL FROM:<a@mx.example>")
+        client.command(b"RCPT TO:<" + BOB.encode() + b">")
+        assert client.command(b"DATA")[0] == 354
+        client.send(b"Subject: long\r\n\r\n" + b"y" * 5000 + b"\r\n.\r\n")
+        code, reply = client.reply()
+        assert (code, reply[:9]) == (500, b"500 5.5.2")
+        assert client.command(b"NOOP")[0] == 250  # the session goes on
+    finally:
+        client.close()
+    assert accounts.inbox(BOB) == []

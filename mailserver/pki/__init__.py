@@ -1,2 +1,4 @@
-"""Certificates: the deployment's local CA and server certificate (the S/MIME
-and trust-space issues extend this room)."""
+"""Certificates: the deployment's local CA and server certificate (``local_ca``, used by
+``mss init``), and the local PKI modelled on IGC-Santé (``authority``, ``local_pki``):
+root and sub-CAs, issuing, PKCS#12, revocation and CRLs, trust anchors. Issued
+certificates are registered through ``registry.register_certificate``."""

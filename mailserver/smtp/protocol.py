@@ -8,19 +8,23 @@ handler refuses bare CR / LF inside DATA (SMTP smuggling).
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import logging
 import warnings
 from base64 import b64decode
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
 from mailserver.auth import Authenticator, LoginOutcome
 from mailserver.smtp.limits import ConnectionLimiter
 from mailserver.smtp.replies import with_enhanced_code
 
 log = logging.getLogger("mailserver.smtp")
+
+# RFC 5321 §4.5.3.1.6: 1000 octets with CRLF, + 1 for a stuffed dot, minus the CRLF.
+MAX_LINE_OCTETS = 999
 
 _HOLDABLE = frozenset({"250", "251", "252", "450", "451", "452", "550", "551", "552", "553"})
 
@@ -117,6 +121,77 @@ class MssSMTP(SMTP):
         finally:
             self._in_helo = False
         await self._flush()
+
+    # ---- DATA (RFC 5321 §4.1.1.4, §4.5.2) ---------------------------------------
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        """Read the message in blocks rather than line by line (aiosmtpd's way).
+
+        The end is CRLF "." CRLF and nothing else (a leading "." CRLF ends an empty
+        message); bytes after it stay in the reader for the next command
+        (pipelining). Beyond the SIZE limit the data are read and dropped, then
+        refused (`552 5.3.4`); a line over 1000 octets refuses the message
+        (`500 5.5.2`, RFC 5321 §4.5.3.1.6). Bare CR / LF are the handler's to refuse.
+        """
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        limit = self.data_size_limit or 0
+        # A virtual CRLF before the data, so that "." CRLF first ends an empty message.
+        data = bytearray(b"\r\n")
+        received = 0
+        too_much = False
+        search_from = 0
+        while True:
+            end = data.find(b"\r\n.\r\n", search_from)
+            if end >= 0:
+                break
+            try:
+                chunk = await self._reader.read(65536)
+            except asyncio.CancelledError:
+                self._writer.close()
+                raise
+            if not chunk:  # the client went away: nothing to acknowledge
+                return
+            received += len(chunk)
+            if limit and received > limit + 5 and not too_much:
+                too_much = True
+            if too_much:  # keep only what may hold the end marker
+                del data[: max(0, len(data) - 4)]
+            search_from = max(0, len(data) - 4)
+            data += chunk
+        leftover = data[end + 5:]
+        if leftover:  # pipelined commands after the end: back to the reader
+            self._reader._buffer[0:0] = leftover  # type: ignore[attr-defined]
+        if too_much:
+            self._reset_envelope()
+            await self.push("552 5.3.4 Message too big for this server")
+            return
+        body = bytes(data[: end + 2])  # with its leading virtual CRLF
+        if max(map(len, body.split(b"\r\n"))) > MAX_LINE_OCTETS:
+            self._reset_envelope()
+            await self.push(
+                "500 5.5.2 Line too long: at most 998 characters per line (RFC 5321 §4.5.3.1.6)"
+            )
+            return
+        # RFC 5321 §4.5.2: a line's leading "." is removed (dot-stuffing undone).
+        content = body.replace(b"\r\n.", b"\r\n")[2:]
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._reset_envelope()
+        await self.push("250 OK" if status is MISSING else status)
+
+    def _reset_envelope(self) -> None:
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
 
     # ---- connection limits ----------------------------------------------------
 

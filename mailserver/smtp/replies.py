@@ -27,7 +27,7 @@ DEFAULT_ENHANCED = {
 REWORDED = {
     "552 Error: Too much mail data": "552 5.3.4 Message too big for this server",
     "500 Line too long (see RFC5321 4.5.3.1.6)":
-        "500 5.5.6 Line too long: at most 998 characters per line (RFC 5321 §4.5.3.1.6)",
+        "500 5.5.2 Line too long: at most 998 characters per line (RFC 5321 §4.5.3.1.6)",
     "552 Error: message size exceeds fixed maximum message size":
         "552 5.3.4 Message size exceeds the fixed maximum message size",
 }

@@ -116,4 +116,5 @@ class Message(Base):
 
 
 Index("ix_messages_folder_modseq", Message.folder_id, Message.modseq)
+Index("ix_thread_participants_address", ThreadParticipant.address)
 Index("ix_messages_mailbox_message_id", Message.mailbox_id, Message.message_id)

@@ -30,9 +30,11 @@ def upgrade() -> None:
                                 ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("thread_id", "address", name=op.f("pk_thread_participants")),
     )
+    op.create_index("ix_thread_participants_address", "thread_participants", ["address"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_thread_participants_address", table_name="thread_participants")
     op.drop_table("thread_participants")
     with op.batch_alter_table("threads", schema=None) as batch_op:
         batch_op.drop_column("updated_at")

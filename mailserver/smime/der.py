@@ -1,0 +1,108 @@
+"""A minimal DER writer (X.690 §10) for the structures we emit on the hot path.
+
+asn1crypto builds object trees, which costs far more than the RSA operation of a small
+message; what we send is a handful of fixed shapes, so they are written directly here
+and checked against asn1crypto, openssl and gpgsm in the tests.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from asn1crypto import core
+
+SEQUENCE = 0x30
+SET = 0x31
+INTEGER = 0x02
+OCTET_STRING = 0x04
+NULL = b"\x05\x00"
+
+
+def length(size: int) -> bytes:
+    if size < 0x80:
+        return bytes([size])
+    raw = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + length(len(content)) + content
+
+
+def sequence(*parts: bytes) -> bytes:
+    return tlv(SEQUENCE, b"".join(parts))
+
+
+def set_of(*parts: bytes) -> bytes:
+    """X.690 §11.6: the elements of a DER SET OF are sorted by their encodings."""
+    return tlv(SET, b"".join(sorted(parts)))
+
+
+def integer(value: int) -> bytes:
+    """X.690 §8.3: two's complement, minimal length (room for the sign bit)."""
+    size = max(1, (value.bit_length() + 8) // 8)
+    return tlv(INTEGER, value.to_bytes(size, "big", signed=True))
+
+
+def octet_string(value: bytes) -> bytes:
+    return tlv(OCTET_STRING, value)
+
+
+@functools.lru_cache(maxsize=128)
+def oid(dotted: str) -> bytes:
+    return core.ObjectIdentifier(dotted).dump()  # type: ignore[no-any-return]
+
+
+def context(number: int, content: bytes, constructed: bool = True) -> bytes:
+    """A context-specific tag [number] around ``content`` (EXPLICIT when constructed
+    wraps a whole TLV; IMPLICIT callers pass the inner contents)."""
+    return tlv((0xA0 if constructed else 0x80) | number, content)
+
+
+def algorithm(dotted: str, parameters: bytes | None = None) -> bytes:
+    """AlgorithmIdentifier (RFC 5280 §4.1.1.2)."""
+    return sequence(oid(dotted), parameters) if parameters is not None else sequence(oid(dotted))
+
+
+# -- reading (DER only; the general asn1crypto path handles BER) -----------------------------
+
+class DerError(ValueError):
+    """Not the DER shape the fast path expects (the caller falls back, or reports)."""
+
+
+def read(data: bytes, offset: int, end: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the TLV at ``offset``, bounded by ``end``."""
+    if offset + 2 > end:
+        raise DerError("truncated")
+    tag = data[offset]
+    if tag & 0x1F == 0x1F:
+        raise DerError("high tag number")
+    first = data[offset + 1]
+    position = offset + 2
+    if first < 0x80:
+        size = first
+    elif first == 0x80:
+        raise DerError("indefinite length")
+    else:
+        count = first & 0x7F
+        if count > 4 or position + count > end:
+            raise DerError("bad length")
+        size = int.from_bytes(data[position:position + count], "big")
+        position += count
+    if position + size > end:
+        raise DerError("truncated")
+    return tag, position, position + size
+
+
+def children(data: bytes, start: int, end: int,
+             limit: int = 4096) -> list[tuple[int, int, int, int]]:
+    """[(tag, content start, content end, TLV start)] of the TLVs in data[start:end]."""
+    found = []
+    offset = start
+    while offset < end:
+        tag, content_start, content_end = read(data, offset, end)
+        found.append((tag, content_start, content_end, offset))
+        offset = content_end
+        if len(found) > limit:
+            raise DerError("too many elements")
+    return found

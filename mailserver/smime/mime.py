@@ -1,0 +1,262 @@
+"""MIME framing of S/MIME (RFC 8551 §3): canonical form, header fields kept verbatim,
+``multipart/signed`` (RFC 1847) and ``application/pkcs7-mime`` parts.
+
+Signed bytes must be the bytes received: nothing here re-serialises a part through the
+``email`` package; parts are cut out of the raw message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import functools
+import os
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+
+MAX_HEADER_FIELDS = 1000
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+
+
+class MimeError(Exception):
+    """The message cannot be framed as S/MIME (the message says why)."""
+
+
+def canonical(data: bytes) -> bytes:
+    """RFC 8551 §3.1.1: lines end with CRLF (bare LF and bare CR become CRLF)."""
+    line_feeds = data.count(b"\n")
+    if line_feeds == data.count(b"\r\n") and line_feeds == data.count(b"\r"):
+        return data  # already canonical (the usual case: SMTP delivers CRLF)
+    return _LINE_END.sub(b"\r\n", data)
+
+
+def canonical_head(data: bytes) -> bytes:
+    """The header block in canonical form and the body as it is: enough to read a
+    base64 body (whose line ends do not matter) without scanning it."""
+    first_line_end = data.find(b"\n")
+    if first_line_end > 0 and data[first_line_end - 1] == 0x0D:
+        index = data.find(b"\r\n\r\n")
+        if index >= 0:
+            head = data[:index + 2]
+            line_feeds = head.count(b"\n")
+            if line_feeds == head.count(b"\r") == head.count(b"\r\n"):
+                return data  # the usual case: nothing to change, nothing copied
+    found = [(index, len(separator)) for separator in (b"\r\n\r\n", b"\n\n", b"\r\r")
+             if (index := data.find(separator)) >= 0]
+    if not found:
+        return canonical(data)
+    index, size = min(found)
+    return canonical(data[:index + size // 2]) + b"\r\n" + data[index + size:]
+
+
+def split(data: bytes) -> tuple[bytes, bytes]:
+    """(header block with its final CRLF, body) of a canonical message or entity."""
+    if data.startswith(b"\r\n"):
+        return b"", data[2:]
+    index = data.find(b"\r\n\r\n")
+    if index < 0:
+        return (data if data.endswith(b"\r\n") else data + b"\r\n"), b""
+    return data[: index + 2], data[index + 4:]
+
+
+CACHED_HEAD = 16384  # header blocks up to this size are parsed once (they recur per message)
+
+
+def fields(head: bytes) -> tuple[tuple[str, bytes], ...]:
+    """Header fields as (lower-case name, raw bytes with folding and final CRLF)."""
+    return _cached_fields(head) if len(head) <= CACHED_HEAD else tuple(_fields(head))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_fields(head: bytes) -> tuple[tuple[str, bytes], ...]:
+    return tuple(_fields(head))
+
+
+def _fields(head: bytes) -> list[tuple[str, bytes]]:
+    result: list[tuple[str, bytes]] = []
+    for line in head.split(b"\r\n")[:-1] if head.endswith(b"\r\n") else head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and result:
+            name, raw = result[-1]
+            result[-1] = (name, raw + line + b"\r\n")
+            continue
+        match = _FIELD_NAME.match(line)
+        if match is None:
+            continue  # not a header field: dropped (RFC 5322 §2.2)
+        result.append((match.group(1).decode("ascii").lower(), line + b"\r\n"))
+        if len(result) > MAX_HEADER_FIELDS:
+            raise MimeError("too many header fields")
+    return result
+
+
+_PARAMETER = re.compile(
+    r';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+
+
+def values(head: bytes, field_name: str) -> list[str]:
+    """Unfolded values of every ``field_name`` field (RFC 5322 §2.2.3)."""
+    wanted = field_name.lower()
+    found = []
+    for name, raw in fields(head):
+        if name == wanted:
+            text = raw.split(b":", 1)[1].decode("utf-8", "replace")
+            found.append(" ".join(text.split()))
+    return found
+
+
+def header_value(head: bytes, field_name: str) -> str | None:
+    found = values(head, field_name)
+    return found[0] if found else None
+
+
+def content_type(head: bytes) -> tuple[str, Mapping[str, str]]:
+    """(lower-case type/subtype, parameters with lower-case names) of the Content-Type
+    field; text/plain when absent or unreadable (RFC 2045 §5.2)."""
+    return _cached_content_type(head) if len(head) <= CACHED_HEAD else _content_type(head)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_content_type(head: bytes) -> tuple[str, Mapping[str, str]]:
+    return _content_type(head)
+
+
+def _content_type(head: bytes) -> tuple[str, Mapping[str, str]]:
+    value = header_value(head, "content-type")
+    if value is None:
+        return "text/plain", {}
+    kind, _, rest = value.partition(";")
+    kind = kind.strip().lower()
+    if kind.count("/") != 1:
+        return "text/plain", {}
+    parameters: dict[str, str] = {}
+    for name, raw in _PARAMETER.findall(";" + rest):
+        if raw.startswith('"'):
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        parameters.setdefault(name.lower(), raw)
+    return kind, MappingProxyType(parameters)
+
+
+def is_content_field(name: str) -> bool:
+    return name.startswith("content-")
+
+
+def addresses(head: bytes, field_name: str) -> tuple[str, ...]:
+    """The addr-specs of every ``field_name`` field, lower-cased."""
+    if len(head) <= CACHED_HEAD:
+        return _cached_addresses(head, field_name)
+    return _addresses(head, field_name)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_addresses(head: bytes, field_name: str) -> tuple[str, ...]:
+    return _addresses(head, field_name)
+
+
+def _addresses(head: bytes, field_name: str) -> tuple[str, ...]:
+    return tuple(address.lower() for _, address
+                 in email.utils.getaddresses(values(head, field_name)) if address)
+
+
+def entity_of(message: bytes) -> tuple[bytes, bytes]:
+    """Split a message into (outer fields, MIME entity to protect): the entity keeps the
+    Content-* fields and the body (RFC 8551 §3.1); MIME-Version stays outside."""
+    head, body = split(message)
+    outer = b""
+    inner = b""
+    for name, raw in fields(head):
+        if is_content_field(name):
+            inner += raw
+        elif name != "mime-version":
+            outer += raw
+    if not inner:
+        inner = b"Content-Type: text/plain; charset=us-ascii\r\n"
+    return outer, inner + b"\r\n" + body
+
+
+def join(outer: bytes, entity: bytes) -> bytes:
+    """A message from outer fields and a MIME entity."""
+    return outer + b"MIME-Version: 1.0\r\n" + entity
+
+
+def _boundary() -> str:
+    return "----=_smime_" + base64.b32encode(os.urandom(15)).decode("ascii").lower()
+
+
+def _base64_lines(data: bytes) -> bytes:
+    encoded = base64.b64encode(data)  # RFC 2045 §6.8: lines of at most 76 characters
+    return b"\r\n".join([encoded[i:i + 76] for i in range(0, len(encoded), 76)]) + b"\r\n"
+
+
+def multipart_signed(entity: bytes, signature: bytes) -> bytes:
+    """RFC 8551 §3.5.3: a multipart/signed entity (Content-Type field + body)."""
+    boundary = _boundary()
+    return (
+        f'Content-Type: multipart/signed; protocol="application/pkcs7-signature";\r\n'
+        f'\tmicalg=sha-256; boundary="{boundary}"\r\n\r\n'
+        f"This is an S/MIME signed message\r\n\r\n--{boundary}\r\n"
+    ).encode("ascii") + entity + (
+        f"\r\n--{boundary}\r\n"
+        "Content-Type: application/pkcs7-signature; name=smime.p7s\r\n"
+        "Content-Transfer-Encoding: base64\r\n"
+        "Content-Disposition: attachment; filename=smime.p7s\r\n\r\n"
+    ).encode("ascii") + _base64_lines(signature) + f"\r\n--{boundary}--\r\n".encode("ascii")
+
+
+def pkcs7_mime(der: bytes, smime_type: str) -> bytes:
+    """RFC 8551 §3.2: an application/pkcs7-mime entity."""
+    return (
+        f"Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=smime.p7m\r\n"
+        "Content-Transfer-Encoding: base64\r\n"
+        "Content-Disposition: attachment; filename=smime.p7m\r\n\r\n"
+    ).encode("ascii") + _base64_lines(der)
+
+
+def split_multipart_signed(head: bytes, body: bytes) -> tuple[bytes, bytes, bytes]:
+    """(signed entity as received, signature part head, signature part body)."""
+    _, parameters = content_type(head)
+    boundary = parameters.get("boundary", "")
+    if not 0 < len(boundary) <= 70:
+        raise MimeError("multipart/signed without a valid boundary")
+    delimiter = b"--" + boundary.encode("ascii", "replace")
+    # RFC 2046 §5.1.1: a delimiter is CRLF "--" boundary at the start of a line; the CRLF
+    # before it belongs to the delimiter, not to the part.
+    text = b"\r\n" + body
+    positions: list[int] = []
+    start = 0
+    while len(positions) < 3:
+        index = text.find(b"\r\n" + delimiter, start)
+        if index < 0:
+            break
+        positions.append(index)
+        start = index + 2 + len(delimiter)
+    if len(positions) < 3:
+        raise MimeError("multipart/signed must hold exactly two parts")
+
+    def part(after: int, until: int) -> bytes:
+        line_end = text.find(b"\r\n", after + 2 + len(delimiter))
+        if line_end < 0 or line_end > until:
+            raise MimeError("truncated multipart/signed")
+        return text[line_end + 2:until]
+
+    signed = part(positions[0], positions[1])
+    signature_part = part(positions[1], positions[2])
+    if not text[positions[2] + 2 + len(delimiter):].startswith(b"--"):
+        raise MimeError("multipart/signed must hold exactly two parts")
+    signature_head, signature_body = split(signature_part)
+    return signed, signature_head, signature_body
+
+
+def decode_body(head: bytes, body: bytes) -> bytes:
+    """The body of a part per its Content-Transfer-Encoding (base64 or binary)."""
+    encoding = (header_value(head, "content-transfer-encoding") or "binary").strip().lower()
+    if encoding == "base64":
+        try:
+            # RFC 2045 §6.8: characters outside the base64 alphabet are ignored.
+            return binascii.a2b_base64(body)
+        except binascii.Error as error:
+            raise MimeError(f"invalid base64: {error}") from error
+    if encoding in ("binary", "8bit", "7bit"):
+        return body
+    raise MimeError(f"unexpected Content-Transfer-Encoding {encoding} for a CMS part")

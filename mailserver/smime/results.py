@@ -1,0 +1,100 @@
+"""Results of S/MIME processing as values, and their ``Authentication-Results`` rendering.
+
+Nothing that comes from the network raises out of this package: every outcome, hostile
+input included, is a result with a status and a human-readable reason.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+
+class Status(enum.Enum):
+    """RFC 7281 §3 result values of the ``smime`` Authentication-Results method."""
+
+    PASS = "pass"  # noqa: S105 — signature valid, signer trusted, unrevoked, and the From address
+    FAIL = "fail"  # signature or digest wrong, signer untrusted, expired or revoked
+    POLICY = "policy"  # valid maths, refused by policy (weak algorithm, signer ≠ From)
+    PERMERROR = "permerror"  # malformed CMS / MIME
+    NONE = "none"  # not signed
+
+
+@dataclass(frozen=True)
+class Signer:
+    addresses: tuple[str, ...]  # rfc822Name subjectAltNames (RFC 8550 §3)
+    subject: str  # RFC 4514
+    issuer: str  # RFC 4514
+    serial: int
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    status: Status
+    reason: str
+    signer: Signer | None = None
+    content: bytes | None = None  # the signed MIME entity (CRLF), when it could be read
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.PASS
+
+
+class DecryptStatus(enum.Enum):
+    OK = "ok"
+    NOT_ENCRYPTED = "not-encrypted"
+    NOT_FOR_US = "not-for-us"  # no recipientInfo matches any of our certificates
+    FAILED = "failed"  # wrong key, tampered or swapped ciphertext, bad tag
+    MALFORMED = "malformed"
+
+
+@dataclass(frozen=True)
+class DecryptResult:
+    status: DecryptStatus
+    reason: str
+    content: bytes | None = None  # the decrypted MIME entity
+    algorithm: str = ""  # e.g. "AuthEnvelopedData aes256_gcm"
+
+    @property
+    def ok(self) -> bool:
+        return self.status is DecryptStatus.OK
+
+
+@dataclass(frozen=True)
+class UnprotectResult:
+    """What :func:`unprotect` found: decryption, then signature, then the inner message."""
+
+    decrypt: DecryptResult
+    verify: VerifyResult
+    message: bytes  # what to deliver: the inner message with an Authentication-Results field
+    notes: list[str] = field(default_factory=list)
+
+
+_UNSAFE_COMMENT = re.compile(r"[()\\\r\n\x00-\x1f\x7f]")
+
+
+def _comment(text: str) -> str:
+    return _UNSAFE_COMMENT.sub(" ", text)[:300].strip()
+
+
+def _quoted(text: str) -> str:
+    cleaned = re.sub(r"[\r\n\x00-\x1f\x7f]", " ", text)
+    return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def authentication_results(result: VerifyResult, authserv_id: str,
+                           extra_comment: str = "") -> str:
+    """The field ``Authentication-Results: <authserv-id>; smime=<result> ...`` (RFC 8601,
+    method and ``body.smime-*`` properties from RFC 7281 §3), without the final CRLF."""
+    comment = result.reason if not extra_comment else f"{result.reason}; {extra_comment}"
+    parts = [f"Authentication-Results: {authserv_id};",
+             f" smime={result.status.value} ({_comment(comment)})"]
+    if result.signer is not None:
+        if result.signer.addresses:
+            parts.append(f" body.smime-identifier={_quoted(result.signer.addresses[0])}")
+        parts.append(f" body.smime-serial={result.signer.serial:X}")
+        parts.append(f" body.smime-issuer={_quoted(result.signer.issuer)}")
+    # RFC 5322 §2.2.3: fold long fields at whitespace.
+    return "\r\n\t".join(part.lstrip() if i else part for i, part in enumerate(parts)) \
+        if sum(len(p) for p in parts) > 76 else "".join(parts)

@@ -1,0 +1,433 @@
+"""CMS SignedData (RFC 5652 §5) with the S/MIME profile (RFC 8551 §2.5).
+
+``sign`` produces a SignedData with SHA-256, signed attributes (contentType, signingTime,
+messageDigest, smimeCapabilities), the signer's certificate and its chain; RSA PKCS#1 v1.5
+or ECDSA. ``verify`` checks a detached or encapsulated (opaque) SignedData and returns a
+:class:`VerifyResult`; it never raises on hostile input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import warnings
+from collections.abc import Sequence
+
+from asn1crypto import algos, cms, core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from mailserver.smime import der
+from mailserver.smime.algorithms import ECDSA, RSA_PKCS1, AlgorithmRefused, digest_for
+from mailserver.smime.results import Signer, Status, VerifyResult
+from mailserver.smime.trust import Purpose, TrustStore, ValidationError
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+MAX_SIGNERS = 8
+MAX_CERTIFICATES = 32
+
+
+_OID_DATA = "1.2.840.113549.1.7.1"
+_OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+_SHA256 = der.algorithm("2.16.840.1.101.3.4.2.1")  # RFC 5754 §2: parameters absent
+_RSA_PKCS1 = der.algorithm("1.2.840.113549.1.1.1", der.NULL)  # rsaEncryption, RFC 3370 §3.2
+_ECDSA_SHA256 = der.algorithm("1.2.840.10045.4.3.2")  # RFC 5758 §3.2
+_CONTENT_TYPE_DATA = der.sequence(der.oid("1.2.840.113549.1.9.3"),
+                                  der.set_of(der.oid(_OID_DATA)))
+_SIGNING_TIME = der.oid("1.2.840.113549.1.9.5")
+_MESSAGE_DIGEST = der.oid("1.2.840.113549.1.9.4")
+
+
+def _smime_capabilities() -> bytes:
+    """RFC 8551 §2.5.2: what we can decrypt, in order of preference."""
+    capabilities = der.sequence(*(der.sequence(der.oid(dotted)) for dotted in (
+        "2.16.840.1.101.3.4.1.46",  # aes256-GCM
+        "2.16.840.1.101.3.4.1.6",  # aes128-GCM
+        "2.16.840.1.101.3.4.1.42",  # aes256-CBC
+        "2.16.840.1.101.3.4.1.2",  # aes128-CBC
+    )))
+    return der.sequence(der.oid("1.2.840.113549.1.9.15"), der.set_of(capabilities))
+
+
+_SMIME_CAPABILITIES = _smime_capabilities()
+
+
+@functools.lru_cache(maxsize=1024)
+def certificate_parts(certificate: x509.Certificate) -> tuple[bytes, bytes]:
+    """(DER of the certificate, DER IssuerAndSerialNumber) — RFC 5652 §10.2.4."""
+    return (certificate.public_bytes(serialization.Encoding.DER),
+            der.sequence(certificate.issuer.public_bytes(),
+                         der.integer(certificate.serial_number)))
+
+
+def _signing_time(when: dt.datetime) -> bytes:
+    # RFC 5652 §11.3: UTCTime for 1950-2049, GeneralizedTime otherwise.
+    utc = when.astimezone(dt.UTC)
+    if 1950 <= utc.year < 2050:
+        value = der.tlv(0x17, utc.strftime("%y%m%d%H%M%SZ").encode("ascii"))
+    else:
+        value = der.tlv(0x18, utc.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
+    return der.sequence(_SIGNING_TIME, der.set_of(value))
+
+
+def sign(
+    content: bytes, certificate: x509.Certificate, key: PrivateKey,
+    chain: Sequence[x509.Certificate] = (), *, detached: bool = True,
+    signing_time: dt.datetime | None = None,
+) -> bytes:
+    """DER ContentInfo(SignedData) over ``content`` (the canonical MIME entity), with
+    signed attributes contentType, signingTime, messageDigest, smimeCapabilities."""
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(content)
+    attributes = (
+        _CONTENT_TYPE_DATA,
+        _signing_time(signing_time or dt.datetime.now(dt.UTC)),
+        der.sequence(_MESSAGE_DIGEST, der.set_of(der.octet_string(digest.finalize()))),
+        _SMIME_CAPABILITIES,
+    )
+    signed_attributes = der.set_of(*attributes)  # RFC 5652 §5.4: signed as a SET OF
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(signed_attributes, padding.PKCS1v15(), hashes.SHA256())
+        signature_algorithm = _RSA_PKCS1
+    else:
+        signature = key.sign(signed_attributes, ec.ECDSA(hashes.SHA256()))
+        signature_algorithm = _ECDSA_SHA256
+    certificate_der, issuer_and_serial = certificate_parts(certificate)
+    signer_info = der.sequence(
+        der.integer(1),
+        issuer_and_serial,
+        _SHA256,
+        b"\xa0" + signed_attributes[1:],  # [0] IMPLICIT SET OF Attribute
+        signature_algorithm,
+        der.octet_string(signature),
+    )
+    encapsulated = der.sequence(der.oid(_OID_DATA)) if detached else der.sequence(
+        der.oid(_OID_DATA), der.context(0, der.octet_string(content)))
+    certificates = sorted([certificate_der, *(certificate_parts(c)[0] for c in chain)])
+    signed_data = der.sequence(
+        der.integer(1),
+        der.set_of(_SHA256),
+        encapsulated,
+        der.context(0, b"".join(certificates)),  # [0] IMPLICIT CertificateSet
+        der.set_of(signer_info),
+    )
+    return der.sequence(der.oid(_OID_SIGNED_DATA), der.context(0, signed_data))
+
+
+# -- verification ----------------------------------------------------------------------------
+
+class _Invalid(Exception):
+    def __init__(self, status: Status, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@functools.lru_cache(maxsize=1024)
+def _signer_of(certificate: x509.Certificate) -> Signer:
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        addresses = tuple(str(a) for a in names.value.get_values_for_type(x509.RFC822Name))
+    except x509.ExtensionNotFound:
+        addresses = ()
+    if not addresses:
+        # Older certificates: emailAddress in the subject (RFC 8550 §3 still allows reading it).
+        addresses = tuple(str(a.value) for a in certificate.subject.get_attributes_for_oid(
+            x509.ObjectIdentifier("1.2.840.113549.1.9.1")))
+    return Signer(addresses=addresses, subject=certificate.subject.rfc4514_string(),
+                  issuer=certificate.issuer.rfc4514_string(), serial=certificate.serial_number)
+
+
+def _find_certificate(sid: cms.SignerIdentifier,
+                      certificates: list[tuple[asn1_x509.Certificate, x509.Certificate]],
+                      ) -> x509.Certificate:
+    if sid.name == "issuer_and_serial_number":
+        wanted_issuer = sid.chosen["issuer"].dump()
+        wanted_serial = sid.chosen["serial_number"].native
+        for asn1_cert, certificate in certificates:
+            if (asn1_cert.issuer.dump() == wanted_issuer
+                    and asn1_cert.serial_number == wanted_serial):
+                return certificate
+    elif sid.name == "subject_key_identifier":
+        wanted = sid.chosen.native
+        for _, certificate in certificates:
+            try:
+                ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            except x509.ExtensionNotFound:
+                continue
+            if ski.value.digest == wanted:
+                return certificate
+    raise _Invalid(Status.FAIL, "the signer's certificate is not in the message")
+
+
+def _attribute(signed_attrs: cms.CMSAttributes, name: str) -> object:
+    values = [a["values"] for a in signed_attrs if a["type"].native == name]
+    # RFC 5652 §11.1-11.2: exactly one attribute with exactly one value.
+    if len(values) != 1 or len(values[0]) != 1:
+        raise _Invalid(Status.PERMERROR, f"signed attribute {name} must occur exactly once")
+    return values[0][0]
+
+
+def _check_signature(public_key: object, signature: bytes, data: bytes,
+                     signature_algorithm: algos.SignedDigestAlgorithm,
+                     digest_name: str) -> None:
+    name = signature_algorithm["algorithm"].native
+    try:
+        if name in RSA_PKCS1 and isinstance(public_key, rsa.RSAPublicKey):
+            implied = RSA_PKCS1[name]
+            public_key.verify(signature, data, padding.PKCS1v15(),
+                              digest_for(implied or digest_name))
+        elif name == "rsassa_pss" and isinstance(public_key, rsa.RSAPublicKey):
+            # RFC 4056: RSASSA-PSS in CMS; the parameters name hash, MGF and salt.
+            params = signature_algorithm["parameters"]
+            hash_name = params["hash_algorithm"]["algorithm"].native
+            mgf_hash = params["mask_gen_algorithm"]["parameters"]["algorithm"].native
+            if params["mask_gen_algorithm"]["algorithm"].native != "mgf1":
+                raise _Invalid(Status.POLICY, "RSA-PSS with a mask generation other than MGF1")
+            public_key.verify(signature, data, padding.PSS(
+                mgf=padding.MGF1(digest_for(mgf_hash)),
+                salt_length=int(params["salt_length"].native),
+            ), digest_for(hash_name))
+        elif name in ECDSA and isinstance(public_key, ec.EllipticCurvePublicKey):
+            implied = ECDSA[name]
+            public_key.verify(signature, data, ec.ECDSA(digest_for(implied or digest_name)))
+        else:
+            raise _Invalid(Status.POLICY, f"signature algorithm {name} is not accepted "
+                                          "for this key")
+    except InvalidSignature as error:
+        raise _Invalid(Status.FAIL, "the signature does not match (content altered or "
+                                    "wrong key)") from error
+    except AlgorithmRefused as error:
+        raise _Invalid(Status.POLICY, str(error)) from error
+
+
+def _octets(value: core.OctetString | core.ParsableOctetString) -> bytes:
+    native = value.native
+    if isinstance(native, bytes):
+        return native
+    return bytes(value.contents or b"")
+
+
+def _verify_signer(signer_info: cms.SignerInfo, content: bytes, content_type: str,
+                   certificates: list[tuple[asn1_x509.Certificate, x509.Certificate]],
+                   trust: TrustStore, at: dt.datetime, purpose: Purpose) -> VerifyResult:
+    certificate = _find_certificate(signer_info["sid"], certificates)
+    signer = _signer_of(certificate)
+    digest_name = signer_info["digest_algorithm"]["algorithm"].native
+    try:
+        digest_algorithm = digest_for(str(digest_name))
+    except AlgorithmRefused as error:
+        raise _Invalid(Status.POLICY, str(error)) from error
+    hasher = hashes.Hash(digest_algorithm)
+    hasher.update(content)
+    content_digest = hasher.finalize()
+    signed_attrs = signer_info["signed_attrs"]
+    if signed_attrs.native is not None and len(signed_attrs) > 0:
+        # RFC 5652 §5.3: contentType and messageDigest are then required.
+        declared_type = _attribute(signed_attrs, "content_type")
+        if getattr(declared_type, "native", None) != content_type:
+            raise _Invalid(Status.FAIL, "the signed content-type attribute does not match")
+        message_digest = _attribute(signed_attrs, "message_digest")
+        if getattr(message_digest, "native", None) != content_digest:
+            raise _Invalid(Status.FAIL, "the message digest does not match: the content was "
+                                        "altered after signing")
+        signed_bytes = der.tlv(der.SET, signed_attrs.contents)  # RFC 5652 §5.4
+    else:
+        signed_bytes = content
+    _check_signature(certificate.public_key(), signer_info["signature"].native, signed_bytes,
+                     signer_info["signature_algorithm"], str(digest_name))
+    return _trusted(certificate, [c for _, c in certificates], trust, at, purpose, signer,
+                    content)
+
+
+def _trusted(certificate: x509.Certificate, certificates: Sequence[x509.Certificate],
+             trust: TrustStore, at: dt.datetime, purpose: Purpose, signer: Signer,
+             content: bytes) -> VerifyResult:
+    try:
+        path = trust.validate(certificate, certificates, purpose, at)
+    except ValidationError as error:
+        raise _Invalid(Status.POLICY if error.policy else Status.FAIL, error.reason) from error
+    reason = "signature valid"
+    if path.notes:
+        reason += "; " + "; ".join(path.notes)
+    return VerifyResult(Status.PASS, reason, signer, content)
+
+
+_FAST_SIGNED_DATA = der.oid(_OID_SIGNED_DATA)
+_FAST_DATA = der.oid(_OID_DATA)
+_FAST_SHA256 = (_SHA256, der.algorithm("2.16.840.1.101.3.4.2.1", der.NULL))
+_FAST_RSA = (_RSA_PKCS1, der.algorithm("1.2.840.113549.1.1.1"),
+             der.algorithm("1.2.840.113549.1.1.11", der.NULL),
+             der.algorithm("1.2.840.113549.1.1.11"))
+_FAST_CONTENT_TYPE = der.oid("1.2.840.113549.1.9.3")
+
+
+@functools.lru_cache(maxsize=1024)
+def _load_certificate(encoded: bytes) -> x509.Certificate:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # hostile certificates may be non-conforming
+        return x509.load_der_x509_certificate(encoded)
+
+
+def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore,
+                 at: dt.datetime, purpose: Purpose) -> VerifyResult | None:
+    """The common DER shape (one signer, SHA-256, RSA PKCS#1 v1.5 or ECDSA, signed
+    attributes) read without asn1crypto objects; ``None`` sends anything else to the
+    general path."""
+    tag, start, end = der.read(encoded, 0, len(encoded))
+    top = der.children(encoded, start, end)
+    if tag != der.SEQUENCE or len(top) != 2 or top[1][0] != 0xA0 \
+            or encoded[top[0][3]:top[0][2]] != _FAST_SIGNED_DATA:
+        return None
+    body = der.children(encoded, top[1][1], top[1][2])
+    if len(body) != 1 or body[0][0] != der.SEQUENCE:
+        return None
+    fields = der.children(encoded, body[0][1], body[0][2])
+    if [f[0] for f in fields] != [der.INTEGER, der.SET, der.SEQUENCE, 0xA0, der.SET]:
+        return None
+    encapsulated = der.children(encoded, fields[2][1], fields[2][2])
+    if not encapsulated or encoded[encapsulated[0][3]:encapsulated[0][2]] != _FAST_DATA:
+        return None
+    if detached_content is not None:
+        if len(encapsulated) != 1:
+            return None
+        content = detached_content
+    else:
+        if len(encapsulated) != 2 or encapsulated[1][0] != 0xA0:
+            return None
+        tag, start, end = der.read(encoded, encapsulated[1][1], encapsulated[1][2])
+        if tag != der.OCTET_STRING:
+            return None
+        content = encoded[start:end]
+    certificates = []
+    for cert_tag, _, cert_end, cert_start in der.children(encoded, fields[3][1], fields[3][2],
+                                                         MAX_CERTIFICATES):
+        if cert_tag != der.SEQUENCE:
+            return None
+        certificates.append(_load_certificate(encoded[cert_start:cert_end]))
+    signer_infos = der.children(encoded, fields[4][1], fields[4][2])
+    if len(signer_infos) != 1 or signer_infos[0][0] != der.SEQUENCE:
+        return None
+    info = der.children(encoded, signer_infos[0][1], signer_infos[0][2])
+    if [f[0] for f in info] != [der.INTEGER, der.SEQUENCE, der.SEQUENCE, 0xA0, der.SEQUENCE,
+                                der.OCTET_STRING]:
+        return None
+    sid = encoded[info[1][3]:info[1][2]]
+    signature_algorithm = encoded[info[4][3]:info[4][2]]
+    if encoded[info[2][3]:info[2][2]] not in _FAST_SHA256 \
+            or signature_algorithm not in (*_FAST_RSA, _ECDSA_SHA256):
+        return None
+    found = [c for c in certificates if certificate_parts(c)[1] == sid]
+    if len(found) != 1:
+        return None
+    certificate = found[0]
+    content_types: list[bytes] = []
+    digests: list[bytes] = []
+    for attr_tag, attr_start, attr_end, _ in der.children(encoded, info[3][1], info[3][2]):
+        if attr_tag != der.SEQUENCE:
+            return None
+        attribute = der.children(encoded, attr_start, attr_end)
+        if len(attribute) != 2 or attribute[1][0] != der.SET:
+            return None
+        name = encoded[attribute[0][3]:attribute[0][2]]
+        if name in (_FAST_CONTENT_TYPE, _MESSAGE_DIGEST):
+            values = der.children(encoded, attribute[1][1], attribute[1][2])
+            if len(values) != 1:
+                return None
+            value = encoded[values[0][3]:values[0][2]]
+            (content_types if name == _FAST_CONTENT_TYPE else digests).append(value)
+    if len(content_types) != 1 or len(digests) != 1:
+        return None  # RFC 5652 §11.1-11.2: the general path reports the exact fault
+    signer = _signer_of(certificate)
+    if content_types[0] != _FAST_DATA:
+        raise _Invalid(Status.FAIL, "the signed content-type attribute does not match")
+    hasher = hashes.Hash(hashes.SHA256())
+    hasher.update(content)
+    if digests[0] != der.octet_string(hasher.finalize()):
+        raise _Invalid(Status.FAIL, "the message digest does not match: the content was "
+                                    "altered after signing")
+    signed_bytes = der.tlv(der.SET, encoded[info[3][1]:info[3][2]])  # RFC 5652 §5.4
+    signature = encoded[info[5][1]:info[5][2]]
+    public_key = certificate.public_key()
+    try:
+        if signature_algorithm in _FAST_RSA and isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, signed_bytes, padding.PKCS1v15(), hashes.SHA256())
+        elif signature_algorithm == _ECDSA_SHA256 \
+                and isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, signed_bytes, ec.ECDSA(hashes.SHA256()))
+        else:
+            return None
+    except InvalidSignature as error:
+        raise _Invalid(Status.FAIL, "the signature does not match (content altered or "
+                                    "wrong key)") from error
+    return _trusted(certificate, certificates, trust, at, purpose, signer, content)
+
+
+def verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore, *,
+           at: dt.datetime | None = None, purpose: Purpose = "smime-sign") -> VerifyResult:
+    """Verify a ContentInfo(SignedData): detached when ``detached_content`` is given,
+    else encapsulated (opaque). Returns a result whatever the input."""
+    at = at or dt.datetime.now(dt.UTC)
+    try:
+        try:
+            fast = _fast_verify(encoded, detached_content, trust, at, purpose)
+        except der.DerError:
+            fast = None  # BER, or malformed: the general path decides
+        if fast is not None:
+            return fast
+        return _verify(encoded, detached_content, trust, at, purpose)
+    except _Invalid as invalid:
+        return VerifyResult(invalid.status, invalid.reason, None, detached_content)
+    except Exception as error:  # hostile or malformed DER, whatever asn1crypto raises
+        return VerifyResult(Status.PERMERROR, f"malformed CMS signature: "
+                                              f"{type(error).__name__}: {str(error)[:120]}")
+
+
+def _verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore, at: dt.datetime,
+            purpose: Purpose) -> VerifyResult:
+    info = cms.ContentInfo.load(encoded, strict=True)
+    if info["content_type"].native != "signed_data":
+        raise _Invalid(Status.PERMERROR, f"not a signed-data CMS object "
+                                         f"({info['content_type'].native})")
+    signed_data = info["content"]
+    encap = signed_data["encap_content_info"]
+    content_type = encap["content_type"].native
+    if detached_content is not None:
+        if encap["content"].native is not None:
+            raise _Invalid(Status.PERMERROR, "detached signature carries content too")
+        content = detached_content
+    else:
+        if encap["content"].native is None:
+            raise _Invalid(Status.PERMERROR, "signed-data without content and no detached part")
+        content = _octets(encap["content"])
+    raw_certificates = signed_data["certificates"]
+    certificates: list[tuple[asn1_x509.Certificate, x509.Certificate]] = []
+    for choice in list(raw_certificates or [])[:MAX_CERTIFICATES]:
+        if choice.name != "certificate":
+            continue
+        asn1_cert = choice.chosen
+        try:
+            certificates.append((asn1_cert, _load_certificate(asn1_cert.dump())))
+        except ValueError:
+            continue
+    signer_infos = list(signed_data["signer_infos"])
+    if not signer_infos:
+        raise _Invalid(Status.PERMERROR, "signed-data without any signer")
+    first: _Invalid | None = None
+    # RFC 8551 §2.5 / RFC 5652 §5.6: one valid signature by a trusted signer suffices.
+    for signer_info in signer_infos[:MAX_SIGNERS]:
+        try:
+            return _verify_signer(signer_info, content, str(content_type), certificates,
+                                  trust, at, purpose)
+        except _Invalid as invalid:
+            first = first or invalid
+    assert first is not None
+    signer = None
+    try:
+        signer = _signer_of(_find_certificate(signer_infos[0]["sid"], certificates))
+    except _Invalid:
+        pass
+    return VerifyResult(first.status, first.reason, signer, content)
