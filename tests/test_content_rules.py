@@ -86,3 +86,13 @@ def test_structured_facts_for_the_record(tmp_path: Path) -> None:
     assert facts.structured.patient == f"{fx.CLAIRE}^^^&1.2.250.1.213.1.4.8&ISO"
     assert [(a.filename, a.kind) for a in facts.attachments] == [
         ("resultats.pdf", "pdf"), ("IHE_XDM.zip", "xdm")]
+
+
+def test_encrypted_structured_message_is_not_refused_for_what_it_hides(tmp_path: Path) -> None:
+    envelope = b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x03" + bytes(64)
+    raw = fx.message(LABO.address, DR.address, attachments=(
+        ("smime.p7m", "application/pkcs7-mime", envelope),))
+    assert decide(raw, attachment_settings(tmp_path)) == policies.ACCEPT
+    no_package = fx.message(LABO.address, DR.address)
+    refused = decide(no_package, attachment_settings(tmp_path))
+    assert isinstance(refused, policies.Reject) and "MSS-NOPACKAGE" in refused.reason_en

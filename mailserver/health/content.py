@@ -123,6 +123,7 @@ def _analyse(raw: bytes, settings: AttachmentSettings,
     packages: list[XdmPackage] = []
     cdas: list[CdaDocument] = []
     cda_problems: list[Problem] = []
+    opaque = False
     for part in leaves:
         declared = part.get_content_type()
         filename = str(part.get_filename() or "")[:255]
@@ -130,6 +131,7 @@ def _analyse(raw: bytes, settings: AttachmentSettings,
         data = _bytes(part)
         is_body = declared in _BODY_TYPES and not filename and disposition != "attachment"
         if declared in _SMIME_TYPES and data[:1] == b"\x30":  # DER SEQUENCE (RFC 8551)
+            opaque = opaque or "signature" not in declared  # an envelope hides its content
             continue  # a signature or an envelope, the S/MIME layer's business
         if len(data) > settings.max_attachment_size:
             attachments.append(AttachmentFacts(filename, declared, "unknown", len(data)))
@@ -154,7 +156,9 @@ def _analyse(raw: bytes, settings: AttachmentSettings,
                 cdas.append(result.document)
     declared_headers = mssante.read_headers(headers)
     structured = None
-    if packages or declared_headers.structured:
+    # S/MIME-encrypted content (RFC 8551 §3.3) cannot be checked at the door: what
+    # the sender declares is checked when the package is visible.
+    if packages or (declared_headers.structured and not opaque):
         problems = (*mssante.validate(declared_headers, packages, cdas), *cda_problems)
         patients = {str(p) for package in packages for p in package.patients}
         codes = tuple(dict.fromkeys(c for package in packages for c in package.type_codes))
