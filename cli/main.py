@@ -16,6 +16,7 @@ import click
 from cli.demo import demo
 from cli.directory import directory_group
 from cli.pki import pki
+from cli.send import send
 from cli.smime import smime
 from cli.util import open_directory, read_password
 from directory.ins import InvalidINS
@@ -267,3 +268,4 @@ main.add_command(demo)
 main.add_command(pki)
 main.add_command(smime)
 main.add_command(directory_group)
+main.add_command(send)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email
 import email.utils
 import logging
 import re
@@ -24,6 +25,9 @@ from email.utils import getaddresses
 
 import policies
 from directory.service import Directory, MailboxRecord
+from mailserver.health.content import analyse, needs_content_check
+from mailserver.health.mdn import error_mdn
+from mailserver.health.mssante import decoded
 from mailserver.settings import Settings
 from mailserver.store import Delivered, Store, ThreadUpdate
 from policies import Decision, Reject
@@ -42,7 +46,9 @@ log = logging.getLogger(__name__)
 
 # Headers the message rules may read; parsing stops at the header/body boundary.
 RULE_HEADERS = ("from", "to", "cc", "bcc", "message-id", "in-reply-to", "references",
-                "x-mss-mes", "subject", "date")
+                "x-mss-mes", "subject", "date", "x-mss-codecda", "x-mss-ins", "x-mss-nil")
+# Bodies larger than this are analysed off the event loop.
+INLINE_ANALYSIS_SIZE = 64 * 1024
 
 _UNSAFE_IN_HEADER = re.compile(r"[^\x21-\x7e]")
 MAX_HEADER_RECIPIENTS = 1000
@@ -183,12 +189,16 @@ class Pipeline:
             decision = policies.decide_recipient(RecipientContext(sender, party))
         context: MessageContext | None = None
         if not isinstance(decision, Reject):
-            context, decision = await self._message_context(sender, recipients, headers, memo)
+            context, decision = await self._message_context(
+                sender, recipients, headers, memo, submission.raw
+            )
         if context is not None and not isinstance(decision, Reject):
             decision = policies.decide_message(context)
         if isinstance(decision, Reject):
             self._logged(decision, submission.door, submission.mail_from, ",".join(
                 submission.rcpt_tos), queue_id)
+            if context is not None and decision.rule == "structured_message_is_consistent":
+                await self._error_mdn(context, headers)
             return Outcome(decision, queue_id=queue_id)
 
         raw, message_id = self._stamp(submission, headers, queue_id)
@@ -214,10 +224,11 @@ class Pipeline:
 
     async def _message_context(
         self, sender: SenderContext, recipients: list[Party], headers: Message,
-        memo: dict[str, Party],
+        memo: dict[str, Party], raw: bytes = b"",
     ) -> tuple[MessageContext | None, Decision]:
-        """Resolve what the message rules read: To/Cc parties and the thread the
-        message replies to (looked up in the author's own mailbox only)."""
+        """Resolve what the message rules read: To/Cc parties, the thread the
+        message replies to (looked up in the author's own mailbox only) and, for
+        messages with attachments or MSSanté headers, the content facts."""
         addresses = [
             address for _, address in getaddresses(
                 [str(v) for name in ("to", "cc") for v in headers.get_all(name, [])]
@@ -249,11 +260,44 @@ class Pipeline:
         header_parties = []
         if patient_involved or thread is not None:
             header_parties = [await self.resolve(a, memo) for a in dict.fromkeys(addresses)]
+        rule_headers = _rule_headers(headers)
+        content = None
+        if raw and needs_content_check(headers):
+            limits = self._settings.attachments
+            if len(raw) <= INLINE_ANALYSIS_SIZE:
+                content = analyse(raw, limits, rule_headers)
+            else:
+                content = await asyncio.to_thread(analyse, raw, limits, rule_headers)
         context = MessageContext(
-            sender, tuple(recipients), _rule_headers(headers), tuple(header_parties),
-            has_bcc=headers.get("Bcc") is not None, thread=thread,
+            sender, tuple(recipients), rule_headers, tuple(header_parties),
+            has_bcc=headers.get("Bcc") is not None, thread=thread, content=content,
         )
         return context, policies.ACCEPT
+
+    async def _error_mdn(self, context: MessageContext, headers: Message) -> None:
+        """A refused structured message whose sender asked for a notification
+        (Disposition-Notification-To, RFC 8098 §2.1) gets an MDN ``processed/error``
+        in its own mailbox, besides the SMTP refusal: practice software reads the
+        outcome there. Only to the author's own local address (§2.1: never to a
+        third party named by the message)."""
+        author = context.author
+        content = context.content
+        asked = getaddresses([str(v) for v in headers.get_all("Disposition-Notification-To", [])])
+        if (author is None or author.mailbox_id is None or content is None
+                or content.structured is None or not asked):
+            return
+        if [address.lower() for _, address in asked] != [author.address.lower()]:
+            return
+        report = error_mdn(
+            reporting_host=self._settings.server.hostname, to=author.address,
+            final_recipients=[p.address for p in context.recipients],
+            original_message_id=_clean_message_id(headers.get("Message-ID")),
+            original_subject=decoded(str(headers.get("Subject", ""))),
+            problems=content.structured.problems,
+        )
+        message_id = _clean_message_id(email.message_from_bytes(report).get("Message-ID"))
+        await self._store.deliver([author.mailbox_id], report, message_id=message_id)
+        log.info("mdn processed/error to=<%s>", author.address)
 
     def _stamp(
         self, submission: Submission, headers: Message, queue_id: str

@@ -103,6 +103,20 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class AttachmentSettings:
+    allowed: list[str]
+    refused_extensions: list[str]
+    max_attachment_size: int
+    max_attachments: int
+    max_mime_parts: int
+    max_mime_depth: int
+    zip_max_entries: int
+    zip_max_total_size: int
+    zip_max_ratio: int
+    zip_max_depth: int
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str
 
@@ -119,6 +133,7 @@ class Settings:
     auth: AuthSettings
     log: LogSettings
     imap: ImapSettings
+    attachments: AttachmentSettings
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def path(self, relative: str) -> Path:
@@ -150,6 +165,7 @@ _SECTIONS: dict[str, type] = {
     "auth": AuthSettings,
     "log": LogSettings,
     "imap": ImapSettings,
+    "attachments": AttachmentSettings,
 }
 
 
@@ -246,5 +262,10 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("server.workers must be between 0 (one per core) and 64")
     if settings.imap.autologout < 1800:
         raise SettingsError("imap.autologout must be at least 1800 seconds (RFC 9051 §5.4)")
+    attachments = settings.attachments
+    if min(attachments.max_attachment_size, attachments.max_attachments,
+           attachments.max_mime_parts, attachments.max_mime_depth, attachments.zip_max_entries,
+           attachments.zip_max_total_size, attachments.zip_max_ratio) <= 0:
+        raise SettingsError("attachments.* limits must be positive")
     if not 0 <= settings.listen.port_base <= 60000:
         raise SettingsError("listen.port_base must be between 0 and 60000")

@@ -9,6 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from policies.attachments import (
+    attachments_are_allowed,
+    attachments_are_safe,
+    mime_structure_is_bounded,
+)
 from policies.context import MessageContext, RecipientContext, SenderContext
 from policies.decision import ACCEPT, Accept, Decision, Reject
 from policies.envelope import local_delivery_only, recipient_is_known, sender_owned_by_login
@@ -18,6 +23,7 @@ from policies.patients import (
     patient_space_is_open,
     patient_writes_only_to_professionals,
 )
+from policies.structured import structured_message_is_consistent
 
 C = TypeVar("C")
 Rule = Callable[[C], Decision]
@@ -32,7 +38,13 @@ RECIPIENT_RULES: tuple[Rule[RecipientContext], ...] = (
     patient_writes_only_to_professionals,
     patient_space_is_open,
 )
-MESSAGE_RULES: tuple[Rule[MessageContext], ...] = (patient_replies_within_thread,)
+MESSAGE_RULES: tuple[Rule[MessageContext], ...] = (
+    patient_replies_within_thread,
+    mime_structure_is_bounded,
+    attachments_are_safe,
+    attachments_are_allowed,
+    structured_message_is_consistent,
+)
 
 
 def _first_refusal(rules: Sequence[Rule[C]], context: C) -> Decision:

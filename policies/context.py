@@ -71,6 +71,57 @@ class ThreadState:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """A problem the pipeline found in the content: a code and labels in both languages."""
+
+    code: str
+    en: str
+    fr: str
+
+
+@dataclass(frozen=True)
+class AttachmentFacts:
+    """One attachment, as its bytes show it (not as the sender declared it)."""
+
+    filename: str
+    declared_type: str
+    kind: str  # "pdf", "jpeg", "xdm", ... "executable", "script", "office-macro", "unknown"
+    size: int
+    dangerous: str = ""  # why it could run on the reader's machine; "" when it cannot
+    problem: Finding | None = None  # it could not be checked (zip bomb, unreadable)
+
+
+@dataclass(frozen=True)
+class AttachmentPolicy:
+    """The operator's choices (``[attachments]`` of mss.toml), handed to the rules."""
+
+    allowed: frozenset[str]
+    max_size: int
+    max_count: int
+
+
+@dataclass(frozen=True)
+class StructuredFacts:
+    """A structured health message (XDM package, MSSanté headers): what it declares
+    and sends, and where the two disagree."""
+
+    type_codes: tuple[str, ...]
+    patient: str | None  # "extension^^^&root&ISO" of the one patient, when one
+    problems: tuple[Finding, ...]
+
+
+@dataclass(frozen=True)
+class ContentFacts:
+    """The body, looked at once by the pipeline (only for messages with attachments
+    or MSSanté headers)."""
+
+    attachments: tuple[AttachmentFacts, ...] = ()
+    structured: StructuredFacts | None = None
+    problem: Finding | None = None  # the MIME structure itself is refused (depth, parts)
+    policy: AttachmentPolicy | None = None
+
+
+@dataclass(frozen=True)
 class MessageContext:
     """After DATA: the whole envelope and the headers that rules may read.
 
@@ -86,6 +137,7 @@ class MessageContext:
     header_recipients: tuple[Party, ...] = ()  # To and Cc, resolved
     has_bcc: bool = False
     thread: ThreadState | None = None
+    content: ContentFacts | None = None  # None: plain mail, body not parsed
 
     @property
     def author(self) -> Party | None:

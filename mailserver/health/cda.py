@@ -1,0 +1,137 @@
+"""Minimal reading of an HL7 CDA R2 document (namespace ``urn:hl7-org:v3``): enough
+to cross-check it against the XDM metadata and the MSSanté headers.
+
+ClinicalDocument/id, code (LOINC), title, effectiveTime; recordTarget/patientRole/id
+(root OID + extension: the INS when root is an INS OID) and the patient's name and
+birth time; author/assignedAuthor (id and name).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from xml.etree.ElementTree import Element
+
+from mailserver.health.problems import Problem
+from mailserver.health.xdm import INS_OIDS, PatientId
+from mailserver.health.xmlsafe import child, children, local, parse_xml, path, text
+
+HL7_V3 = "urn:hl7-org:v3"
+
+
+@dataclass(frozen=True)
+class CdaAuthor:
+    id: PatientId | None  # an II (root, extension), e.g. the RPPS of the author
+    family: str
+    given: str
+
+
+@dataclass(frozen=True)
+class CdaDocument:
+    id: PatientId | None
+    code: str
+    code_system: str
+    display: str
+    title: str
+    effective_time: dt.datetime | None
+    patient_ids: tuple[PatientId, ...]
+    family: str
+    given: str
+    birth_date: dt.date | None
+    authors: tuple[CdaAuthor, ...]
+
+    @property
+    def ins(self) -> PatientId | None:
+        return next((p for p in self.patient_ids if p.root in INS_OIDS), None)
+
+
+@dataclass(frozen=True)
+class CdaResult:
+    document: CdaDocument | None
+    problems: tuple[Problem, ...]
+
+
+def is_cda(data: bytes) -> bool:
+    """A cheap look at the first bytes: an XML document whose root is ClinicalDocument."""
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"<") and b"ClinicalDocument" in head
+
+
+def _ii(element: Element | None) -> PatientId | None:
+    if element is None or not element.get("root"):
+        return None
+    return PatientId(element.get("extension", "").strip(), element.get("root", "").strip())
+
+
+def _ts(value: str) -> dt.datetime | None:
+    """HL7 v3 TS ``YYYYMMDD[HHMM[SS]][+ZZZZ]``."""
+    value = value.strip()
+    digits = value[:14]
+    zone = value[len(digits):] if digits.isdigit() else ""
+    formats = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
+    digits = "".join(c for c in digits if c.isdigit())
+    fmt = formats.get(len(digits))
+    if fmt is None:
+        return None
+    try:
+        moment = dt.datetime.strptime(digits, fmt)
+        if zone and zone[0] in "+-" and zone[1:5].isdigit():
+            offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+            return moment.replace(tzinfo=dt.timezone(offset if zone[0] == "+" else -offset))
+        return moment.replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def _names(element: Element | None) -> tuple[str, str]:
+    name = child(element, "name")
+    given = " ".join(text(g) for g in children(name, "given")) if name is not None else ""
+    return text(child(name, "family")), given
+
+
+def read_cda(data: bytes) -> CdaResult:
+    root, trouble = parse_xml(data, "CDA")
+    if root is None:
+        assert trouble is not None
+        return CdaResult(None, (trouble,))
+    if local(root.tag) != "ClinicalDocument" or not root.tag.startswith("{" + HL7_V3):
+        return CdaResult(None, (Problem("CDA-INVALID", "Not an HL7 CDA R2 document",
+                                        "Ce n'est pas un document CDA R2 HL7"),))
+    problems: list[Problem] = []
+    code = child(root, "code")
+    if code is None or not code.get("code"):
+        problems.append(Problem("CDA-CODE", "The CDA document has no code",
+                                "Le document CDA n'a pas de code"))
+    patient_ids: list[PatientId] = []
+    family = given = ""
+    birth: dt.date | None = None
+    targets = children(root, "recordTarget")
+    if len(targets) != 1:
+        problems.append(Problem("CDA-PATIENT", "A CDA document must have one recordTarget",
+                                "Un document CDA doit avoir un seul recordTarget"))
+    if targets:
+        role = child(targets[0], "patientRole")
+        patient_ids = [i for i in map(_ii, children(role, "id") if role is not None else [])
+                       if i is not None]
+        person = child(role, "patient")
+        family, given = _names(person)
+        born = child(person, "birthTime")
+        moment = _ts(born.get("value", "")) if born is not None else None
+        birth = moment.date() if moment else None
+    authors = []
+    for author in children(root, "author"):
+        assigned = child(author, "assignedAuthor")
+        person_family, person_given = _names(path(assigned, "assignedPerson"))
+        authors.append(CdaAuthor(_ii(child(assigned, "id")), person_family, person_given))
+    effective = child(root, "effectiveTime")
+    document = CdaDocument(
+        id=_ii(child(root, "id")),
+        code=code.get("code", "") if code is not None else "",
+        code_system=code.get("codeSystem", "") if code is not None else "",
+        display=code.get("displayName", "") if code is not None else "",
+        title=text(child(root, "title")),
+        effective_time=_ts(effective.get("value", "")) if effective is not None else None,
+        patient_ids=tuple(patient_ids), family=family, given=given, birth_date=birth,
+        authors=tuple(authors),
+    )
+    return CdaResult(document, tuple(problems))

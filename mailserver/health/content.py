@@ -1,0 +1,199 @@
+"""The body of a message looked at once, bounded: every attachment sniffed, IHE XDM
+packages and CDA documents read, MSSanté declarations checked. Produces the plain
+facts the message rules read (``policies.context.ContentFacts``). Never raises."""
+
+from __future__ import annotations
+
+import email
+from collections.abc import Mapping, Sequence
+from email.message import Message
+from email.policy import default
+
+from mailserver.health import mssante
+from mailserver.health.attachments import EXECUTABLE, ScanLimits, Sniffed, sniff
+from mailserver.health.cda import CdaDocument, is_cda, read_cda
+from mailserver.health.problems import Problem
+from mailserver.health.safezip import ZipLimits
+from mailserver.health.xdm import XdmPackage, read_xdm_contents
+from mailserver.settings import AttachmentSettings
+from policies.context import (
+    AttachmentFacts,
+    AttachmentPolicy,
+    ContentFacts,
+    Finding,
+    StructuredFacts,
+)
+
+_SMIME_TYPES = frozenset({
+    "application/pkcs7-signature", "application/x-pkcs7-signature",
+    "application/pkcs7-mime", "application/x-pkcs7-mime",
+})
+# Parts that belong to the message's own text or to reports (RFC 3462, RFC 8098).
+_BODY_TYPES = frozenset({
+    "text/plain", "text/html", "message/disposition-notification",
+    "message/delivery-status", "text/rfc822-headers", "message/feedback-report",
+})
+
+
+def needs_content_check(headers: Message) -> bool:
+    """Plain single-part text without MSSanté headers is not parsed (fast path)."""
+    if any(headers.get(name) is not None for name in ("X-MSS-CODECDA", "X-MSS-INS")):
+        return True
+    subject = mssante.decoded(str(headers.get("Subject", "")))
+    if subject.lstrip().startswith(mssante.SUBJECT_PREFIX):
+        return True
+    content_type = str(headers.get("Content-Type", "text/plain")).strip().lower()
+    disposition = str(headers.get("Content-Disposition", "")).strip().lower()
+    return not content_type.startswith("text/plain") or disposition.startswith("attachment")
+
+
+def _finding(problem: Problem) -> Finding:
+    return Finding(problem.code, problem.en, problem.fr)
+
+
+def scan_limits(settings: AttachmentSettings) -> ScanLimits:
+    return ScanLimits(
+        zip=ZipLimits(max_entries=settings.zip_max_entries,
+                      max_total_size=settings.zip_max_total_size,
+                      max_entry_size=settings.zip_max_total_size,
+                      max_ratio=settings.zip_max_ratio),
+        max_zip_depth=settings.zip_max_depth,
+        refused_extensions=frozenset(e.lower() for e in settings.refused_extensions),
+    )
+
+
+def policy(settings: AttachmentSettings) -> AttachmentPolicy:
+    return AttachmentPolicy(frozenset(settings.allowed), settings.max_attachment_size,
+                            settings.max_attachments)
+
+
+def _leaves(message: Message, settings: AttachmentSettings) -> tuple[list[Message], str]:
+    """Leaf parts, depth-first, or why the structure is refused."""
+    leaves: list[Message] = []
+    stack: list[tuple[Message, int]] = [(message, 0)]
+    count = 0
+    while stack:
+        part, depth = stack.pop()
+        count += 1
+        if count > settings.max_mime_parts:
+            return [], "parts"
+        if depth > settings.max_mime_depth:
+            return [], "depth"
+        payload = part.get_payload()
+        if part.is_multipart() and isinstance(payload, list):
+            stack.extend((sub, depth + 1) for sub in reversed(payload) if isinstance(sub, Message))
+        else:
+            leaves.append(part)
+    return leaves, ""
+
+
+def _bytes(part: Message) -> bytes:
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def analyse(raw: bytes, settings: AttachmentSettings,
+            headers: Mapping[str, Sequence[str]]) -> ContentFacts:
+    """``headers``: lower-cased names to values, for the MSSanté declarations."""
+    try:
+        return _analyse(raw, settings, headers)
+    except Exception:  # a hostile structure the email package chokes on
+        return ContentFacts(problem=Finding(
+            "MIME-INVALID", "The MIME structure cannot be read",
+            "La structure MIME du message est illisible"), policy=policy(settings))
+
+
+def _analyse(raw: bytes, settings: AttachmentSettings,
+             headers: Mapping[str, Sequence[str]]) -> ContentFacts:
+    rules = policy(settings)
+    # Each part needs a boundary line: a cheap bound before the parser builds anything.
+    if raw.count(b"\n--") > 4 * settings.max_mime_parts + 16:
+        return ContentFacts(problem=_too_many_parts(settings), policy=rules)
+    message = email.message_from_bytes(raw, policy=default)
+    leaves, refused = _leaves(message, settings)
+    if refused == "parts":
+        return ContentFacts(problem=_too_many_parts(settings), policy=rules)
+    if refused == "depth":
+        return ContentFacts(problem=Finding(
+            "MIME-DEPTH", f"MIME parts nested deeper than {settings.max_mime_depth}",
+            f"Parties MIME imbriquées sur plus de {settings.max_mime_depth} niveaux"),
+            policy=rules)
+    limits = scan_limits(settings)
+    attachments: list[AttachmentFacts] = []
+    packages: list[XdmPackage] = []
+    cdas: list[CdaDocument] = []
+    cda_problems: list[Problem] = []
+    opaque = False
+    for part in leaves:
+        declared = part.get_content_type()
+        filename = str(part.get_filename() or "")[:255]
+        disposition = str(part.get_content_disposition() or "")
+        data = _bytes(part)
+        is_body = declared in _BODY_TYPES and not filename and disposition != "attachment"
+        if declared in _SMIME_TYPES and data[:1] == b"\x30":  # DER SEQUENCE (RFC 8551)
+            opaque = opaque or "signature" not in declared  # an envelope hides its content
+            continue  # a signature or an envelope, the S/MIME layer's business
+        if len(data) > settings.max_attachment_size:
+            attachments.append(AttachmentFacts(filename, declared, "unknown", len(data)))
+            continue
+        found: Sniffed = sniff(data, filename, limits)
+        if is_body and found.kind != EXECUTABLE:
+            continue  # the message's own text: shown, never run
+
+        attachments.append(AttachmentFacts(
+            filename, declared, found.kind, len(data), found.why,
+            _finding(found.problems[0]) if found.problems else None))
+        if found.zip_contents is not None:
+            package = read_xdm_contents(found.zip_contents)
+            packages.append(package)
+            inner, inner_problems = _cdas_of(package)
+            cdas.extend(inner)
+            cda_problems.extend(inner_problems)
+        elif found.kind == "cda":
+            result = read_cda(data)
+            cda_problems.extend(result.problems)
+            if result.document is not None:
+                cdas.append(result.document)
+    declared_headers = mssante.read_headers(headers)
+    structured = None
+    # S/MIME-encrypted content (RFC 8551 §3.3) cannot be checked at the door: what
+    # the sender declares is checked when the package is visible.
+    if packages or (declared_headers.structured and not opaque):
+        problems = (*mssante.validate(declared_headers, packages, cdas), *cda_problems)
+        patients = {str(p) for package in packages for p in package.patients}
+        codes = tuple(dict.fromkeys(c for package in packages for c in package.type_codes))
+        structured = StructuredFacts(
+            codes, next(iter(patients)) if len(patients) == 1 else None,
+            tuple(_finding(p) for p in dict.fromkeys(problems)))
+    return ContentFacts(tuple(attachments), structured, None, rules)
+
+
+def _too_many_parts(settings: AttachmentSettings) -> Finding:
+    return Finding("MIME-PARTS", f"More than {settings.max_mime_parts} MIME parts",
+                   f"Plus de {settings.max_mime_parts} parties MIME")
+
+
+def _cdas_of(package: XdmPackage) -> tuple[list[CdaDocument], list[Problem]]:
+    """Each CDA of the package, cross-checked against its own document entry."""
+    cdas: list[CdaDocument] = []
+    problems: list[Problem] = []
+    for entry in package.documents:
+        if not entry.content or not is_cda(entry.content):
+            continue
+        result = read_cda(entry.content)
+        problems.extend(result.problems)
+        cda = result.document
+        if cda is None:
+            continue
+        cdas.append(cda)
+        where = f"document {entry.entry_id}"
+        if entry.type_code is not None and cda.code and entry.type_code.code != cda.code:
+            problems.append(Problem(
+                "XDM-CDA-CODE", f"{where}: typeCode {entry.type_code.code} but the CDA is "
+                f"{cda.code}", f"{where} : typeCode {entry.type_code.code} mais le CDA est "
+                f"{cda.code}"))
+        if entry.patient is not None and entry.patient not in cda.patient_ids:
+            problems.append(Problem(
+                "XDM-CDA-PATIENT", f"{where}: the CDA is about another patient",
+                f"{where} : le CDA concerne un autre patient"))
+    return cdas, problems

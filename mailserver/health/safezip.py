@@ -1,0 +1,153 @@
+"""Reading a zip archive from a hostile sender without being hurt by it.
+
+Bounded entry count, total uncompressed size and compression ratio (zip bombs),
+no path traversal in names (APPNOTE 4.4.17: names are relative, "/" separated),
+encrypted entries refused (APPNOTE 4.4.4 bit 0). Sizes are enforced on the bytes
+actually inflated, never on the sizes the archive declares.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+
+from mailserver.health.problems import Problem
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    max_entries: int = 1000
+    max_total_size: int = 100 * 1024 * 1024
+    max_entry_size: int = 50 * 1024 * 1024
+    max_ratio: int = 100  # uncompressed / compressed, for entries larger than 1 MiB
+
+
+@dataclass(frozen=True)
+class ZipEntry:
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ZipContents:
+    entries: tuple[ZipEntry, ...]
+    problems: tuple[Problem, ...]
+
+    def get(self, name: str) -> ZipEntry | None:
+        """An entry by name, case-insensitively (XDM media are often upper-cased)."""
+        wanted = name.lower()
+        for entry in self.entries:
+            if entry.name.lower() == wanted:
+                return entry
+        return None
+
+
+def is_zip(data: bytes) -> bool:
+    return data[:4] in (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def unsafe_name(name: str) -> bool:
+    """Absolute, drive-lettered, backslashed or ``..`` names escape the archive."""
+    if not name or "\x00" in name or "\\" in name or name.startswith("/"):
+        return True
+    if len(name) > 1 and name[1] == ":":
+        return True
+    return any(part == ".." for part in name.split("/"))
+
+
+_RATIO_FLOOR = 1024 * 1024  # small entries compress well legitimately
+
+
+def _too_many(limits: ZipLimits) -> Problem:
+    return _problem("ZIP-ENTRIES", f"The zip archive has more than {limits.max_entries} entries",
+                    f"L'archive zip a plus de {limits.max_entries} entrées")
+
+
+def _declared_entries(data: bytes) -> int:
+    """Total entries of the end of central directory record (APPNOTE 4.3.16)."""
+    at = data.rfind(b"PK\x05\x06", max(0, len(data) - 65557))
+    if at < 0 or at + 12 > len(data):
+        return 0
+    return int.from_bytes(data[at + 10:at + 12], "little")
+
+
+def _problem(code: str, en: str, fr: str) -> Problem:
+    return Problem(code, en, fr)
+
+
+def read_zip(data: bytes, limits: ZipLimits = ZipLimits()) -> ZipContents:
+    """Every file of the archive, or the problems that stopped the reading."""
+    problems: list[Problem] = []
+    entries: list[ZipEntry] = []
+    if _declared_entries(data) > limits.max_entries:  # before zipfile lists them all
+        return ZipContents((), (_too_many(limits),))
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except Exception:  # hostile input: any failure is "not a readable zip"
+        return ZipContents((), (_problem("ZIP-INVALID", "The zip archive cannot be read",
+                                         "L'archive zip est illisible"),))
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > limits.max_entries:
+            return ZipContents((), (_too_many(limits),))
+        total = 0
+        seen: set[str] = set()
+        for info in infos:
+            name = info.filename
+            if unsafe_name(name):
+                problems.append(_problem(
+                    "ZIP-PATH", f"Unsafe path in the zip archive: {name[:100]!r}",
+                    f"Chemin dangereux dans l'archive zip : {name[:100]!r}"))
+                continue
+            if info.flag_bits & 0x1:
+                problems.append(_problem(
+                    "ZIP-ENCRYPTED", f"Encrypted entry in the zip archive: {name[:100]}",
+                    f"Entrée chiffrée dans l'archive zip : {name[:100]}"))
+                continue
+            if name.lower() in seen:
+                problems.append(_problem(
+                    "ZIP-DUPLICATE", f"Entry twice in the zip archive: {name[:100]}",
+                    f"Entrée en double dans l'archive zip : {name[:100]}"))
+                continue
+            seen.add(name.lower())
+            if info.is_dir():
+                continue
+            budget = min(limits.max_entry_size, limits.max_total_size - total)
+            compressed = max(info.compress_size, 1)
+            try:
+                content, verdict = _inflate(archive, info, budget, compressed, limits.max_ratio)
+            except Exception:
+                problems.append(_problem(
+                    "ZIP-INVALID", f"A zip entry cannot be read: {name[:100]}",
+                    f"Une entrée de l'archive zip est illisible : {name[:100]}"))
+                continue
+            if verdict is not None:
+                return ZipContents(tuple(entries), (*problems, verdict))
+            total += len(content)
+            entries.append(ZipEntry(name, content))
+    return ZipContents(tuple(entries), tuple(problems))
+
+
+_CHUNK = 64 * 1024
+
+
+def _inflate(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int, compressed: int, ratio: int
+) -> tuple[bytes, Problem | None]:
+    """Inflate chunk by chunk, stopping as soon as a limit is crossed."""
+    parts: list[bytes] = []
+    size = 0
+    with archive.open(info) as stream:
+        while chunk := stream.read(_CHUNK):
+            size += len(chunk)
+            parts.append(chunk)
+            if size > budget:
+                return b"", _problem(
+                    "ZIP-BOMB", "The zip archive inflates beyond the allowed size",
+                    "L'archive zip dépasse la taille autorisée une fois décompressée")
+            if size > _RATIO_FLOOR and size / compressed > ratio:
+                return b"", _problem(
+                    "ZIP-BOMB", "The zip archive has an abnormal compression ratio (zip bomb)",
+                    "L'archive zip a un taux de compression anormal (bombe zip)")
+    return b"".join(parts), None
