@@ -41,7 +41,8 @@ class Application:
         )
         self.reader = Reader(self.engine)
         self.directory = Directory(self.engine, self.reader)
-        self.store = Store(self.engine, open_vault(self.settings, self.engine.dialect.name))
+        self.store = Store(self.engine, open_vault(self.settings, self.engine.dialect.name),
+                           self.reader)
         self.authenticator = Authenticator(self.directory, self.settings.auth)
         self.pipeline = Pipeline(self.settings, self.directory, self.store)
         self.imap: ImapListeners | None = None

@@ -10,9 +10,9 @@ import asyncio
 import datetime as dt
 import hashlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailserver.store.batch import WriteBatcher
 from mailserver.store.crypto import CryptoError
+from mailserver.store.database import Reader
 from mailserver.store.models import (
     DEFAULT_FOLDERS,
     Blob,
@@ -44,6 +45,7 @@ from mailserver.store.notify import ChangeBus, FolderChange
 from mailserver.store.vault import Vault
 
 FlagMode = Literal["set", "add", "remove"]
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -191,8 +193,11 @@ def _new_uidvalidity() -> int:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine, vault: Vault | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, vault: Vault | None = None, reader: Reader | None = None
+    ) -> None:
         self._engine = engine
+        self._reader = reader
         # With a vault, bodies are stored encrypted (encryption at rest, vault.py).
         self._vault = vault
         self._dialect = engine.dialect.name
@@ -423,12 +428,10 @@ class Store:
                     ThreadParticipant.address == participant
                 )
             ))
-        async with self._engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    select(Message.message_id, Message.thread_id).where(
-                        mine, Message.message_id.in_(candidates)
-                    )
+        def read(connection: Connection) -> ThreadInfo | None:
+            rows = connection.execute(
+                select(Message.message_id, Message.thread_id).where(
+                    mine, Message.message_id.in_(candidates)
                 )
             ).all()
             found: dict[str, int | None] = {}
@@ -438,17 +441,22 @@ class Store:
             thread_id = found.get(parent) if parent else None
             if thread_id is None:
                 return None
-            thread = (
-                await connection.execute(select(Thread).where(Thread.id == thread_id))
-            ).one()
-            participants = (
-                await connection.execute(
-                    select(ThreadParticipant.address).where(
-                        ThreadParticipant.thread_id == thread_id
-                    )
-                )
+            thread = connection.execute(select(Thread).where(Thread.id == thread_id)).one()
+            participants = connection.execute(
+                select(ThreadParticipant.address).where(ThreadParticipant.thread_id == thread_id)
             ).scalars().all()
-        return ThreadInfo(thread.id, thread.status, thread.opened_by, frozenset(participants))
+            return ThreadInfo(thread.id, thread.status, thread.opened_by,
+                              frozenset(participants))
+
+        return await self._read(read)
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        """Run a synchronous read in one hop: through the server's Reader (SQLite:
+        a thread with its own connection), else ``run_sync`` on the async engine."""
+        if self._reader is not None:
+            return await self._reader.run(fn)
+        async with self._engine.connect() as connection:
+            return await connection.run_sync(fn)
 
     # ---- folders, copies and flags for IMAP ---------------------------------------
 
