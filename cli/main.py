@@ -15,6 +15,7 @@ import click
 
 from cli.demo import demo
 from cli.directory import directory_group
+from cli.keys import keys_group
 from cli.pki import pki
 from cli.send import send
 from cli.smime import smime
@@ -266,6 +267,7 @@ def configure_logging(level: str) -> None:
 
 main.add_command(demo)
 main.add_command(pki)
+main.add_command(keys_group)
 main.add_command(smime)
 main.add_command(directory_group)
 main.add_command(send)

@@ -73,3 +73,38 @@ def test_master_key_is_needed_to_start(tmp_path: Path) -> None:
 
     with pytest.raises(CryptoError, match="cannot read the master key"):
         Application(settings)
+
+
+def test_master_key_rotation_keeps_mail_readable(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    settings = make_deployment(tmp_path)
+    server = start_server(settings)
+    marker = f"ROTATION-{uuid.uuid4().hex}"
+    try:
+        server.add_mailbox(BOB, PASSWORD)
+        deliver(server, marker)
+    finally:
+        server.stop()
+    key_path = settings.path(settings.storage.master_key)
+    first_key = key_path.read_bytes()
+    runner = CliRunner()
+    result = runner.invoke(main, ["--data-dir", str(settings.data_dir), "keys", "rotate"])
+    assert result.exit_code == 0, result.output
+    assert "1 mailbox keys re-wrapped" in result.output
+    assert key_path.read_bytes() != first_key
+    assert key_path.stat().st_mode & 0o777 == 0o600
+    old = key_path.with_name(key_path.name + ".old")
+    assert old.read_bytes() == first_key  # kept until nothing uses it
+    server = start_server(settings)  # a fresh server reads the mail with the new key
+    try:
+        [stored] = server.inbox(BOB)
+        assert marker.encode() in stored
+    finally:
+        server.stop()
+    again = runner.invoke(main, ["--data-dir", str(settings.data_dir), "keys", "rotate"])
+    assert again.exit_code == 0, again.output
+    assert "Destroyed the master key retired" in again.output
+    assert old.read_bytes() != first_key  # the first key is gone for good

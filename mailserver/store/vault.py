@@ -10,17 +10,20 @@ memory only.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailserver.settings import Settings
 from mailserver.store import crypto
+from mailserver.store.database import writer
 from mailserver.store.models import MailboxKey
 
 
@@ -30,9 +33,15 @@ def master_key_id(master_key: bytes) -> str:
 
 
 class Vault:
-    def __init__(self, master_key: bytes, dialect: str) -> None:
+    def __init__(self, master_key: bytes, dialect: str,
+                 previous_keys: Iterable[bytes] = (),
+                 reload: Callable[[], list[bytes]] | None = None) -> None:
         self._master = master_key
         self.key_id = master_key_id(master_key)
+        # During a rotation (mss keys rotate) rows may still be wrapped by the
+        # key being replaced: each row names its key by id.
+        self._masters = {master_key_id(k): k for k in (*previous_keys, master_key)}
+        self._reload = reload
         self._dialect = dialect
         self._public: dict[int, bytes] = {}
         self._private: dict[int, X25519PrivateKey] = {}
@@ -88,12 +97,22 @@ class Vault:
             return cached
         row = (
             await connection.execute(
-                select(MailboxKey.wrapped_private_key).where(MailboxKey.mailbox_id == mailbox_id)
+                select(MailboxKey.wrapped_private_key, MailboxKey.master_key_id)
+                .where(MailboxKey.mailbox_id == mailbox_id)
             )
-        ).scalar_one_or_none()
+        ).first()
         if row is None:
             raise crypto.CryptoError(f"mailbox {mailbox_id} has no key")
-        key = crypto.unwrap_mailbox_key(self._master, mailbox_id, bytes(row))
+        master = self._masters.get(row.master_key_id)
+        if master is None and self._reload is not None:  # rotated since we started
+            self._masters.update({master_key_id(k): k for k in self._reload()})
+            master = self._masters.get(row.master_key_id)
+        if master is None:
+            raise crypto.CryptoError(
+                f"mailbox {mailbox_id}'s key is wrapped by master key {row.master_key_id}, "
+                "which this server does not have"
+            )
+        key = crypto.unwrap_mailbox_key(master, mailbox_id, bytes(row.wrapped_private_key))
         self._private[mailbox_id] = key
         return key
 
@@ -107,8 +126,93 @@ class Vault:
         return crypto.decrypt_body(crypto.unwrap_data_key(wrapped, private, mailbox_id), stored)
 
 
+def pending_key_path(settings: Settings) -> Path:
+    """Where a rotation writes the new master key until it has re-wrapped every row."""
+    path = settings.path(settings.storage.master_key)
+    return path.with_name(path.name + ".new")
+
+
+def retired_key_path(settings: Settings) -> Path:
+    """The key a rotation replaced, kept until no row is wrapped by it any more."""
+    path = settings.path(settings.storage.master_key)
+    return path.with_name(path.name + ".old")
+
+
+def _side_keys(settings: Settings) -> list[bytes]:
+    return [crypto.load_master_key(p)
+            for p in (pending_key_path(settings), retired_key_path(settings)) if p.exists()]
+
+
 def open_vault(settings: Settings, dialect: str) -> Vault | None:
-    """The deployment's vault, or None when encryption at rest is turned off."""
+    """The deployment's vault, or None when encryption at rest is turned off.
+
+    A rotation interrupted after its commit left rows wrapped by ``master.key.new``:
+    the vault knows both keys until the next rotation finishes the swap."""
     if not settings.storage.encrypt_at_rest:
         return None
-    return Vault(crypto.load_master_key(settings.path(settings.storage.master_key)), dialect)
+    return Vault(crypto.load_master_key(settings.path(settings.storage.master_key)), dialect,
+                 _side_keys(settings), reload=lambda: _side_keys(settings))
+
+
+async def rotate_master_key(settings: Settings, engine: AsyncEngine) -> tuple[str, str, int]:
+    """Re-wrap every mailbox key under a new master key; bodies are not touched.
+
+    Crash-safe order: the new key is written to ``master.key.new`` first; the
+    re-wrap commits in one transaction; then ``master.key.new`` atomically replaces
+    ``master.key``. Interrupted anywhere, the vault still has every key it needs.
+    Returns (old key id, new key id, mailboxes re-wrapped).
+    """
+    current_path = settings.path(settings.storage.master_key)
+    pending = pending_key_path(settings)
+    retired = retired_key_path(settings)
+    keys = {master_key_id(k): k
+            for k in [crypto.load_master_key(current_path), *_side_keys(settings)]}
+    if pending.exists():  # an earlier rotation stopped half-way: finish it
+        new_key = crypto.load_master_key(pending)
+    else:
+        crypto.create_master_key(pending)
+        new_key = crypto.load_master_key(pending)
+    keys[master_key_id(new_key)] = new_key
+    new_id = master_key_id(new_key)
+    old_id = master_key_id(crypto.load_master_key(current_path))
+    count = 0
+    async with writer(engine).begin() as connection:
+        rows = (await connection.execute(select(MailboxKey))).all()
+        for row in rows:
+            if row.master_key_id == new_id:
+                continue
+            old = keys.get(row.master_key_id)
+            if old is None:
+                raise crypto.CryptoError(
+                    f"mailbox {row.mailbox_id}: wrapped by unknown master key {row.master_key_id}"
+                )
+            await connection.execute(
+                update(MailboxKey).where(MailboxKey.mailbox_id == row.mailbox_id).values(
+                    wrapped_private_key=crypto.rewrap_mailbox_key(
+                        old, new_key, row.mailbox_id, bytes(row.wrapped_private_key)),
+                    master_key_id=new_id,
+                )
+            )
+            count += 1
+    # Atomic swaps: the replaced key is kept as master.key.old, for rows a running
+    # server may have wrapped with it meanwhile; the next rotation re-wraps them
+    # and then destroys it.
+    os.replace(current_path, retired)
+    os.replace(pending, current_path)
+    return old_id, new_id, count
+
+
+async def destroy_retired_key(settings: Settings, engine: AsyncEngine) -> bool:
+    """Delete master.key.old once no mailbox key is wrapped by it any more."""
+    retired = retired_key_path(settings)
+    if not retired.exists():
+        return False
+    retired_id = master_key_id(crypto.load_master_key(retired))
+    async with engine.connect() as connection:
+        still = (await connection.execute(
+            select(MailboxKey.mailbox_id).where(MailboxKey.master_key_id == retired_id).limit(1)
+        )).first()
+    if still is not None:
+        return False
+    retired.unlink()
+    return True
