@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -21,6 +21,7 @@ from directory.models import (
     MailboxType,
     Patient,
     PatientStatus,
+    Practitioner,
     SearchDocument,
 )
 from directory.text import document
@@ -166,6 +167,23 @@ class Directory:
         if row is None:
             return None
         return _record(row, row.patient_status)
+
+    async def practitioner_mailbox(self, national_id: str) -> MailboxRecord | None:
+        """The PER mailbox of the practitioner with this national identifier (RPPS),
+        for logins by OpenID Connect token; None when there is not exactly one."""
+        async with self._readers() as session:
+            ids = (
+                await session.execute(
+                    select(Mailbox.address)
+                    .outerjoin(Practitioner, Practitioner.id == Mailbox.practitioner_id)
+                    .where(
+                        Mailbox.type == MailboxType.PER.value,
+                        or_(Practitioner.national_id == national_id, Mailbox.owner == national_id),
+                    )
+                    .limit(2)
+                )
+            ).scalars().all()
+        return await self.lookup(ids[0]) if len(ids) == 1 else None
 
     async def list_mailboxes(self, mailbox_type: MailboxType | None = None) -> list[MailboxRecord]:
         async with self._readers() as session:

@@ -11,6 +11,7 @@ from directory.fhir import FhirDirectory
 from directory.service import Directory
 from mailserver.auth import Authenticator
 from mailserver.imap.server import ImapListeners, start_imap
+from mailserver.oidc import TokenVerifier
 from mailserver.pipeline import Pipeline
 from mailserver.settings import Settings
 from mailserver.smtp.server import start_smtp
@@ -45,6 +46,7 @@ class Application:
                            self.reader)
         self.authenticator = Authenticator(self.directory, self.settings.auth)
         self.pipeline = Pipeline(self.settings, self.directory, self.store)
+        self.tokens = TokenVerifier(self.settings) if self.settings.oidc.enabled else None
         self.imap: ImapListeners | None = None
         # Several nodes on one PostgreSQL hear each other's changes (IMAP IDLE).
         self.notifier = (PgNotifier(self.settings.database_url, self.store.changes)
@@ -64,9 +66,11 @@ class Application:
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
         )
         self.servers = await start_smtp(
-            self.settings, self.pipeline, self.authenticator, tls, share=self.workers
+            self.settings, self.pipeline, self.authenticator, tls, share=self.workers,
+            tokens=self.tokens,
         )
-        self.imap = await start_imap(self.settings, self.store, self.authenticator, tls)
+        self.imap = await start_imap(self.settings, self.store, self.authenticator, tls,
+                                     self.tokens)
         self.servers += self.imap.servers
         await self.web.start(tls)
         for server in self.servers:

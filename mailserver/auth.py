@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -21,7 +22,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from directory.service import Directory, MailboxRecord
+from mailserver.oidc import TokenError, TokenVerifier
 from mailserver.settings import AuthSettings
+
+log = logging.getLogger(__name__)
 
 _hasher = PasswordHasher()
 # A hash of a random password, verified when the account does not exist so that
@@ -165,6 +169,34 @@ class Authenticator:
         if mailbox.is_patient and not self._patient_allowed(door):
             return LoginResult(LoginOutcome.NOT_ALLOWED, mailbox)
         self.throttle.clear(account_key)
+        return LoginResult(LoginOutcome.OK, mailbox)
+
+    async def login_token(
+        self, verifier: TokenVerifier, token: str, claimed: str, *, client_ip: str, door: str
+    ) -> LoginResult:
+        """OAUTHBEARER / XOAUTH2: a verified token names a practitioner; their PER
+        mailbox logs in (the address the client claims, if any, must be it)."""
+        ip_key = f"ip:{client_ip}"
+        if self.throttle.is_blocked(ip_key):
+            return LoginResult(LoginOutcome.THROTTLED)
+        delay = self.throttle.delay(ip_key)
+        if delay:
+            await asyncio.sleep(delay)
+        try:
+            verified = await asyncio.to_thread(verifier.verify, token)
+        except TokenError as error:
+            log.info("token login refused door=%s ip=%s: %s", door, client_ip, error)
+            self.throttle.record_failure(ip_key)
+            return LoginResult(LoginOutcome.INVALID)
+        mailbox = await self._directory.practitioner_mailbox(verified.identifier)
+        if mailbox is None or not mailbox.can_receive or (
+            claimed and claimed.strip().lower() != mailbox.address
+        ):
+            log.info("token login refused door=%s ip=%s: no open PER mailbox for %s%s",
+                     door, client_ip, verified.identifier,
+                     f" named {claimed[:320]}" if claimed else "")
+            self.throttle.record_failure(ip_key)
+            return LoginResult(LoginOutcome.INVALID)
         return LoginResult(LoginOutcome.OK, mailbox)
 
     def _patient_allowed(self, door: str) -> bool:

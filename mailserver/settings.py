@@ -117,6 +117,20 @@ class AttachmentSettings:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    issuer: str
+    audience: str
+    jwks: str
+    identifier_claim: str
+    algorithms: list[str]
+    leeway: int
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer)
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str
 
@@ -131,6 +145,7 @@ class Settings:
     tls: TlsSettings
     smtp: SmtpSettings
     auth: AuthSettings
+    oidc: OidcSettings
     log: LogSettings
     imap: ImapSettings
     attachments: AttachmentSettings
@@ -163,6 +178,7 @@ _SECTIONS: dict[str, type] = {
     "tls": TlsSettings,
     "smtp": SmtpSettings,
     "auth": AuthSettings,
+    "oidc": OidcSettings,
     "log": LogSettings,
     "imap": ImapSettings,
     "attachments": AttachmentSettings,
@@ -267,5 +283,7 @@ def _validate(settings: Settings) -> None:
            attachments.max_mime_parts, attachments.max_mime_depth, attachments.zip_max_entries,
            attachments.zip_max_total_size, attachments.zip_max_ratio) <= 0:
         raise SettingsError("attachments.* limits must be positive")
+    if settings.oidc.enabled and not (settings.oidc.audience and settings.oidc.jwks):
+        raise SettingsError("oidc.issuer is set: oidc.audience and oidc.jwks are needed too")
     if not 0 <= settings.listen.port_base <= 60000:
         raise SettingsError("listen.port_base must be between 0 and 60000")

@@ -204,7 +204,10 @@ def test_encrypted_part_swapped_into_another_message(pki: Pki) -> None:
 
 
 def test_ciphertext_spliced_with_other_recipient_infos(pki: Pki) -> None:
-    """Key from one message, ciphertext from another: the GCM tag (or CBC padding) says no."""
+    """Key from one message, ciphertext from another: the GCM tag says no. CBC has no
+    tag: its padding check refuses most splices, but about one in 256 decrypts to
+    garbage with valid padding by chance, so for CBC what must hold is that the
+    other message's plaintext is never recovered."""
     from asn1crypto import cms
 
     bob = pki.people[BOB]
@@ -227,7 +230,12 @@ def test_ciphertext_spliced_with_other_recipient_infos(pki: Pki) -> None:
         head = mime.split(first)[0]
         forged = head + b"\r\n" + base64.encodebytes(der).replace(b"\n", b"\r\n")
         result = decrypt_message(forged, [bob.decrypter])
-        assert result.status is DecryptStatus.FAILED, (cipher, result)
+        if cipher == "aes256-gcm":
+            assert result.status is DecryptStatus.FAILED, (cipher, result)
+        else:
+            assert result.status is DecryptStatus.FAILED or (
+                b"two two" not in (result.content or b"")
+            ), (cipher, result)
 
 
 def _cms_of(data: bytes) -> tuple[bytes, bytes]:

@@ -11,6 +11,7 @@ from mailserver.imap import folders, messages
 from mailserver.imap.session import Bad, No, Session, State
 from mailserver.imap.syntax import Command, SyntaxFault, astring, is_atom
 from mailserver.imap.wire import PRE_AUTH, ConnectionClosed
+from mailserver.sasl import SaslError, parse_oauthbearer, parse_xoauth2
 
 Handler = Callable[[Session, Command], Awaitable[None]]
 
@@ -63,8 +64,11 @@ async def authenticate(session: Session, command: Command) -> None:
     if not command.args or len(command.args) > 2:
         raise SyntaxFault("AUTHENTICATE needs a mechanism")
     mechanism = astring(command.args[0], "mechanism").upper()
-    if mechanism != "PLAIN":
-        raise No("[CANNOT] only the PLAIN mechanism is offered")
+    token_parsers = {"OAUTHBEARER": parse_oauthbearer, "XOAUTH2": parse_xoauth2}
+    if mechanism in token_parsers and session.config.tokens is None:
+        raise No("[CANNOT] token logins are not configured here")
+    if mechanism != "PLAIN" and mechanism not in token_parsers:
+        raise No("[CANNOT] mechanisms offered: PLAIN, and OAUTHBEARER / XOAUTH2 if configured")
     if len(command.args) == 2:
         initial = astring(command.args[1], "initial response")
         from mailserver.imap.session import decode_base64
@@ -72,6 +76,14 @@ async def authenticate(session: Session, command: Command) -> None:
         response = b"" if initial == "=" else decode_base64(initial.encode("ascii", "replace"))
     else:
         response = await session.read_sasl_response()
+    if mechanism in token_parsers:
+        try:
+            credentials = token_parsers[mechanism](response)
+        except SaslError as error:
+            raise Bad(f"malformed {mechanism} response: {error}") from error
+        await session.authenticate_token(credentials)
+        session.tagged(command.tag, "OK", f"[CAPABILITY {session.capabilities()}] authenticated")
+        return
     parts = response.split(b"\x00")
     if len(parts) != 3:
         raise Bad("malformed PLAIN response")

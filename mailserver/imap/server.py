@@ -9,6 +9,7 @@ import ssl
 
 from mailserver.auth import Authenticator
 from mailserver.imap.session import Session, SessionConfig
+from mailserver.oidc import TokenVerifier
 from mailserver.settings import Settings
 from mailserver.smtp.limits import ConnectionLimiter
 from mailserver.store import Store
@@ -33,7 +34,8 @@ class ImapListeners:
 
 
 async def start_imap(
-    settings: Settings, store: Store, authenticator: Authenticator, tls: ssl.SSLContext
+    settings: Settings, store: Store, authenticator: Authenticator, tls: ssl.SSLContext,
+    tokens: TokenVerifier | None = None,
 ) -> ImapListeners:
     listeners = ImapListeners()
     if not settings.imap.enabled:
@@ -49,6 +51,7 @@ async def start_imap(
             tls_context=None if implicit else tls,
             pre_auth_timeout=float(settings.imap.pre_auth_timeout),
             autologout=float(settings.imap.autologout),
+            tokens=tokens,
         )
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,8 @@ from mailserver.imap.wire import (
     authenticated_limits,
 )
 from mailserver.mime.imap_format import quoted
+from mailserver.oidc import TokenVerifier
+from mailserver.sasl import OAUTHBEARER_ERROR, BearerCredentials
 from mailserver.store import Store
 from mailserver.store.api import FolderDelta
 
@@ -67,6 +70,8 @@ class SessionConfig:
     tls_context: ssl.SSLContext | None  # offered through STARTTLS when not yet on TLS
     pre_auth_timeout: float = PRE_AUTH_TIMEOUT
     autologout: float = AUTOLOGOUT
+    # OpenID Connect token logins (AUTHENTICATE OAUTHBEARER / XOAUTH2), when configured.
+    tokens: TokenVerifier | None = None
 
 
 BASE_CAPABILITIES = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE"
@@ -142,6 +147,8 @@ class Session:
                 caps.append("STARTTLS LOGINDISABLED")  # RFC 9051 §6.2.3, §11.1
             else:
                 caps.append("AUTH=PLAIN")
+                if self.config.tokens is not None:
+                    caps.append("AUTH=OAUTHBEARER AUTH=XOAUTH2")  # RFC 7628
         else:
             caps.append(AUTHENTICATED_CAPABILITIES)
             caps.append(f"APPENDLIMIT={self.config.append_limit}")  # RFC 7889
@@ -269,6 +276,28 @@ class Session:
             raise No("[AUTHORIZATIONFAILED] this mailbox may not use IMAP")
         if result.outcome is not LoginOutcome.OK or result.mailbox is None:
             raise No("[AUTHENTICATIONFAILED] invalid credentials")
+        self.mailbox = result.mailbox
+        await self.store.ensure_folders(result.mailbox.id)
+        self.state = State.AUTHENTICATED
+        self.limits = authenticated_limits(self.config.append_limit)
+
+    async def authenticate_token(self, credentials: BearerCredentials) -> None:
+        """OAUTHBEARER / XOAUTH2: a verified OpenID Connect token (RFC 7628)."""
+        assert self.config.tokens is not None
+        result = await self.authenticator.login_token(
+            self.config.tokens, credentials.token, credentials.authzid,
+            client_ip=self.client_ip, door="imap",
+        )
+        if result.outcome is LoginOutcome.THROTTLED:
+            raise No("[UNAVAILABLE] too many failed logins; try again later")
+        if result.outcome is not LoginOutcome.OK or result.mailbox is None:
+            # RFC 7628 §3.2.2: an error challenge, the client's ^A, then NO.
+            self.send(b"+ " + base64.b64encode(OAUTHBEARER_ERROR))
+            await self.flush()
+            with contextlib.suppress(TimeoutError, Bad):
+                await asyncio.wait_for(self.reader.read_line(PRE_AUTH.line),
+                                       self.config.pre_auth_timeout)
+            raise No("[AUTHENTICATIONFAILED] invalid token")
         self.mailbox = result.mailbox
         await self.store.ensure_folders(result.mailbox.id)
         self.state = State.AUTHENTICATED

@@ -13,16 +13,26 @@ import binascii
 import logging
 import warnings
 from base64 import b64decode
+from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
 from mailserver.auth import Authenticator, LoginOutcome
+from mailserver.oidc import TokenVerifier
+from mailserver.sasl import (
+    OAUTHBEARER_ERROR,
+    BearerCredentials,
+    SaslError,
+    parse_oauthbearer,
+    parse_xoauth2,
+)
 from mailserver.smtp.limits import ConnectionLimiter
 from mailserver.smtp.replies import with_enhanced_code
 
 log = logging.getLogger("mailserver.smtp")
 
+AUTH_LINE_OCTETS = 12288
 # RFC 5321 §4.5.3.1.6: 1000 octets with CRLF, + 1 for a stuffed dot, minus the CRLF.
 MAX_LINE_OCTETS = 999
 
@@ -34,6 +44,9 @@ REPLY_NOT_ALLOWED = "535 5.7.8 This mailbox may not log in on SMTP; use the webm
 
 
 class MssSMTP(SMTP):
+    # RFC 4954 §4: an AUTH command line (an OpenID Connect token) may reach 12,288
+    # octets; other command lines stay at 512 (checked per command below).
+    line_length_limit = AUTH_LINE_OCTETS + 2
     def __init__(
         self,
         handler: Any,
@@ -41,6 +54,7 @@ class MssSMTP(SMTP):
         authenticator: Authenticator,
         limiter: ConnectionLimiter,
         implicit_tls: bool = False,
+        tokens: TokenVerifier | None = None,
         **kwargs: Any,
     ) -> None:
         with warnings.catch_warnings():
@@ -48,7 +62,9 @@ class MssSMTP(SMTP):
             # whole connection is TLS (implicit), which it cannot see.
             warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
             super().__init__(handler, **kwargs)
+        self.command_size_limits["AUTH"] = AUTH_LINE_OCTETS
         self._logins = authenticator
+        self._tokens = tokens
         self._limiter = limiter
         self._implicit_tls = implicit_tls
         self._greeted = False
@@ -254,6 +270,47 @@ class MssSMTP(SMTP):
         if password is MISSING:
             return AuthResult(success=False, handled=True)
         return await self._login(login, password)
+
+    async def auth_OAUTHBEARER(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._bearer(args, parse_oauthbearer)
+
+    async def auth_XOAUTH2(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._bearer(args, parse_xoauth2)
+
+    async def _bearer(
+        self, args: list[str], parse: Callable[[bytes], BearerCredentials]
+    ) -> AuthResult:
+        """RFC 7628 §3.2: on failure the server sends a JSON error challenge, the
+        client answers ^A, then the exchange fails with 535."""
+        if self._tokens is None:
+            await self.push("504 5.5.4 Token logins are not configured here")
+            return AuthResult(success=False, handled=True)
+        if len(args) == 1:
+            response = await self.challenge_auth("")
+            if response is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                response = b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await self.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+        try:
+            credentials = parse(response)
+        except SaslError as error:
+            await self.push(f"501 5.5.2 {error}")
+            return AuthResult(success=False, handled=True)
+        result = await self._logins.login_token(
+            self._tokens, credentials.token, credentials.authzid,
+            client_ip=self.peer_ip, door="smtp",
+        )
+        log.info("smtp %s auth-token %s", self.peer_ip, result.outcome.value)
+        if result.outcome is LoginOutcome.OK:
+            return AuthResult(success=True, auth_data=result.mailbox)
+        if result.outcome is LoginOutcome.THROTTLED:
+            return AuthResult(success=False, handled=False, message=REPLY_THROTTLED)
+        await self.challenge_auth(OAUTHBEARER_ERROR)  # the client's ^A is read and dropped
+        return AuthResult(success=False, handled=False, message=REPLY_INVALID)
 
     async def _login(self, login: bytes, password: bytes) -> AuthResult:
         try:

@@ -9,6 +9,7 @@ import ssl
 from dataclasses import dataclass
 
 from mailserver.auth import Authenticator
+from mailserver.oidc import TokenVerifier
 from mailserver.pipeline import Pipeline
 from mailserver.settings import Settings
 from mailserver.smtp.handler import SmtpHandler
@@ -17,6 +18,7 @@ from mailserver.smtp.protocol import MssSMTP
 from policies.context import Door
 
 IDENT = "ESMTP MSS"
+TOKEN_MECHANISMS = ["OAUTHBEARER", "XOAUTH2"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ async def start_smtp(
     authenticator: Authenticator,
     tls_context: ssl.SSLContext,
     share: int = 1,
+    tokens: TokenVerifier | None = None,
 ) -> list[asyncio.Server]:
     """Bind every enabled SMTP listener; return the servers (to close on shutdown).
 
@@ -79,7 +82,11 @@ async def start_smtp(
                 auth_required=listener.auth,
                 # With implicit TLS the transport is already encrypted.
                 auth_require_tls=not listener.implicit_tls,
-                auth_exclude_mechanism=[] if listener.auth else ["PLAIN", "LOGIN"],
+                tokens=tokens,
+                auth_exclude_mechanism=(
+                    ([] if tokens is not None else TOKEN_MECHANISMS) if listener.auth
+                    else ["PLAIN", "LOGIN", *TOKEN_MECHANISMS]
+                ),
                 loop=loop,
             )
 
