@@ -441,12 +441,16 @@ class Store:
             thread_id = found.get(parent) if parent else None
             if thread_id is None:
                 return None
-            thread = connection.execute(select(Thread).where(Thread.id == thread_id)).one()
-            participants = connection.execute(
-                select(ThreadParticipant.address).where(ThreadParticipant.thread_id == thread_id)
-            ).scalars().all()
-            return ThreadInfo(thread.id, thread.status, thread.opened_by,
-                              frozenset(participants))
+            rows = connection.execute(  # the thread and its participants, in one query
+                select(Thread.id, Thread.status, Thread.opened_by, ThreadParticipant.address)
+                .outerjoin(ThreadParticipant, ThreadParticipant.thread_id == Thread.id)
+                .where(Thread.id == thread_id)
+            ).all()
+            if not rows:
+                return None
+            first = rows[0]
+            return ThreadInfo(first.id, first.status, first.opened_by,
+                              frozenset(r.address for r in rows if r.address is not None))
 
         return await self._read(read)
 
