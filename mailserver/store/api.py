@@ -441,16 +441,16 @@ class Store:
             thread_id = found.get(parent) if parent else None
             if thread_id is None:
                 return None
-            rows = connection.execute(  # the thread and its participants, in one query
+            members = connection.execute(  # the thread and its participants, in one query
                 select(Thread.id, Thread.status, Thread.opened_by, ThreadParticipant.address)
                 .outerjoin(ThreadParticipant, ThreadParticipant.thread_id == Thread.id)
                 .where(Thread.id == thread_id)
             ).all()
-            if not rows:
+            if not members:
                 return None
-            first = rows[0]
+            first = members[0]
             return ThreadInfo(first.id, first.status, first.opened_by,
-                              frozenset(r.address for r in rows if r.address is not None))
+                              frozenset(m.address for m in members if m.address is not None))
 
         return await self._read(read)
 
