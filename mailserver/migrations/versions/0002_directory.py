@@ -21,6 +21,9 @@ SQLITE_FTS = [
     """CREATE VIRTUAL TABLE directory_search_fts USING fts5(
         document, content='directory_search', content_rowid='mailbox_id',
         tokenize='unicode61 remove_diacritics 2', detail=none, prefix='2 3')""",
+    # Its vocabulary: the search turns a long prefix into an OR of the words it
+    # starts, which FTS5 merges lazily (a prefix query merges every doclist first).
+    "CREATE VIRTUAL TABLE directory_search_vocab USING fts5vocab(directory_search_fts, row)",
     """CREATE TRIGGER directory_search_ai AFTER INSERT ON directory_search BEGIN
         INSERT INTO directory_search_fts(rowid, document) VALUES (new.mailbox_id, new.document);
     END""",
@@ -144,6 +147,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TABLE IF EXISTS directory_search_vocab")
         op.execute("DROP TABLE IF EXISTS directory_search_fts")
     op.drop_table("directory_search")
     with op.batch_alter_table("patients", schema=None) as batch_op:
