@@ -135,13 +135,15 @@ WHERE directory_search_fts MATCH :match AND m.status = :active AND NOT m.red_lis
 ORDER BY f.rowid LIMIT :limit
 """
 
+# No ORDER BY: the candidates are ranked here, and sorting every match of a broad
+# query before the LIMIT would cost more than the search.
 _POSTGRES_MATCH = """
 SELECT m.id, s.document, m.display_name
 FROM directory_search s
 JOIN mailboxes m ON m.id = s.mailbox_id
-WHERE to_tsvector('simple', s.document) @@ to_tsquery('simple', :match)
+WHERE s.words @@ to_tsquery('simple', :match)
   AND m.status = :active AND NOT m.red_list
-ORDER BY s.mailbox_id LIMIT :limit
+LIMIT :limit
 """
 
 
@@ -168,7 +170,8 @@ class DirectorySearch:
                 {"match": match, "active": MailboxStatus.ACTIVE.value, "limit": CANDIDATES + 1},
             )).all()
             truncated = len(rows) > CANDIDATES
-            ranked = sorted(rows[:CANDIDATES], key=lambda row: _rank(terms, row[1], row[2]))
+            ranked = sorted(rows[:CANDIDATES],
+                            key=lambda row: (*_rank(terms, row[1], row[2]), row[0]))
             page = [row[0] for row in ranked[offset:offset + limit]]
             entries = await self._entries(session, page)
         return SearchResult(entries, min(len(rows), CANDIDATES), truncated)

@@ -19,6 +19,8 @@ BACKEND_ONLY = {"directory_search_fts", "directory_search_vocab", "ix_directory_
 
 
 def _include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    if type_ == "column" and name == "words" and obj.table.name == "directory_search":
+        return False  # PostgreSQL's stored tsvector
     return not (name or "").startswith(tuple(BACKEND_ONLY))
 
 

@@ -246,12 +246,15 @@ async def import_file(
                                len(header), positions, report, progress, len(first_line))
                     async with connection.begin():
                         await merger.retire()
+                    await _analyze(connection, ("mailboxes", "practitioners", "organisations",
+                                                "directory_search"))
                 else:
                     practitioners = _PractitionerMerger(sql, report)
                     await _run(connection, rpps.parse_row, practitioners.merge, stream,
                                len(header), positions, report, progress, len(first_line))
                     async with connection.begin():
                         await practitioners.retire()
+                    await _analyze(connection, ("practitioners",))
             finally:
                 await connection.rollback()
                 await _cleanup(connection)
@@ -269,6 +272,14 @@ async def _prepare(connection: AsyncConnection) -> None:
     await connection.commit()
     # Every transaction of this connection writes: take the write lock at BEGIN.
     await connection.execution_options(**{WRITER_OPTION: True})
+
+
+async def _analyze(connection: AsyncConnection, tables: tuple[str, ...]) -> None:
+    """Fresh planner statistics after a bulk change (PostgreSQL plans joins from them)."""
+    if connection.dialect.name == "postgresql":
+        async with connection.begin():
+            for table in tables:
+                await connection.exec_driver_sql(f"ANALYZE {table}")
 
 
 async def _cleanup(connection: AsyncConnection) -> None:
