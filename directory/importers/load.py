@@ -42,8 +42,8 @@ from directory.models import (
 from mailserver.store.database import WRITER_OPTION
 
 BATCH_ROWS = 5000
-CACHE_KIB = 64 * 1024  # SQLite page cache of the importing connection
-TEMP_CACHE_KIB = 32 * 1024  # and of its temporary tables
+CACHE_KIB = 32 * 1024  # SQLite page cache of the importing connection
+TEMP_CACHE_KIB = 16 * 1024  # and of its temporary tables
 FORMATS = ("mssante", "rpps")
 
 # (rows read, bytes read) after each batch; the CLI draws its progress bar with it.
