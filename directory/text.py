@@ -28,7 +28,7 @@ def words(text: str) -> list[str]:
 # Field values repeat a lot in the national files (labels, cities, organisations,
 # common names): importers fold each distinct value once. Bounded: cleared when full.
 _FOLDED: dict[str, list[str]] = {}
-_FOLDED_MAX = 200_000
+_FOLDED_MAX = 50_000
 
 
 def _cached_words(text: str) -> list[str]:

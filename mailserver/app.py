@@ -72,7 +72,7 @@ class Application:
         self.imap = await start_imap(self.settings, self.store, self.authenticator, tls,
                                      self.tokens)
         self.servers += self.imap.servers
-        await self.web.start(tls)
+        await self.web.start(tls, share=self.workers)
         for server in self.servers:
             for sock in server.sockets:
                 log.info("listening on %s:%d", *sock.getsockname()[:2])

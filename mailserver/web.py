@@ -73,12 +73,13 @@ class DirectoryWeb:
         app.router.add_get("/fhir/{resource}", self._search)
         return app
 
-    async def start(self, tls: ssl.SSLContext) -> None:
+    async def start(self, tls: ssl.SSLContext, *, share: int = 1) -> None:
+        """Listen on N+443; ``share`` > 1 worker processes share the port (SO_REUSEPORT)."""
         self._runner = web.AppRunner(self.application(), access_log=None)
         await self._runner.setup()
         listen = self.settings.listen
         site = web.TCPSite(self._runner, listen.bind_address(), listen.port("https"),
-                           ssl_context=tls, reuse_port=True)  # every `mss serve` worker
+                           ssl_context=tls, reuse_address=True, reuse_port=share > 1)
         await site.start()
         log.info("listening on %s:%d (https, directory API)", listen.bind_address(),
                  listen.port("https"))

@@ -202,3 +202,34 @@ def test_columns_are_found_by_name_not_position(tmp_path: Path) -> None:
     report, bernard = with_db(url, body)
     assert report.accepted == 10 and report.rejected_count == 0
     assert bernard.practitioner.profession_label == "Sage-Femme"
+
+
+def test_bom_blank_lines_overlong_line_and_empty_file(tmp_path: Path) -> None:
+    header, first, *_ = V2.read_text(encoding="utf-8").splitlines()
+    path = tmp_path / "extraction.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + header.encode() + b"\r\n" + first.encode() + b"\r\n\r\n"
+                     + b"PER|" + b"x" * 70_000 + b"\r\n" + first.encode() + b"\r\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    only_header = tmp_path / "header.csv"
+    only_header.write_text(header + "\n", encoding="utf-8")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
+
+    async def body(engine, directory, search):  # type: ignore[no-untyped-def]
+        report = await import_file(engine, path)
+        with pytest.raises(ImportFailed) as failure:
+            await import_file(engine, empty)
+        nothing = await import_file(engine, only_header)
+        return report, str(failure.value), nothing, await directory.lookup(
+            "jean.dupont@chu-nantes.mssante.example")
+
+    report, failure, nothing, dupont = with_db(url, body)
+    assert report.accepted == 1
+    assert reasons(report) == {4: "line longer than 65536 bytes",
+                               5: "address jean.dupont@chu-nantes.mssante.example already "
+                                  "on line 2: this line is ignored"}
+    assert "is empty" in failure
+    # a file without rows retires nothing
+    assert nothing.retired == 0 and nothing.notes == ["no valid row: nothing imported, "
+                                                      "nothing retired"]
+    assert dupont is not None and dupont.status.value == "active"

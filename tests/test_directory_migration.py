@@ -15,10 +15,12 @@ from mailserver.store.database import Base, create_engine, writer
 from mailserver.store.migrate import alembic_config, upgrade
 
 # Word indexes are backend-specific and declared only in the migration.
-BACKEND_ONLY = {"directory_search_fts", "ix_directory_search_words"}
+BACKEND_ONLY = {"directory_search_fts", "directory_search_vocab", "ix_directory_search_words"}
 
 
 def _include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    if type_ == "column" and name == "words" and obj.table.name == "directory_search":
+        return False  # PostgreSQL's stored tsvector
     return not (name or "").startswith(tuple(BACKEND_ONLY))
 
 

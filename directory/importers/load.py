@@ -42,8 +42,8 @@ from directory.models import (
 from mailserver.store.database import WRITER_OPTION
 
 BATCH_ROWS = 5000
-CACHE_KIB = 64 * 1024  # SQLite page cache of the importing connection
-TEMP_CACHE_KIB = 32 * 1024  # and of its temporary tables
+CACHE_KIB = 32 * 1024  # SQLite page cache of the importing connection
+TEMP_CACHE_KIB = 16 * 1024  # and of its temporary tables
 FORMATS = ("mssante", "rpps")
 
 # (rows read, bytes read) after each batch; the CLI draws its progress bar with it.
@@ -246,12 +246,15 @@ async def import_file(
                                len(header), positions, report, progress, len(first_line))
                     async with connection.begin():
                         await merger.retire()
+                    await _analyze(connection, ("mailboxes", "practitioners", "organisations",
+                                                "directory_search"))
                 else:
                     practitioners = _PractitionerMerger(sql, report)
                     await _run(connection, rpps.parse_row, practitioners.merge, stream,
                                len(header), positions, report, progress, len(first_line))
                     async with connection.begin():
                         await practitioners.retire()
+                    await _analyze(connection, ("practitioners",))
             finally:
                 await connection.rollback()
                 await _cleanup(connection)
@@ -269,6 +272,14 @@ async def _prepare(connection: AsyncConnection) -> None:
     await connection.commit()
     # Every transaction of this connection writes: take the write lock at BEGIN.
     await connection.execution_options(**{WRITER_OPTION: True})
+
+
+async def _analyze(connection: AsyncConnection, tables: tuple[str, ...]) -> None:
+    """Fresh planner statistics after a bulk change (PostgreSQL plans joins from them)."""
+    if connection.dialect.name == "postgresql":
+        async with connection.begin():
+            for table in tables:
+                await connection.exec_driver_sql(f"ANALYZE {table}")
 
 
 async def _cleanup(connection: AsyncConnection) -> None:
