@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import inspect
 import logging
+import re
 import warnings
 from base64 import b64decode
 from collections.abc import Callable
 from typing import Any
 
+import aiosmtpd.smtp as aiosmtpd_smtp
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
 from mailserver.auth import Authenticator, LoginOutcome
@@ -41,6 +44,37 @@ _HOLDABLE = frozenset({"250", "251", "252", "450", "451", "452", "550", "551", "
 REPLY_THROTTLED = "454 4.7.0 Too many failed logins, try again later"
 REPLY_INVALID = "535 5.7.8 Authentication credentials invalid"
 REPLY_NOT_ALLOWED = "535 5.7.8 This mailbox may not log in on SMTP; use the webmail"
+
+
+# RFC 5321 §4.1.2 Mailbox in angle brackets, the common shape: a dot-atom local
+# part and a domain of LDH labels (anything else goes through aiosmtpd's parser).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_PATH = re.compile(
+    rf"^<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9](?:[A-Za-z0-9.-]{{0,252}}[A-Za-z0-9])?)>(.*)$",
+    re.DOTALL,
+)
+
+
+class _CachedMembers:
+    """Stands in for the ``inspect`` module inside aiosmtpd, whose SMTP.__init__ runs
+    ``inspect.getmembers()`` on the protocol and the handler for every connection
+    (evaluating every attribute) only to find the ``auth_*`` methods. The names are
+    found once per class; the members are looked up (bound) for each object."""
+
+    def __init__(self) -> None:
+        self._names: dict[type, list[str]] = {}
+
+    def getmembers(self, obj: object) -> list[tuple[str, Any]]:
+        names = self._names.get(type(obj))
+        if names is None:
+            names = self._names[type(obj)] = [n for n in dir(obj) if n.startswith("auth_")]
+        return [(name, getattr(obj, name)) for name in names]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(inspect, name)
+
+
+aiosmtpd_smtp.inspect = _CachedMembers()  # type: ignore[attr-defined,assignment]
 
 
 class MssSMTP(SMTP):
@@ -71,6 +105,15 @@ class MssSMTP(SMTP):
         self._in_helo = False
         self._counted_ip: str | None = None
         self._pending: list[bytes] = []
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """MAIL FROM / RCPT TO path: a regular expression for the common shape, the
+        email package's full RFC 5322 parser (aiosmtpd's) for anything else."""
+        match = _SIMPLE_PATH.match(arg) if arg else None
+        if match is not None:
+            return match.group(1), match.group(2).lstrip()
+        address, rest = super()._getaddr(arg)
+        return address, rest
 
     # ---- transport facts ------------------------------------------------------
 
