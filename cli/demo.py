@@ -93,6 +93,8 @@ def demo(demo_dir: Path, port_base: int, no_serve: bool) -> None:
     click.echo(f"  SMTP relay  {listen.port('smtp')}   (intake for local mailboxes, no AUTH)")
     click.echo(f"  submission  {listen.port('submission')}  (STARTTLS, then AUTH PLAIN/LOGIN)")
     click.echo(f"  submissions {listen.port('submissions')}  (implicit TLS)")
+    click.echo(f"  IMAP        {listen.port('imap')} (STARTTLS) / {listen.port('imaps')} (TLS)")
+    click.echo(f"  HTTPS       {listen.port('https')}  (directory search API, /fhir/...)")
     click.echo(f"  CA          {settings.path(settings.tls.ca)} (trust it in your client)")
     click.echo("  accounts (login = address):")
     for address, kind, password in accounts:
