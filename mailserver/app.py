@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import ssl
 from dataclasses import dataclass, field
 
 from directory.service import Directory
 from mailserver.auth import Authenticator
+from mailserver.dkim.signer import DkimSigner
 from mailserver.pipeline import Pipeline
+from mailserver.queue.client import client_context
+from mailserver.queue.outbound import OutboundQueue
+from mailserver.queue.worker import DeliveryWorker
 from mailserver.settings import Settings
 from mailserver.smtp.server import start_smtp
 from mailserver.store import Store
 from mailserver.store.database import Reader, create_engine
 from mailserver.store.migrate import upgrade
-from mailserver.tls import server_context
+from mailserver.tls import relay_server_context, server_context
+from mailserver.trust.anchors import anchors_pem
+from mailserver.trust.service import TrustSpace, refresh_forever
 
 log = logging.getLogger("mailserver")
 
@@ -38,7 +46,37 @@ class Application:
         self.directory = Directory(self.engine, self.reader)
         self.store = Store(self.engine)
         self.authenticator = Authenticator(self.directory, self.settings.auth)
-        self.pipeline = Pipeline(self.settings, self.directory, self.store)
+        self.trust = TrustSpace(self.engine)
+        self.queue = OutboundQueue(self.store, self.engine.dialect.name)
+        settings = self.settings
+        self.dkim = DkimSigner(
+            settings.path(settings.dkim.keys_dir), settings.dkim.selector,
+            settings.path(settings.dkim.dns_override_dir),
+        )
+        self.pipeline = Pipeline(
+            settings, self.directory, self.store, trust=self.trust, queue=self.queue,
+            dkim=self.dkim,
+        )
+        self.delivery = DeliveryWorker(
+            settings.relay, self.queue, self.trust, self.pipeline.deliver_report,
+            self._client_tls, settings.server.hostname,
+        )
+        self.pipeline.on_queued = self.delivery.wake
+        self._refresh: asyncio.Task[None] | None = None
+
+    @property
+    def worker_index_refreshes(self) -> bool:
+        """One process per deployment fetches the trust list (worker 0)."""
+        return self.worker == 0
+
+    def _anchors(self) -> str:
+        return anchors_pem(self.settings.path(self.settings.trust.anchors_dir))
+
+    def _client_tls(self) -> ssl.SSLContext:
+        """Our operator certificate as TLS client; peers verified against the anchors."""
+        settings = self.settings
+        return client_context(settings.path(settings.tls.cert), settings.path(settings.tls.key),
+                              self._anchors())
 
     async def start(self, *, migrate: bool = True) -> None:
         if migrate:
@@ -48,9 +86,20 @@ class Application:
         tls = server_context(
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
         )
-        self.servers = await start_smtp(
-            self.settings, self.pipeline, self.authenticator, tls, share=self.workers
+        relay_tls = relay_server_context(
+            self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key),
+            self._anchors(),
         )
+        self.servers = await start_smtp(
+            self.settings, self.pipeline, self.authenticator, tls, share=self.workers,
+            relay_tls_context=relay_tls,
+        )
+        self.delivery.start()
+        if self.settings.trust.url and self.worker_index_refreshes:
+            self._refresh = asyncio.create_task(refresh_forever(
+                self.trust, self.settings.trust.url, self.settings.trust.refresh_minutes,
+                self.settings.path(self.settings.trust.anchors_dir),
+            ), name="trust-refresh")
         for server in self.servers:
             for sock in server.sockets:
                 log.info("listening on %s:%d", *sock.getsockname()[:2])
@@ -61,6 +110,11 @@ class Application:
             server.close()
         if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
             log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
+        await self.delivery.stop()
         await self.store.close()
         self.store.changes.close()
         self.reader.close()

@@ -51,6 +51,9 @@ class MssSMTP(SMTP):
         self._in_helo = False
         self._counted_ip: str | None = None
         self._pending: list[bytes] = []
+        # RFC 3461 parameters of the current MAIL / RCPT, values as sent (xtext
+        # is case-sensitive; aiosmtpd upper-cases the parameters it keeps).
+        self.dsn_params: dict[str, str] = {}
 
     # ---- transport facts ------------------------------------------------------
 
@@ -72,6 +75,36 @@ class MssSMTP(SMTP):
             return "TLS"
         cipher = ssl_object.cipher()
         return f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+
+    def peer_certificate_der(self) -> bytes | None:
+        """The TLS client certificate, verified against the trust anchors."""
+        if not self.in_tls or self.transport is None:
+            return None
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return None
+        der: bytes | None = ssl_object.getpeercert(binary_form=True)
+        return der
+
+    # ---- DSN parameters (RFC 3461) ---------------------------------------------
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        address, params = super()._getaddr(arg)
+        self.dsn_params = {}
+        if not params:
+            return address, params
+        mail = self.envelope is None or self.envelope.mail_from is None
+        ours = ("RET", "ENVID") if mail else ("NOTIFY", "ORCPT")
+        kept = []
+        for token in params.split():
+            key, eq, value = token.partition("=")
+            if key.upper() in ours and eq:
+                if key.upper() in self.dsn_params:
+                    self.dsn_params["DUPLICATE"] = key.upper()
+                self.dsn_params[key.upper()] = value
+            else:
+                kept.append(token)
+        return address, " ".join(kept)
 
     # ---- replies --------------------------------------------------------------
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -39,6 +39,7 @@ from mailserver.store.models import (
 from mailserver.store.notify import ChangeBus, FolderChange
 
 FlagMode = Literal["set", "add", "remove"]
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -179,15 +180,21 @@ class Store:
         folder: str = "INBOX",
         internal_date: dt.datetime | None = None,
         thread: ThreadUpdate | None = None,
+        also: Callable[[Connection], object] | None = None,
     ) -> list[Delivered]:
         """Store ``raw`` in ``folder`` of every mailbox, atomically: all or none,
-        together with what it does to its ``thread``."""
-        if not mailbox_ids:
+        together with what it does to its ``thread`` and with ``also`` (e.g. the
+        outbound queue's rows for the remote recipients), in the same unit of work."""
+        if not mailbox_ids and also is None:
             return []
         when = internal_date or dt.datetime.now(dt.UTC)
         digest = hashlib.sha256(raw).hexdigest()
 
         def work(connection: Connection) -> list[Delivered]:
+            if also is not None:
+                also(connection)
+            if not mailbox_ids:
+                return []
             self._put_blob(connection, digest, raw)
             thread_id = self._apply_thread(connection, thread) if thread else None
             delivered = []
@@ -203,6 +210,18 @@ class Store:
 
         result: list[Delivered] = await self._writer.submit(work, self._announce_new)
         return result
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` (a synchronous function of the connection) as one unit of
+        the group-commit writer; return its result once committed. For rooms that
+        own their tables (the outbound queue) and must write beside the store."""
+        result: T = await self._writer.submit(work)
+        return result
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run a synchronous read ``work`` on a connection of its own."""
+        async with self._engine.connect() as connection:
+            return await connection.run_sync(work)
 
     async def append(
         self,

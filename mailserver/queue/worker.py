@@ -1,0 +1,268 @@
+"""Delivery workers: every server process runs one, claiming due recipients
+from the shared queue, delivering them domain by domain over one mutually
+authenticated connection per destination, and recording the outcome.
+
+4xx (and no answer) is retried on the configured schedule until the message is
+too old; 5xx fails at once. Failures and expiries bounce a DSN to the sender
+(RFC 3464), delays past the warning age send a "delayed" DSN once. A message
+whose handling raises is deferred like a 4xx: it never blocks the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from mailserver.queue.client import PeerRefused, RelayConnection, Reply
+from mailserver.queue.dsn import RecipientReport, build_dsn, wants
+from mailserver.queue.outbound import Claimed, OutboundQueue, Result, new_owner
+from mailserver.queue.routes import route
+from mailserver.settings import RelaySettings
+from mailserver.trust.service import TrustSpace
+
+log = logging.getLogger("mailserver.queue")
+
+# Deliver a report (DSN) into a local mailbox; False when the address is not local.
+ReportSink = Callable[[str, bytes], Awaitable[bool]]
+
+
+@dataclass
+class _Attempt:
+    item: Claimed
+    reply: str
+    remote_mta: str = ""
+
+    @property
+    def delivered(self) -> bool:
+        return self.reply[:1] == "2"
+
+    @property
+    def permanent(self) -> bool:
+        return self.reply[:1] == "5"
+
+
+class DeliveryWorker:
+    def __init__(
+        self, settings: RelaySettings, queue: OutboundQueue, trust: TrustSpace,
+        report: ReportSink, tls_context: Callable[[], ssl.SSLContext], hostname: str,
+    ) -> None:
+        self._settings = settings
+        self._queue = queue
+        self._trust = trust
+        self._report = report
+        self._tls_context = tls_context
+        self._hostname = hostname
+        self._owner = new_owner()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._connections = asyncio.Semaphore(max(1, settings.max_connections))
+        self._schedule = [float(s) for s in settings.retry_schedule]
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="queue-worker")
+
+    def wake(self) -> None:
+        """Something was queued here: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Finish the round in progress (so that its outcomes are recorded)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                worked = await self.run_once()
+            except Exception:
+                log.exception("queue: delivery round failed")
+                worked = False
+            if worked or self._stopping:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
+            self._wake.clear()
+
+    async def run_once(self) -> bool:
+        """One round: claim due recipients, deliver, record. False if none was due."""
+        claimed = await self._queue.claim(
+            self._owner, self._settings.batch, self._settings.lease_seconds
+        )
+        if not claimed:
+            return False
+        by_domain: dict[str, list[Claimed]] = {}
+        for item in claimed:
+            by_domain.setdefault(item.domain, []).append(item)
+        rounds = await asyncio.gather(
+            *(self._domain(domain, items) for domain, items in by_domain.items()),
+            return_exceptions=True,
+        )
+        attempts: list[_Attempt] = []
+        for (_, items), outcome in zip(by_domain.items(), rounds, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("queue: delivery to %s failed: %r", items[0].domain, outcome)
+                attempts += [_Attempt(i, "451 4.3.0 local delivery error") for i in items]
+            else:
+                attempts += outcome
+        await self._queue.record(self._owner, await self._conclude(attempts))
+        return True
+
+    # ---- one destination ---------------------------------------------------------
+
+    async def _domain(self, domain: str, items: list[Claimed]) -> list[_Attempt]:
+        trusted = await self._trust.lookup(domain)
+        if trusted is None:
+            return [_Attempt(i, f"450 4.7.1 {domain} is not in the trust space") for i in items]
+        destination = await route(domain, self._settings.routes, self._settings.timeout)
+        if destination.error:
+            code = "550" if destination.permanent else "451"
+            return [_Attempt(i, f"{code} {destination.error}") for i in items]
+        messages: dict[int, list[Claimed]] = {}
+        for item in items:
+            messages.setdefault(item.message_pk, []).append(item)
+        async with self._connections:
+            connection, refusal = None, "451 4.4.1 no host to deliver to"
+            for host, port in destination.hosts:
+                candidate = RelayConnection(
+                    host, port, local_hostname=self._hostname, context=self._tls_context(),
+                    expected_dn=trusted.operator_dn, timeout=self._settings.timeout,
+                )
+                try:
+                    await candidate.open()
+                except PeerRefused as error:
+                    refusal = error.reply
+                    log.warning("queue: %s:%d refused: %s", host, port, error.reply)
+                    continue
+                connection = candidate
+                break
+            if connection is None:
+                # A peer that cannot be reached or authenticated is a temporary failure.
+                reply = refusal if refusal[:1] == "4" else "421 4.4.2 " + refusal
+                return [_Attempt(i, reply) for i in items]
+            attempts = []
+            try:
+                for pk, recipients in messages.items():
+                    try:
+                        attempts += await self._send(connection, pk, recipients)
+                    except Exception as error:  # poisoned or connection lost
+                        log.warning("queue: message %s to %s: %r",
+                                    recipients[0].queue_id, domain, error)
+                        attempts += [_Attempt(r, f"451 4.4.2 {type(error).__name__}: {error}",
+                                              connection.host) for r in recipients]
+            finally:
+                await connection.close()
+        return attempts
+
+    async def _send(
+        self, connection: RelayConnection, pk: int, recipients: list[Claimed]
+    ) -> list[_Attempt]:
+        first = recipients[0]
+        data = await self._queue.data(pk)
+        dsn = connection.supports("dsn")
+        options = []
+        if dsn and first.ret:
+            options.append(f"RET={first.ret}")  # RFC 3461 §4.3
+        if dsn and first.envid:
+            options.append(f"ENVID={first.envid}")  # RFC 3461 §4.4
+        if any(b > 127 for b in data) and connection.supports("8bitmime"):
+            options.append("BODY=8BITMIME")  # RFC 6152
+        addresses = [first.mail_from, *(r.recipient for r in recipients)]
+        if not all(a.isascii() for a in addresses) and connection.supports("smtputf8"):
+            options.append("SMTPUTF8")  # RFC 6531
+        host = connection.host
+        refused = await connection.mail(first.mail_from, options)
+        if refused is not None:
+            await connection.rset()
+            return [_Attempt(r, str(refused), host) for r in recipients]
+        attempts: list[_Attempt] = []
+        accepted: list[Claimed] = []
+        for item in recipients:
+            rcpt_options = []
+            if dsn and item.notify:
+                rcpt_options.append(f"NOTIFY={item.notify}")  # RFC 3461 §4.1
+            if dsn and item.orcpt:
+                rcpt_options.append(f"ORCPT={item.orcpt}")  # RFC 3461 §4.2
+            refusal = await connection.rcpt(item.recipient, rcpt_options)
+            if refusal is None:
+                accepted.append(item)
+            else:
+                attempts.append(_Attempt(item, str(refusal), host))
+        if not accepted:
+            await connection.rset()
+            return attempts
+        reply: Reply = await connection.data(data)
+        attempts += [_Attempt(item, str(reply), host) for item in accepted]
+        log.info("queue: id=%s to %s via %s: %s", first.queue_id,
+                 ",".join(i.recipient for i in accepted), host, reply)
+        return attempts
+
+    # ---- outcomes -----------------------------------------------------------------
+
+    async def _conclude(self, attempts: list[_Attempt]) -> list[Result]:
+        now = time.time()
+        max_age = self._settings.max_age_hours * 3600
+        warn_age = self._settings.delay_warning_hours * 3600
+        results: list[Result] = []
+        failed: dict[int, list[_Attempt]] = {}
+        delayed: dict[int, list[_Attempt]] = {}
+        for attempt in attempts:
+            item = attempt.item
+            if attempt.delivered:
+                results.append(Result(item.id, "delivered", attempt.reply))
+                continue
+            if not attempt.permanent and now - item.created_at >= max_age:
+                attempt = _Attempt(item, "550 5.4.7 Delivery time expired; last reply: "
+                                   + attempt.reply, attempt.remote_mta)
+            if attempt.permanent:
+                log.info("queue: id=%s to %s failed: %s", item.queue_id, item.recipient,
+                         attempt.reply)
+                results.append(Result(item.id, "failed", attempt.reply))
+                if item.mail_from and wants(item.notify, "FAILURE"):
+                    failed.setdefault(item.message_pk, []).append(attempt)
+                continue
+            delay = self._schedule[min(item.attempts, len(self._schedule) - 1)]
+            warn = (not item.delay_notified and now - item.created_at >= warn_age
+                    and bool(item.mail_from) and wants(item.notify, "DELAY"))
+            if warn:
+                delayed.setdefault(item.message_pk, []).append(attempt)
+            results.append(Result(item.id, "deferred", attempt.reply, now + delay,
+                                  item.delay_notified or warn))
+        for group, action in ((failed, "failed"), (delayed, "delayed")):
+            for pk, group_attempts in group.items():
+                await self._bounce(pk, group_attempts, action, max_age)
+        return results
+
+    async def _bounce(self, pk: int, attempts: list[_Attempt], action: str,
+                      max_age: float) -> None:
+        first = attempts[0].item
+        try:
+            original = await self._queue.data(pk)
+            report = build_dsn(
+                reporting_mta=self._hostname, sender=first.mail_from,
+                reports=[RecipientReport(a.item.recipient, a.item.orcpt, action, a.reply,
+                                         a.remote_mta) for a in attempts],
+                original=original, ret=first.ret, envid=first.envid,
+                arrival=first.created_at,
+                will_retry_until=first.created_at + max_age if action == "delayed" else None,
+            )
+            if not await self._report(first.mail_from, report):
+                log.warning("queue: id=%s: sender <%s> is not local, no DSN",
+                            first.queue_id, first.mail_from)
+        except Exception:
+            log.exception("queue: id=%s: DSN to <%s> failed", first.queue_id, first.mail_from)
