@@ -261,3 +261,8 @@ def configure_logging(level: str) -> None:
 
 
 main.add_command(demo)
+
+from cli.relay import COMMANDS as RELAY_COMMANDS  # noqa: E402  (trust, route, queue, dkim)
+
+for _command in RELAY_COMMANDS:
+    main.add_command(_command)

@@ -187,7 +187,7 @@ class Pipeline:
         if not peer.tls or subject is None:
             return PeerTrust(True, False, False, False)
         domain = mail_from.rpartition("@")[2].lower()
-        if not mail_from:  # a bounce: any operator of the trust space may send it
+        if mail_from in ("", "<>"):  # a bounce: any operator of the trust space may send it
             return PeerTrust(True, True, True, await self._trust.any_dn_matches(subject),
                              subject.rfc4514_string())
         listed = await self._trust.is_trusted(domain)

@@ -46,12 +46,19 @@ class DkimSigner:
         if loaded is None:
             return raw
         algorithm, key = loaded
-        signature = dkim.sign(
-            raw, self._selector, domain.encode("ascii"), key,
-            canonicalize=(b"relaxed", b"relaxed"), include_headers=SIGNED_HEADERS,
-            signature_algorithm=b"ed25519-sha256" if algorithm == "ed25519" else b"rsa-sha256",
-            linesep=b"\r\n",
-        )
+        try:
+            signature = dkim.sign(
+                raw, self._selector, domain.encode("ascii"), key,
+                canonicalize=(b"relaxed", b"relaxed"), include_headers=SIGNED_HEADERS,
+                signature_algorithm=(
+                    b"ed25519-sha256" if algorithm == "ed25519" else b"rsa-sha256"
+                ),
+                linesep=b"\r\n",
+            )
+        except (dkim.DKIMException, ValueError) as error:
+            # A broken key must not stop the mail: it leaves unsigned, loudly.
+            log.error("dkim: cannot sign for %s, sent unsigned: %s", domain, error)
+            return raw
         return bytes(signature) + raw
 
     def _txt(self, name: bytes, timeout: int = 5) -> bytes:

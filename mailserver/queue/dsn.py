@@ -46,7 +46,8 @@ def _xtext_decode(value: str) -> str:
 
 
 def _clean(value: str) -> str:
-    return re.sub(r"[\r\n\x00]", " ", value)[:990]
+    """One line of US-ASCII (message/delivery-status is ASCII, RFC 3464 §2.1.2)."""
+    return re.sub(r"[\r\n\x00]", " ", value).encode("ascii", "replace").decode()[:990]
 
 
 def headers_of(raw: bytes) -> bytes:
@@ -78,11 +79,11 @@ def build_dsn(
             " destinataires ci-dessous.\r\n\r\n"
         )
     human = human.format(mta=reporting_mta) + "".join(
-        f"<{_clean(r.recipient)}>: {_clean(r.reply)}\r\n" for r in reports
+        f"<{r.recipient}>: {' '.join(r.reply.split())}\r\n" for r in reports
     )
     per_message = [f"Reporting-MTA: dns; {reporting_mta}"]
-    if envid:
-        per_message.append(f"Original-Envelope-Id: {_clean(envid)}")
+    if envid:  # RFC 3464 §2.2.1, decoded from the xtext of RFC 3461 §4.4
+        per_message.append(f"Original-Envelope-Id: {_clean(_xtext_decode(envid))}")
     per_message.append(
         "Arrival-Date: " + email.utils.format_datetime(dt.datetime.fromtimestamp(arrival, dt.UTC))
     )

@@ -150,7 +150,7 @@ class OutboundQueue:
                 return []
             rows = connection.execute(
                 select(
-                    QueuedRecipient, QueuedMessage.queue_id, QueuedMessage.mail_from,
+                    *QueuedRecipient.__table__.c, QueuedMessage.queue_id, QueuedMessage.mail_from,
                     QueuedMessage.envid, QueuedMessage.ret, QueuedMessage.created_at,
                 )
                 .join(QueuedMessage, QueuedMessage.id == QueuedRecipient.message_id)
@@ -158,13 +158,13 @@ class OutboundQueue:
             ).all()
             return [
                 Claimed(
-                    id=row.QueuedRecipient.id, message_pk=row.QueuedRecipient.message_id,
+                    id=row.id, message_pk=row.message_id,
                     queue_id=row.queue_id, mail_from=row.mail_from, envid=row.envid,
                     ret=row.ret, created_at=row.created_at,
-                    recipient=row.QueuedRecipient.recipient, domain=row.QueuedRecipient.domain,
-                    notify=row.QueuedRecipient.notify, orcpt=row.QueuedRecipient.orcpt,
-                    attempts=row.QueuedRecipient.attempts,
-                    delay_notified=row.QueuedRecipient.delay_notified,
+                    recipient=row.recipient, domain=row.domain,
+                    notify=row.notify, orcpt=row.orcpt,
+                    attempts=row.attempts,
+                    delay_notified=row.delay_notified,
                 )
                 for row in rows
             ]
@@ -217,7 +217,7 @@ class OutboundQueue:
         def work(connection: Connection) -> list[QueueEntry]:
             rows = connection.execute(
                 select(
-                    QueuedRecipient, QueuedMessage.queue_id, QueuedMessage.mail_from,
+                    *QueuedRecipient.__table__.c, QueuedMessage.queue_id, QueuedMessage.mail_from,
                     QueuedMessage.created_at, QueuedMessage.data,
                 )
                 .join(QueuedMessage, QueuedMessage.id == QueuedRecipient.message_id)
@@ -225,11 +225,11 @@ class OutboundQueue:
             ).all()
             return [
                 QueueEntry(
-                    id=row.QueuedRecipient.id, queue_id=row.queue_id, mail_from=row.mail_from,
-                    recipient=row.QueuedRecipient.recipient, status=row.QueuedRecipient.status,
-                    attempts=row.QueuedRecipient.attempts, created_at=row.created_at,
-                    next_attempt_at=row.QueuedRecipient.next_attempt_at,
-                    last_reply=row.QueuedRecipient.last_reply, size=len(row.data),
+                    id=row.id, queue_id=row.queue_id, mail_from=row.mail_from,
+                    recipient=row.recipient, status=row.status,
+                    attempts=row.attempts, created_at=row.created_at,
+                    next_attempt_at=row.next_attempt_at,
+                    last_reply=row.last_reply, size=len(row.data),
                 )
                 for row in rows
             ]

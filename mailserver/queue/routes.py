@@ -46,3 +46,58 @@ async def route(domain: str, routes: Mapping[str, str], dns_lifetime: float = 10
     if hosts == [""]:  # RFC 7505 §3: null MX, the domain accepts no mail
         return Route(error=f"5.1.10 {domain} accepts no mail (null MX)", permanent=True)
     return Route(tuple((h, SMTP_PORT) for h in hosts if h))
+
+
+# ---- editing the transport table in the data dir's mss.toml ------------------------
+
+_ROUTES_HEADER = "[relay.routes]"
+
+
+def _toml_key(domain: str) -> str:
+    return '"' + domain.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _section_bounds(lines: list[str]) -> tuple[int, int] | None:
+    """(first line after the header, end) of the [relay.routes] table."""
+    for index, line in enumerate(lines):
+        if line.strip() == _ROUTES_HEADER:
+            end = index + 1
+            while end < len(lines) and not lines[end].lstrip().startswith("["):
+                end += 1
+            return index + 1, end
+    return None
+
+
+def _is_route_line(line: str, domain: str) -> bool:
+    key = line.split("=", 1)[0].strip().strip('"').lower() if "=" in line else ""
+    return not line.lstrip().startswith("#") and key == domain
+
+
+def with_route(config: str, domain: str, target: str) -> str:
+    """``config`` (mss.toml text) with ``domain`` routed to ``target``; comments kept."""
+    domain = domain.lower().rstrip(".")
+    host, port = parse_target(target)
+    entry = f'{_toml_key(domain)} = "{host}:{port}"'
+    lines = without_route(config, domain).splitlines()
+    bounds = _section_bounds(lines)
+    if bounds is None:
+        lines += ["", _ROUTES_HEADER, entry]
+    else:
+        start, end = bounds
+        while end > start and not lines[end - 1].strip():
+            end -= 1
+        lines.insert(end, entry)
+    return "\n".join(lines) + "\n"
+
+
+def without_route(config: str, domain: str) -> str:
+    domain = domain.lower().rstrip(".")
+    lines = config.splitlines()
+    bounds = _section_bounds(lines)
+    if bounds is None:
+        return config
+    start, end = bounds
+    kept = lines[:start] + [
+        line for line in lines[start:end] if not _is_route_line(line, domain)
+    ] + lines[end:]
+    return "\n".join(kept) + "\n"
