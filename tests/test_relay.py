@@ -264,3 +264,25 @@ def test_forged_authentication_results_stripped(
     assert b"forged.example" not in stored  # claimed B's authserv-id: removed
     assert b"Authentication-Results: other.example; spf=pass" in stored  # not ours: kept
     assert stored.count(b"mx.sante-b.example;") == 1  # B's own verdict
+
+
+def test_delay_notice_then_expiry_bounce(operators: Operators) -> None:
+    # Ages scaled down: a delay notice after ~0.7 s, expiry after ~3 s.
+    from tests.relay_setup import tune
+
+    settings = tune(operators.a, delay_warning_hours="0.0002", max_age_hours="0.0008")
+    a = ServerThread(settings).start()  # B never comes up
+    try:
+        a.add_mailbox(ALICE, PASSWORD)
+        assert submit(a, [BRUNO], message("never-arrives")) == {}
+        wait_for(lambda: len(a.inbox(ALICE)) >= 2, timeout=30, what="delay notice and bounce")
+        wait_for(lambda: queue_size(a) == 0, what="queue emptied")
+        delayed, failed = (m.decode() for m in a.inbox(ALICE))
+        assert "Action: delayed" in delayed and "Status: 4.4.2" in delayed
+        assert "Will-Retry-Until: " in delayed
+        assert "text/rfc822-headers" in delayed  # a delay notice returns headers only
+        assert "Action: failed" in failed and "Status: 5.4.7" in failed
+        assert f"Final-Recipient: rfc822; {BRUNO}" in failed
+        assert len(a.inbox(ALICE)) == 2  # one delay notice, one bounce
+    finally:
+        a.stop()
