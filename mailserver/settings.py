@@ -109,6 +109,7 @@ class RelaySettings:
     lease_seconds: int
     batch: int
     max_connections: int
+    connections_per_destination: int
     timeout: float
     routes: Mapping[str, str]  # [relay.routes]: domain -> "host:port"
 

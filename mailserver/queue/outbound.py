@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, delete, insert, or_, select, update
 
@@ -53,6 +53,7 @@ class Claimed:
     orcpt: str | None
     attempts: int
     delay_notified: bool
+    data: bytes | None = field(default=None, repr=False)  # the message, read with the claim
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,12 @@ class OutboundQueue:
                 .join(QueuedMessage, QueuedMessage.id == QueuedRecipient.message_id)
                 .where(QueuedRecipient.id.in_(ids))
             ).all()
+            bodies = {
+                pk: bytes(data) for pk, data in connection.execute(
+                    select(QueuedMessage.id, QueuedMessage.data).where(
+                        QueuedMessage.id.in_({row.message_id for row in rows}))
+                )
+            }
             return [
                 Claimed(
                     id=row.id, message_pk=row.message_id,
@@ -165,6 +172,7 @@ class OutboundQueue:
                     notify=row.notify, orcpt=row.orcpt,
                     attempts=row.attempts,
                     delay_notified=row.delay_notified,
+                    data=bodies.get(row.message_id),
                 )
                 for row in rows
             ]

@@ -27,6 +27,8 @@ from mailserver.trust.service import TrustSpace
 
 log = logging.getLogger("mailserver.queue")
 
+TLS_CONTEXT_SECONDS = 300.0
+
 # Deliver a report (DSN) into a local mailbox; False when the address is not local.
 ReportSink = Callable[[str, bytes], Awaitable[bool]]
 
@@ -62,6 +64,7 @@ class DeliveryWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._connections = asyncio.Semaphore(max(1, settings.max_connections))
+        self._tls: tuple[float, ssl.SSLContext] | None = None
         self._schedule = [float(s) for s in settings.retry_schedule]
 
     def start(self) -> None:
@@ -136,12 +139,26 @@ class DeliveryWorker:
         messages: dict[int, list[Claimed]] = {}
         for item in items:
             messages.setdefault(item.message_pk, []).append(item)
+        # Several connections to a busy destination, each reused for its share.
+        groups = list(messages.values())
+        lanes = max(1, min(self._settings.connections_per_destination, len(groups)))
+        shares = [groups[i::lanes] for i in range(lanes)]
+        results = await asyncio.gather(
+            *(self._lane(destination.hosts, trusted.operator_dn, share) for share in shares)
+        )
+        return [attempt for lane in results for attempt in lane]
+
+    async def _lane(
+        self, hosts: tuple[tuple[str, int], ...], operator_dn: str,
+        messages: list[list[Claimed]],
+    ) -> list[_Attempt]:
+        """Deliver ``messages`` over one connection (the first host that works)."""
         async with self._connections:
             connection, refusal = None, "451 4.4.1 no host to deliver to"
-            for host, port in destination.hosts:
+            for host, port in hosts:
                 candidate = RelayConnection(
-                    host, port, local_hostname=self._hostname, context=self._tls_context(),
-                    expected_dn=trusted.operator_dn, timeout=self._settings.timeout,
+                    host, port, local_hostname=self._hostname, context=self._client_tls(),
+                    expected_dn=operator_dn, timeout=self._settings.timeout,
                 )
                 try:
                     await candidate.open()
@@ -154,26 +171,33 @@ class DeliveryWorker:
             if connection is None:
                 # A peer that cannot be reached or authenticated is a temporary failure.
                 reply = refusal if refusal[:1] == "4" else "421 4.4.2 " + refusal
-                return [_Attempt(i, reply) for i in items]
+                return [_Attempt(i, reply) for group in messages for i in group]
             attempts = []
             try:
-                for pk, recipients in messages.items():
+                for recipients in messages:
                     try:
-                        attempts += await self._send(connection, pk, recipients)
+                        attempts += await self._send(connection, recipients)
                     except Exception as error:  # poisoned or connection lost
                         log.warning("queue: message %s to %s: %r",
-                                    recipients[0].queue_id, domain, error)
+                                    recipients[0].queue_id, recipients[0].domain, error)
                         attempts += [_Attempt(r, f"451 4.4.2 {type(error).__name__}: {error}",
                                               connection.host) for r in recipients]
             finally:
                 await connection.close()
         return attempts
 
+    def _client_tls(self) -> ssl.SSLContext:
+        """Our client context, rebuilt every few minutes (new trust anchors)."""
+        now = time.monotonic()
+        if self._tls is None or now - self._tls[0] > TLS_CONTEXT_SECONDS:
+            self._tls = (now, self._tls_context())
+        return self._tls[1]
+
     async def _send(
-        self, connection: RelayConnection, pk: int, recipients: list[Claimed]
+        self, connection: RelayConnection, recipients: list[Claimed]
     ) -> list[_Attempt]:
         first = recipients[0]
-        data = await self._queue.data(pk)
+        data = first.data if first.data is not None else await self._queue.data(first.message_pk)
         dsn = connection.supports("dsn")
         options = []
         if dsn and first.ret:
