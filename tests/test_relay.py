@@ -286,3 +286,21 @@ def test_delay_notice_then_expiry_bounce(operators: Operators) -> None:
         assert len(a.inbox(ALICE)) == 2  # one delay notice, one bounce
     finally:
         a.stop()
+
+
+def test_peer_with_another_dn_gets_nothing(running: tuple[ServerThread, ServerThread]) -> None:
+    """A's list says B's operator certificate has another DN: A does not deliver
+    to whoever answers on B's port, the message waits (4.7.5) and B gets nothing."""
+    from mailserver.trust.whitelist import parse_whitelist
+    from tests.relay_setup import operator_dn, whitelist
+
+    a, b = running
+    wrong = whitelist({DOMAIN_A: operator_dn(a.settings),
+                       DOMAIN_B: "CN=mx.sante-b.example,O=another operator,C=FR"})
+    a.call(a.app.trust.replace(parse_whitelist(wrong.encode())))
+    assert submit(a, [BRUNO], message("wrong-dn")) == {}
+    wait_for(lambda: any("4.7.5" in e.last_reply for e in a.call(a.app.queue.entries())),
+             what="deferred for the DN")
+    [entry] = a.call(a.app.queue.entries())
+    assert "not the operator DN of the trust list" in entry.last_reply
+    assert b.inbox(BRUNO) == []

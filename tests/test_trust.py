@@ -147,3 +147,65 @@ def test_only_our_authentication_results_are_stripped() -> None:
     stripped = strip_ours(raw, "mx.sante-b.example")
     assert stripped == (b"Authentication-Results: other.example; dkim=fail\r\n"
                         b"Subject: s\r\n\r\nAuthentication-Results: mx.sante-b.example; body\r\n")
+
+
+def test_refresh_keeps_the_previous_list_when_the_new_one_is_broken(
+    database_url: str, tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from mailserver.store.database import create_engine
+    from mailserver.store.migrate import upgrade
+    from mailserver.trust.service import TrustSpace, refresh_once
+
+    source = tmp_path / "liste.xml"
+
+    async def go() -> None:
+        engine = create_engine(database_url)
+        await upgrade(engine)
+        space = TrustSpace(engine)
+        try:
+            source.write_bytes(PLAIN_LIST)
+            assert await refresh_once(space, str(source), tmp_path / "anchors")
+            assert await space.is_trusted("sante-c.example")
+            source.write_bytes(b"<ListeBlanche DateDeGeneration='x'>")  # truncated download
+            assert not await refresh_once(space, str(source), tmp_path / "anchors")
+            assert not await refresh_once(space, str(tmp_path / "missing.xml"), tmp_path)
+            fresh = TrustSpace(engine)  # no cache: what the database holds
+            assert [d.domain for d in await fresh.domains()] == ["sante-c.example"]
+            assert await fresh.dn_matches(
+                "sante-c.example", x509.Name.from_rfc4514_string("CN=mx.sante-c.example,O=C,C=FR"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+
+
+def test_plain_internet_mx_when_the_operator_chooses_it(tmp_path: Path) -> None:
+    """With a trust list, port 25 refuses peers without an operator certificate,
+    unless [smtp.inbound] require_trust_space = false: then they reach local
+    mailboxes (and still nothing else)."""
+    import smtplib
+
+    from tests.conftest import DOMAIN, make_deployment, start_server
+
+    settings = make_deployment(tmp_path)
+    listed = tmp_path / "liste.xml"
+    listed.write_bytes(PLAIN_LIST)
+    assert mss(settings, "trust", "import", str(listed))[0] == 0
+    for required, expected in ((True, 530), (False, 250)):
+        path = settings.data_dir / "mss.toml"
+        path.write_text(path.read_text().replace(
+            f"require_trust_space = {str(not required).lower()}",
+            f"require_trust_space = {str(required).lower()}"))
+        server = start_server(load_settings(settings.data_dir))
+        try:
+            server.add_mailbox(f"bob@{DOMAIN}") if required else None
+            with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as client:
+                client.ehlo("mx.internet.example")
+                assert client.mail("someone@internet.example")[0] == expected
+                if not required:
+                    assert client.rcpt(f"bob@{DOMAIN}")[0] == 250
+                    assert client.rcpt("x@sante-c.example")[0] == 550  # never relays
+        finally:
+            server.stop()

@@ -116,19 +116,27 @@ def read_source(source: str, anchors_dir: Path, timeout: float = 60) -> bytes:
     return data
 
 
+async def refresh_once(trust: TrustSpace, source: str, anchors_dir: Path) -> bool:
+    """Fetch and put in force the list at ``source``; a list that cannot be fetched
+    or read leaves the previous one in force (and says so in the log)."""
+    try:
+        data = await asyncio.to_thread(read_source, source, anchors_dir)
+        whitelist = parse_whitelist(data)
+        await trust.replace(whitelist)
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:
+        log.warning("trust list refresh from %s failed, previous list kept: %s", source, error)
+        return False
+    log.info("trust list refreshed from %s: %d domains (generated %s)",
+             source, len(whitelist.domains), whitelist.generated)
+    return True
+
+
 async def refresh_forever(
     trust: TrustSpace, url: str, every_minutes: int, anchors_dir: Path
 ) -> None:
-    """Fetch the list from ``url`` periodically; a bad list leaves the old one."""
+    """Refresh the list from ``url`` now, then every ``every_minutes``."""
     while True:
-        try:
-            data = await asyncio.to_thread(read_source, url, anchors_dir)
-            whitelist = parse_whitelist(data)
-            await trust.replace(whitelist)
-            log.info("trust list refreshed from %s: %d domains (generated %s)",
-                     url, len(whitelist.domains), whitelist.generated)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.warning("trust list refresh from %s failed, previous list kept: %s", url, error)
-        await asyncio.sleep(max(60, every_minutes * 60))
+        await refresh_once(trust, url, anchors_dir)
+        await asyncio.sleep(max(1, every_minutes) * 60)
