@@ -18,6 +18,7 @@ import datetime as dt
 import email.utils
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ import policies
 from directory.service import Directory, MailboxRecord
 from mailserver.dkim.authres import result_header, strip_ours
 from mailserver.dkim.signer import DkimSigner
+from mailserver.queue.dsn import RecipientReport, build_dsn, wants
 from mailserver.queue.outbound import OutboundQueue, OutboundRecipient
 from mailserver.queue.protect import protect_outgoing
 from mailserver.settings import Settings
@@ -276,6 +278,7 @@ class Pipeline:
         )
         if queued is not None and self.on_queued is not None:
             self.on_queued()
+        await self._success_reports(submission, recipients, raw)
         log.info(
             "delivered id=%s door=%s from=<%s> rcpts=%d queued=%d size=%d",
             queue_id, submission.door.value, submission.mail_from, len(delivered),
@@ -310,6 +313,49 @@ class Pipeline:
             recipients=recipients, message_id=message_id, envid=submission.envid,
             ret=submission.ret,
         )
+
+    async def _success_reports(
+        self, submission: Submission, recipients: list[Party], raw: bytes
+    ) -> None:
+        """RFC 3461 §5.2.2: a "delivered" DSN for local recipients that asked
+        NOTIFY=SUCCESS, to the sender, here or at its operator (null sender)."""
+        if submission.mail_from in ("", "<>") or not submission.rcpt_dsn:
+            return
+        asked = {a.lower(): d for a, d in submission.rcpt_dsn.items()
+                 if wants(d.notify, "SUCCESS")}
+        reports = [
+            RecipientReport(p.address, asked[p.address].orcpt, "delivered",
+                            "250 2.0.0 delivered to the mailbox")
+            for p in recipients if p.is_local and p.address in asked
+        ]
+        if not reports:
+            return
+        report = build_dsn(
+            reporting_mta=self._settings.server.hostname, sender=submission.mail_from,
+            reports=reports, original=raw, ret=submission.ret, envid=submission.envid,
+            arrival=time.time(),
+        )
+        try:
+            await self.send_report(submission.mail_from, report)
+        except Exception:  # the message itself is delivered; its report is best effort
+            log.exception("success DSN to <%s> failed", submission.mail_from)
+
+    async def send_report(self, address: str, report: bytes) -> None:
+        """A report (DSN, MDN) from this server, null reverse-path (RFC 3464 §4):
+        stored if ``address`` is local, else queued to its trusted operator."""
+        if await self.deliver_report(address, report):
+            return
+        sender = await self.resolve(address)
+        if sender.kind is not PartyKind.REMOTE or not sender.trusted or self._queue is None:
+            log.info("report to <%s> dropped: neither local nor in the trust space", address)
+            return
+        queue_id = uuid.uuid4().hex[:16].upper()
+        await self._store.deliver([], b"", also=self._queue.enqueue_work(
+            queue_id=queue_id, mail_from="", data=report,
+            recipients=[OutboundRecipient(sender.address)],
+        ))
+        if self.on_queued is not None:
+            self.on_queued()
 
     async def deliver_report(self, address: str, raw: bytes) -> bool:
         """Store a report (DSN) this server wrote into a local mailbox's INBOX."""

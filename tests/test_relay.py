@@ -304,3 +304,23 @@ def test_peer_with_another_dn_gets_nothing(running: tuple[ServerThread, ServerTh
     [entry] = a.call(a.app.queue.entries())
     assert "not the operator DN of the trust list" in entry.last_reply
     assert b.inbox(BRUNO) == []
+
+
+def test_notify_success_comes_back_from_the_remote_operator(
+    running: tuple[ServerThread, ServerThread],
+) -> None:
+    """RFC 3461: A relays NOTIFY/ORCPT/ENVID to B, B delivers and reports
+    "delivered" back to A's sender, over the trust space with a null sender."""
+    a, b = running
+    assert submit(a, [BRUNO], message("please-confirm"), mail_options=["ENVID=conf-1"],
+                  rcpt_options=["NOTIFY=SUCCESS", f"ORCPT=rfc822;{BRUNO}"]) == {}
+    wait_for(lambda: a.inbox(ALICE), what="delivered DSN back at A")
+    [report] = a.inbox(ALICE)
+    text = report.decode()
+    assert "Reporting-MTA: dns; mx.sante-b.example" in text
+    assert "Original-Envelope-Id: conf-1" in text
+    assert f"Original-Recipient: rfc822;{BRUNO}" in text
+    assert "Action: delivered" in text and "Status: 2.0.0" in text
+    assert "text/rfc822-headers" in text and "Subject: please-confirm" in text
+    assert len(b.inbox(BRUNO)) == 1
+    wait_for(lambda: queue_size(a) == 0 and queue_size(b) == 0, what="queues drained")

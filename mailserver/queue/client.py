@@ -66,6 +66,7 @@ class RelayConnection:
             if not self._smtp.supports_extension("starttls"):
                 raise PeerRefused(f"454 4.7.10 {self.host} offers no STARTTLS")
             await self._smtp.starttls(tls_context=self._context)
+            await self._smtp.ehlo()  # RFC 3207 §4.2: extensions are known anew after TLS
         except aiosmtplib.SMTPResponseException as error:
             await self.close()
             raise PeerRefused(f"{error.code} {error.message}") from error

@@ -18,7 +18,7 @@ MAX_ORIGINAL_IN_DSN = 1024 * 1024  # a bigger original is returned as headers on
 class RecipientReport:
     recipient: str
     orcpt: str | None
-    action: str  # "failed" or "delayed" (RFC 3464 §2.3.3)
+    action: str  # "failed", "delayed" or "delivered" (RFC 3464 §2.3.3)
     reply: str  # the last SMTP reply, "550 5.1.1 No such user"
     remote_mta: str = ""
 
@@ -62,8 +62,16 @@ def build_dsn(
     """A multipart/report; report-type=delivery-status message (RFC 3464 §2)."""
     now = dt.datetime.now(dt.UTC)
     delayed = all(r.action == "delayed" for r in reports)
+    delivered = all(r.action == "delivered" for r in reports)
     boundary = f"=_dsn_{uuid.uuid4().hex}"
-    if delayed:
+    if delivered:
+        subject = "Successful Mail Delivery Report / Accusé de remise"
+        human = (
+            "This is the mail system at {mta}.\r\n\r\nYour message was delivered to the"
+            " recipients below, as you asked (RFC 3461 NOTIFY=SUCCESS).\r\n\r\n"
+            "Votre message a été remis aux destinataires ci-dessous.\r\n\r\n"
+        )
+    elif delayed:
         subject = "Delayed Mail (still being retried) / Message retardé"
         human = (
             "This is the mail system at {mta}.\r\n\r\nYour message could not be delivered yet"
@@ -107,7 +115,8 @@ def build_dsn(
             lines.append("Will-Retry-Until: " + email.utils.format_datetime(
                 dt.datetime.fromtimestamp(will_retry_until, dt.UTC)))
         blocks.append("\r\n".join(lines))
-    full = (ret or "").upper() == "FULL" and not delayed and len(original) <= MAX_ORIGINAL_IN_DSN
+    full = ((ret or "").upper() == "FULL" and not delayed and not delivered
+            and len(original) <= MAX_ORIGINAL_IN_DSN)
     returned_type = "message/rfc822" if full else "text/rfc822-headers"
     returned = original if full else headers_of(original)
     head = (

@@ -207,9 +207,12 @@ class DeliveryWorker:
         if any(b > 127 for b in data) and connection.supports("8bitmime"):
             options.append("BODY=8BITMIME")  # RFC 6152
         addresses = [first.mail_from, *(r.recipient for r in recipients)]
-        if not all(a.isascii() for a in addresses) and connection.supports("smtputf8"):
-            options.append("SMTPUTF8")  # RFC 6531
         host = connection.host
+        if not all(a.isascii() for a in addresses):
+            if not connection.supports("smtputf8"):  # RFC 6531 §3.2: cannot downgrade
+                return [_Attempt(r, "553 5.6.7 the peer does not accept SMTPUTF8 addresses",
+                                 host) for r in recipients]
+            options.append("SMTPUTF8")
         refused = await connection.mail(first.mail_from, options)
         if refused is not None:
             await connection.rset()
