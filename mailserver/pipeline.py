@@ -33,6 +33,7 @@ import policies
 from directory.service import Directory, MailboxRecord
 from mailserver.dkim.authres import result_header, strip_ours
 from mailserver.dkim.signer import DkimSigner
+from mailserver.queue import mdn
 from mailserver.queue.dsn import RecipientReport, build_dsn, wants
 from mailserver.queue.outbound import OutboundQueue, OutboundRecipient
 from mailserver.queue.protect import protect_outgoing
@@ -279,6 +280,7 @@ class Pipeline:
         if queued is not None and self.on_queued is not None:
             self.on_queued()
         await self._success_reports(submission, recipients, raw)
+        await self._dispositions(submission, headers, recipients, raw, message_id)
         log.info(
             "delivered id=%s door=%s from=<%s> rcpts=%d queued=%d size=%d",
             queue_id, submission.door.value, submission.mail_from, len(delivered),
@@ -339,6 +341,29 @@ class Pipeline:
             await self.send_report(submission.mail_from, report)
         except Exception:  # the message itself is delivered; its report is best effort
             log.exception("success DSN to <%s> failed", submission.mail_from)
+
+    async def _dispositions(
+        self, submission: Submission, headers: Message, recipients: list[Party], raw: bytes,
+        message_id: str | None,
+    ) -> None:
+        """RFC 8098 MDNs from the destination, as the Direct Project has it."""
+        to = mdn.requested_to(headers, submission.mail_from)
+        if to is None:
+            return
+        final = mdn.wants_final_delivery(headers)
+        for party in recipients:
+            if not party.is_local:
+                continue
+            for disposition in ("processed", "dispatched") if final else ("processed",):
+                report = mdn.build_mdn(
+                    reporting_ua=self._settings.server.hostname, to=to,
+                    final_recipient=party.address, original=raw,
+                    original_message_id=message_id, disposition=disposition,
+                )
+                try:
+                    await self.send_report(to, report)
+                except Exception:  # delivered already; the notification is best effort
+                    log.exception("MDN to <%s> failed", to)
 
     async def send_report(self, address: str, report: bytes) -> None:
         """A report (DSN, MDN) from this server, null reverse-path (RFC 3464 §4):

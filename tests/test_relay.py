@@ -324,3 +324,31 @@ def test_notify_success_comes_back_from_the_remote_operator(
     assert "text/rfc822-headers" in text and "Subject: please-confirm" in text
     assert len(b.inbox(BRUNO)) == 1
     wait_for(lambda: queue_size(a) == 0 and queue_size(b) == 0, what="queues drained")
+
+
+def test_mdn_round_trip(running: tuple[ServerThread, ServerThread]) -> None:
+    """RFC 8098 with the Direct Project's options: B reports "processed" and,
+    asked for final delivery, "dispatched", back to A's sender."""
+    a, b = running
+    asked = (f"Disposition-Notification-To: <{ALICE}>\r\n"
+             "Disposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY="
+             "optional,true\r\n").encode()
+    assert submit(a, [BRUNO], asked + message("mdn-1")) == {}
+    wait_for(lambda: len(a.inbox(ALICE)) >= 2, what="two MDNs back at A")
+    reports = sorted(m.decode() for m in a.inbox(ALICE))
+    dispositions = sorted(
+        line for r in reports for line in r.splitlines() if line.startswith("Disposition:"))
+    assert dispositions == [
+        "Disposition: automatic-action/MDN-sent-automatically; dispatched",
+        "Disposition: automatic-action/MDN-sent-automatically; processed",
+    ]
+    for report in reports:
+        assert "report-type=disposition-notification" in report
+        assert f"Final-Recipient: rfc822; {BRUNO}" in report
+        assert f"Original-Message-ID: <mdn-1@{DOMAIN_A}>" in report
+    # A forged notification address (not the envelope sender) gets nothing.
+    forged = b"Disposition-Notification-To: <victim@sante-a.example>\r\n"
+    assert submit(a, [BRUNO], forged + message("mdn-2")) == {}
+    wait_for(lambda: len(b.inbox(BRUNO)) == 2, what="second message at B")
+    wait_for(lambda: queue_size(b) == 0, what="B's queue drained")
+    assert len(a.inbox(ALICE)) == 2
