@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Connection, delete, insert, or_, select, update
 
@@ -123,6 +124,25 @@ class OutboundQueue:
 
     # ---- workers --------------------------------------------------------------
 
+    @staticmethod
+    def _due(now: float) -> Any:
+        return (
+            (QueuedRecipient.status == QUEUED)
+            & (QueuedRecipient.next_attempt_at <= now)
+            & or_(QueuedRecipient.lease_until.is_(None), QueuedRecipient.lease_until < now)
+        )
+
+    async def any_due(self) -> bool:
+        """A cheap read, so that idle workers do not take the write lock to find nothing."""
+        now = time.time()
+
+        def work(connection: Connection) -> bool:
+            return connection.execute(
+                select(QueuedRecipient.id).where(self._due(now)).limit(1)
+            ).first() is not None
+
+        return await self._store.read(work)
+
     async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
         """Take up to ``limit`` due recipients for ``lease_seconds``."""
         now = time.time()
@@ -130,12 +150,7 @@ class OutboundQueue:
         def work(connection: Connection) -> list[Claimed]:
             due = (
                 select(QueuedRecipient.id)
-                .where(
-                    QueuedRecipient.status == QUEUED,
-                    QueuedRecipient.next_attempt_at <= now,
-                    or_(QueuedRecipient.lease_until.is_(None),
-                        QueuedRecipient.lease_until < now),
-                )
+                .where(self._due(now))
                 .order_by(QueuedRecipient.next_attempt_at, QueuedRecipient.id)
                 .limit(limit)
             )

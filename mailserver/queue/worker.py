@@ -104,6 +104,8 @@ class DeliveryWorker:
 
     async def run_once(self) -> bool:
         """One round: claim due recipients, deliver, record. False if none was due."""
+        if not await self._queue.any_due():
+            return False
         claimed = await self._queue.claim(
             self._owner, self._settings.batch, self._settings.lease_seconds
         )
