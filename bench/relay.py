@@ -105,6 +105,21 @@ async def arrivals(b: Settings) -> dict[int, float]:
     return found
 
 
+def drop_database(admin_url: str, database_url: str) -> None:
+    import asyncpg
+
+    name = database_url.rsplit("/", 1)[1]
+
+    async def go() -> None:
+        connection = await asyncpg.connect(admin_url)
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(go())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
@@ -138,6 +153,8 @@ def main() -> None:
             for server in servers:
                 server.terminate()
                 server.wait(30)
+            if args.postgres:
+                drop_database(args.postgres, database_url)
     if len(stored) < args.messages:
         raise SystemExit(f"only {len(stored)} of {args.messages} messages arrived at B")
     elapsed = max(stored.values()) - t0
