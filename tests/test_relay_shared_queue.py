@@ -40,9 +40,9 @@ def test_two_processes_deliver_each_message_once(tmp_path: Path, postgres_url: s
                         f"n={n}\r\n").encode()
                 assert client.sendmail(ALICE, [BRUNO], body) == {}
         time.sleep(1.0)
+        mss(operators.b, "mailbox", "add", BRUNO, "--type", "PER", "--password", PASSWORD)
         b = ServerThread(operators.b).start()  # ...until B comes up
         try:
-            b.add_mailbox(BRUNO, PASSWORD)
             wait_for(lambda: len(b.inbox(BRUNO)) >= COUNT, timeout=60, what="all delivered")
             time.sleep(2.0)  # any duplicate would arrive now
             subjects = [re.search(rb"Subject: (shared-\d+)", m).group(1)  # type: ignore[union-attr]

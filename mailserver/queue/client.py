@@ -18,6 +18,8 @@ from cryptography import x509
 
 from mailserver.trust.dn import parse_dn, same_dn
 
+QUIT_TIMEOUT = 2.0  # a peer that no longer answers must not hold up a shutdown
+
 
 class PeerRefused(Exception):
     """The peer cannot be used now; ``reply`` is the SMTP-like reason (4xx/5xx)."""
@@ -115,6 +117,14 @@ class RelayConnection:
     async def rset(self) -> None:
         await self._smtp.rset()
 
+    async def alive(self) -> bool:
+        """NOOP answered: the peer still holds the connection open."""
+        try:
+            response = await self._smtp.noop()
+        except (aiosmtplib.SMTPException, OSError):
+            return False
+        return response.code == 250
+
     @property
     def usable(self) -> bool:
         return self._smtp.is_connected
@@ -122,6 +132,6 @@ class RelayConnection:
     async def close(self) -> None:
         try:
             if self._smtp.is_connected:
-                await self._smtp.quit()
+                await self._smtp.quit(timeout=QUIT_TIMEOUT)
         except (aiosmtplib.SMTPException, OSError):
             self._smtp.close()

@@ -28,6 +28,8 @@ from mailserver.trust.service import TrustSpace
 log = logging.getLogger("mailserver.queue")
 
 TLS_CONTEXT_SECONDS = 300.0
+IDLE_SECONDS = 30.0  # an idle relay connection is reused within this time, else closed
+_PoolKey = tuple[tuple[tuple[str, int], ...], str]
 
 # Deliver a report (DSN) into a local mailbox; False when the address is not local.
 ReportSink = Callable[[str, bytes], Awaitable[bool]]
@@ -65,6 +67,7 @@ class DeliveryWorker:
         self._stopping = False
         self._connections = asyncio.Semaphore(max(1, settings.max_connections))
         self._tls: tuple[float, ssl.SSLContext] | None = None
+        self._idle: dict[_PoolKey, list[tuple[float, RelayConnection]]] = {}
         self._schedule = [float(s) for s in settings.retry_schedule]
 
     def start(self) -> None:
@@ -90,6 +93,12 @@ class DeliveryWorker:
         self._task = None
 
     async def _run(self) -> None:
+        try:
+            await self._rounds()
+        finally:
+            await self._close_idle()
+
+    async def _rounds(self) -> None:
         while not self._stopping:
             try:
                 worked = await self.run_once()
@@ -154,10 +163,13 @@ class DeliveryWorker:
         self, hosts: tuple[tuple[str, int], ...], operator_dn: str,
         messages: list[list[Claimed]],
     ) -> list[_Attempt]:
-        """Deliver ``messages`` over one connection (the first host that works)."""
+        """Deliver ``messages`` over one connection (an idle one kept from an earlier
+        round, else a new one to the first host that works)."""
         async with self._connections:
-            connection, refusal = None, "451 4.4.1 no host to deliver to"
-            for host, port in hosts:
+            key = (hosts, operator_dn)
+            connection = await self._idle_connection(key)
+            refusal = "451 4.4.1 no host to deliver to"
+            for host, port in hosts if connection is None else ():
                 candidate = RelayConnection(
                     host, port, local_hostname=self._hostname, context=self._client_tls(),
                     expected_dn=operator_dn, timeout=self._settings.timeout,
@@ -175,18 +187,38 @@ class DeliveryWorker:
                 reply = refusal if refusal[:1] == "4" else "421 4.4.2 " + refusal
                 return [_Attempt(i, reply) for group in messages for i in group]
             attempts = []
-            try:
-                for recipients in messages:
-                    try:
-                        attempts += await self._send(connection, recipients)
-                    except Exception as error:  # poisoned or connection lost
-                        log.warning("queue: message %s to %s: %r",
-                                    recipients[0].queue_id, recipients[0].domain, error)
-                        attempts += [_Attempt(r, f"451 4.4.2 {type(error).__name__}: {error}",
-                                              connection.host) for r in recipients]
-            finally:
+            healthy = True
+            for recipients in messages:
+                try:
+                    attempts += await self._send(connection, recipients)
+                except Exception as error:  # poisoned or connection lost
+                    healthy = False
+                    log.warning("queue: message %s to %s: %r",
+                                recipients[0].queue_id, recipients[0].domain, error)
+                    attempts += [_Attempt(r, f"451 4.4.2 {type(error).__name__}: {error}",
+                                          connection.host) for r in recipients]
+            if healthy and connection.usable and not self._stopping:
+                self._idle.setdefault(key, []).append((time.monotonic(), connection))
+            else:
                 await connection.close()
         return attempts
+
+    async def _idle_connection(self, key: _PoolKey) -> RelayConnection | None:
+        """An open connection kept from an earlier round, checked alive (NOOP):
+        one TLS handshake serves many rounds."""
+        idle = self._idle.get(key, [])
+        while idle:
+            since, connection = idle.pop()
+            if time.monotonic() - since < IDLE_SECONDS and await connection.alive():
+                return connection
+            await connection.close()
+        return None
+
+    async def _close_idle(self) -> None:
+        for idle in self._idle.values():
+            for _, connection in idle:
+                await connection.close()
+        self._idle.clear()
 
     def _client_tls(self) -> ssl.SSLContext:
         """Our client context, rebuilt every few minutes (new trust anchors)."""
