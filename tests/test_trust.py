@@ -209,3 +209,20 @@ def test_plain_internet_mx_when_the_operator_chooses_it(tmp_path: Path) -> None:
                     assert client.rcpt("x@sante-c.example")[0] == 550  # never relays
         finally:
             server.stop()
+
+
+def test_ca_bundles_in_pkcs7_der_and_pem(deployment: Settings, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+
+    ca = x509.load_pem_x509_certificate(deployment.path(deployment.tls.ca).read_bytes())
+    for encoding, name in ((Encoding.DER, "bundle.p7b"), (Encoding.PEM, "bundle-pem.p7b")):
+        bundle = tmp_path / name
+        bundle.write_bytes(pkcs7.serialize_certificates([ca], encoding))
+        code, output = mss(deployment, "trust", "import", str(bundle))
+        assert code == 0 and "1 CA certificate(s) added" in output, output
+    anchors = list(deployment.path(deployment.trust.anchors_dir).glob("*.pem"))
+    assert len(anchors) == 1  # the same certificate, stored once
+    garbage = tmp_path / "garbage.p7b"
+    garbage.write_bytes(b"\x30\x03\x02\x01\x00")
+    code, output = mss(deployment, "trust", "import", str(garbage))
+    assert code == 1 and "PKCS#7" in output
