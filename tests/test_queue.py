@@ -40,6 +40,13 @@ def test_lease_expiry_hands_the_message_to_another_worker(database_url: str) -> 
                             OutboundRecipient("c@sante-b.example")],
             )
             await store.deliver([], b"", also=work)
+            slow = await queue.claim("slow-worker", 10, lease_seconds=0.3)
+            await queue.renew("slow-worker", [c.id for c in slow], 0.3)  # still working
+            await asyncio.sleep(0.2)
+            await queue.renew("slow-worker", [c.id for c in slow], 0.3)
+            await asyncio.sleep(0.2)  # past the first lease, within the renewed one
+            assert await queue.claim("other", 10, lease_seconds=60) == []
+            await asyncio.sleep(0.4)
             first = await queue.claim("crashed-worker", 10, lease_seconds=0.3)
             assert sorted(c.recipient for c in first) == ["b@sante-b.example",
                                                            "c@sante-b.example"]

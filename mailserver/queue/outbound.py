@@ -194,6 +194,20 @@ class OutboundQueue:
 
         return await self._store.write(work)
 
+    async def renew(self, owner: str, ids: Sequence[int], lease_seconds: float) -> None:
+        """Extend ``owner``'s lease on rows still being delivered (a slow peer must
+        not let another worker claim them meanwhile and deliver twice)."""
+        until = time.time() + lease_seconds
+
+        def work(connection: Connection) -> None:
+            connection.execute(
+                update(QueuedRecipient)
+                .where(QueuedRecipient.id.in_(ids), QueuedRecipient.lease_owner == owner)
+                .values(lease_until=until)
+            )
+
+        await self._store.write(work)
+
     async def data(self, message_pk: int) -> bytes:
         def work(connection: Connection) -> bytes:
             value = connection.execute(

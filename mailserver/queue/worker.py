@@ -123,10 +123,14 @@ class DeliveryWorker:
         by_domain: dict[str, list[Claimed]] = {}
         for item in claimed:
             by_domain.setdefault(item.domain, []).append(item)
-        rounds = await asyncio.gather(
-            *(self._domain(domain, items) for domain, items in by_domain.items()),
-            return_exceptions=True,
-        )
+        renewal = asyncio.create_task(self._renew([c.id for c in claimed]))
+        try:
+            rounds = await asyncio.gather(
+                *(self._domain(domain, items) for domain, items in by_domain.items()),
+                return_exceptions=True,
+            )
+        finally:
+            renewal.cancel()
         attempts: list[_Attempt] = []
         for (_, items), outcome in zip(by_domain.items(), rounds, strict=True):
             if isinstance(outcome, BaseException):
@@ -136,6 +140,16 @@ class DeliveryWorker:
                 attempts += outcome
         await self._queue.record(self._owner, await self._conclude(attempts))
         return True
+
+    async def _renew(self, ids: list[int]) -> None:
+        """Keep the lease of this round's rows while it lasts."""
+        lease = self._settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                await self._queue.renew(self._owner, ids, lease)
+            except Exception:
+                log.exception("queue: lease renewal failed")
 
     # ---- one destination ---------------------------------------------------------
 
