@@ -97,7 +97,7 @@ def trust_import(source: str) -> None:
         for certificate in certificates:
             click.echo(f"Trust anchor {certificate.subject.rfc4514_string()}")
         click.echo(f"{len(certificates)} CA certificate(s) added to {anchors_dir}; "
-                   "restart `mss serve` for port 25 to use them")
+                   "running servers use them within seconds")
         return
     try:
         whitelist = parse_whitelist(data)

@@ -28,6 +28,7 @@ from mailserver.trust.service import TrustSpace, refresh_forever
 log = logging.getLogger("mailserver")
 
 SHUTDOWN_GRACE_SECONDS = 30.0
+ANCHORS_CHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Application:
         )
         self.pipeline.on_queued = self.delivery.wake
         self._refresh: asyncio.Task[None] | None = None
+        self._anchors_watch: asyncio.Task[None] | None = None
 
     @property
     def worker_index_refreshes(self) -> bool:
@@ -71,6 +73,23 @@ class Application:
 
     def _anchors(self) -> str:
         return anchors_pem(self.settings.path(self.settings.trust.anchors_dir))
+
+    async def _watch_anchors(self, relay_tls: ssl.SSLContext) -> None:
+        """Port 25 learns CA certificates imported while it runs (`mss trust import`):
+        the live context gets them for the next handshakes. (Removing one needs a
+        restart: a context cannot forget a CA.)"""
+        known = self._anchors()
+        while True:
+            await asyncio.sleep(ANCHORS_CHECK_SECONDS)
+            try:
+                current = await asyncio.to_thread(self._anchors)
+                if current and current != known:
+                    relay_tls.load_verify_locations(cadata=current)
+                    relay_tls.verify_mode = ssl.CERT_OPTIONAL
+                    known = current
+                    log.info("port 25: trust anchors reloaded")
+            except (OSError, ssl.SSLError, ValueError) as error:
+                log.warning("port 25: cannot reload the trust anchors: %s", error)
 
     def _client_tls(self) -> ssl.SSLContext:
         """Our operator certificate as TLS client; peers verified against the anchors."""
@@ -95,6 +114,9 @@ class Application:
             relay_tls_context=relay_tls,
         )
         self.delivery.start()
+        self._anchors_watch = asyncio.create_task(
+            self._watch_anchors(relay_tls), name="trust-anchors"
+        )
         if self.settings.trust.url and self.worker_index_refreshes:
             self._refresh = asyncio.create_task(refresh_forever(
                 self.trust, self.settings.trust.url, self.settings.trust.refresh_minutes,
@@ -110,10 +132,11 @@ class Application:
             server.close()
         if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
             log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
-        if self._refresh is not None:
-            self._refresh.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresh
+        for task in (self._refresh, self._anchors_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.delivery.stop()
         await self.store.close()
         self.store.changes.close()

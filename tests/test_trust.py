@@ -226,3 +226,40 @@ def test_ca_bundles_in_pkcs7_der_and_pem(deployment: Settings, tmp_path: Path) -
     garbage.write_bytes(b"\x30\x03\x02\x01\x00")
     code, output = mss(deployment, "trust", "import", str(garbage))
     assert code == 1 and "PKCS#7" in output
+
+
+def test_port_25_learns_anchors_imported_while_it_runs(tmp_path: Path) -> None:
+    """`mss trust import CA.pem` reaches a running server's port 25 within seconds."""
+    import smtplib
+    import ssl
+    import time
+
+    from tests.conftest import start_server
+    from tests.relay_setup import DOMAIN_A, DOMAIN_B, new_deployment, operator_dn
+    from tests.relay_setup import whitelist as render
+
+    a = new_deployment(tmp_path, DOMAIN_A)
+    b = new_deployment(tmp_path, DOMAIN_B)
+    listed = tmp_path / "liste.xml"
+    listed.write_text(render({DOMAIN_A: operator_dn(a)}))
+    assert mss(b, "trust", "import", str(listed))[0] == 0
+    server = start_server(b)
+    try:
+        context = ssl.create_default_context(cafile=b.path(b.tls.ca))
+        context.check_hostname = False
+        context.load_cert_chain(a.path(a.tls.cert), a.path(a.tls.key))
+
+        def mail_from() -> int:
+            with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as client:
+                client.starttls(context=context)
+                client.ehlo("mx.sante-a.example")
+                return int(client.mail(f"x@{DOMAIN_A}")[0])
+
+        assert mail_from() == 530  # A's CA unknown here: its certificate is not asked for
+        assert mss(b, "trust", "import", str(a.path(a.tls.ca)))[0] == 0
+        deadline = time.monotonic() + 15
+        while mail_from() != 250:
+            assert time.monotonic() < deadline, "anchors not reloaded"
+            time.sleep(0.5)
+    finally:
+        server.stop()
