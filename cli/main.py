@@ -271,3 +271,8 @@ main.add_command(keys_group)
 main.add_command(smime)
 main.add_command(directory_group)
 main.add_command(send)
+
+from cli.relay import COMMANDS as RELAY_COMMANDS  # noqa: E402  (trust, route, queue, dkim)
+
+for _command in RELAY_COMMANDS:
+    main.add_command(_command)

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import ssl
 from dataclasses import dataclass, field
 
 from directory.fhir import FhirDirectory
 from directory.service import Directory
 from mailserver.auth import Authenticator
+from mailserver.dkim.signer import DkimSigner
 from mailserver.imap.server import ImapListeners, start_imap
 from mailserver.oidc import TokenVerifier
 from mailserver.pipeline import Pipeline
+from mailserver.queue.client import client_context
+from mailserver.queue.outbound import OutboundQueue
+from mailserver.queue.worker import DeliveryWorker
 from mailserver.settings import Settings
 from mailserver.smtp.server import start_smtp
 from mailserver.store import Store
@@ -20,12 +26,15 @@ from mailserver.store.database import Reader, create_engine
 from mailserver.store.migrate import upgrade
 from mailserver.store.pgnotify import PgNotifier
 from mailserver.store.vault import open_vault
-from mailserver.tls import server_context
+from mailserver.tls import relay_server_context, server_context
+from mailserver.trust.anchors import anchors_pem
+from mailserver.trust.service import TrustSpace, refresh_forever
 from mailserver.web import DirectoryWeb
 
 log = logging.getLogger("mailserver")
 
 SHUTDOWN_GRACE_SECONDS = 30.0
+ANCHORS_CHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -45,13 +54,61 @@ class Application:
         self.store = Store(self.engine, open_vault(self.settings, self.engine.dialect.name),
                            self.reader)
         self.authenticator = Authenticator(self.directory, self.settings.auth)
-        self.pipeline = Pipeline(self.settings, self.directory, self.store)
         self.tokens = TokenVerifier(self.settings) if self.settings.oidc.enabled else None
         self.imap: ImapListeners | None = None
         # Several nodes on one PostgreSQL hear each other's changes (IMAP IDLE).
         self.notifier = (PgNotifier(self.settings.database_url, self.store.changes)
                          if self.engine.dialect.name == "postgresql" else None)
         self.web = DirectoryWeb(self.settings, self.authenticator, FhirDirectory(self.engine))
+        self.trust = TrustSpace(self.engine)
+        self.queue = OutboundQueue(self.store, self.engine.dialect.name)
+        settings = self.settings
+        self.dkim = DkimSigner(
+            settings.path(settings.dkim.keys_dir), settings.dkim.selector,
+            settings.path(settings.dkim.dns_override_dir),
+        )
+        self.pipeline = Pipeline(
+            settings, self.directory, self.store, trust=self.trust, queue=self.queue,
+            dkim=self.dkim,
+        )
+        self.delivery = DeliveryWorker(
+            settings.relay, self.queue, self.trust, self.pipeline.deliver_report,
+            self._client_tls, settings.server.hostname,
+        )
+        self.pipeline.on_queued = self.delivery.wake
+        self._refresh: asyncio.Task[None] | None = None
+        self._anchors_watch: asyncio.Task[None] | None = None
+
+    @property
+    def worker_index_refreshes(self) -> bool:
+        """One process per deployment fetches the trust list (worker 0)."""
+        return self.worker == 0
+
+    def _anchors(self) -> str:
+        return anchors_pem(self.settings.path(self.settings.trust.anchors_dir))
+
+    async def _watch_anchors(self, relay_tls: ssl.SSLContext) -> None:
+        """Port 25 learns CA certificates imported while it runs (`mss trust import`):
+        the live context gets them for the next handshakes. (Removing one needs a
+        restart: a context cannot forget a CA.)"""
+        known = self._anchors()
+        while True:
+            await asyncio.sleep(ANCHORS_CHECK_SECONDS)
+            try:
+                current = await asyncio.to_thread(self._anchors)
+                if current and current != known:
+                    relay_tls.load_verify_locations(cadata=current)
+                    relay_tls.verify_mode = ssl.CERT_OPTIONAL
+                    known = current
+                    log.info("port 25: trust anchors reloaded")
+            except (OSError, ssl.SSLError, ValueError) as error:
+                log.warning("port 25: cannot reload the trust anchors: %s", error)
+
+    def _client_tls(self) -> ssl.SSLContext:
+        """Our operator certificate as TLS client; peers verified against the anchors."""
+        settings = self.settings
+        return client_context(settings.path(settings.tls.cert), settings.path(settings.tls.key),
+                              self._anchors())
 
     async def start(self, *, migrate: bool = True) -> None:
         if migrate:
@@ -65,14 +122,27 @@ class Application:
         tls = server_context(
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
         )
+        relay_tls = relay_server_context(
+            self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key),
+            self._anchors(),
+        )
         self.servers = await start_smtp(
             self.settings, self.pipeline, self.authenticator, tls, share=self.workers,
-            tokens=self.tokens,
+            tokens=self.tokens, relay_tls_context=relay_tls,
         )
         self.imap = await start_imap(self.settings, self.store, self.authenticator, tls,
                                      self.tokens)
         self.servers += self.imap.servers
         await self.web.start(tls, share=self.workers)
+        self.delivery.start()
+        self._anchors_watch = asyncio.create_task(
+            self._watch_anchors(relay_tls), name="trust-anchors"
+        )
+        if self.settings.trust.url and self.worker_index_refreshes:
+            self._refresh = asyncio.create_task(refresh_forever(
+                self.trust, self.settings.trust.url, self.settings.trust.refresh_minutes,
+                self.settings.path(self.settings.trust.anchors_dir),
+            ), name="trust-refresh")
         for server in self.servers:
             for sock in server.sockets:
                 log.info("listening on %s:%d", *sock.getsockname()[:2])
@@ -86,6 +156,12 @@ class Application:
         await self.web.stop()
         if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
             log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
+        for task in (self._refresh, self._anchors_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.delivery.stop()
         await self.store.close()
         self.store.changes.close()
         self.reader.close()

@@ -4,38 +4,53 @@ and later the webmail and the practice-software API all call this.
 1. parse once (headers only; the bytes are kept verbatim),
 2. identify sender and recipients through the directory,
 3. ``policies.decide_*`` → Accept | Reject,
-4. local recipients → ``store.deliver`` (one transaction for all of them),
+4. local recipients → ``store.deliver`` (one transaction for all of them);
+   remote recipients → ``protect_outgoing`` → DKIM-sign → queued in that same
+   transaction,
 5. only then the caller may answer ``250``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import email
 import email.utils
 import logging
 import re
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 
+from cryptography import x509
+
 import policies
 from directory.service import Directory, MailboxRecord
+from mailserver.dkim.authres import result_header, strip_ours
+from mailserver.dkim.signer import DkimSigner
 from mailserver.health.content import analyse, needs_content_check
 from mailserver.health.mdn import error_mdn
 from mailserver.health.mssante import decoded
+from mailserver.queue import mdn
+from mailserver.queue.dsn import RecipientReport, build_dsn, wants
+from mailserver.queue.outbound import OutboundQueue, OutboundRecipient
+from mailserver.queue.protect import protect_outgoing
 from mailserver.settings import Settings
 from mailserver.store import Delivered, Store, ThreadUpdate
+from mailserver.trust.service import TrustSpace
 from policies import Decision, Reject
 from policies.context import (
     Door,
     MessageContext,
     Party,
     PartyKind,
+    PeerTrust,
     RecipientContext,
     SenderContext,
     ThreadState,
@@ -55,6 +70,22 @@ MAX_HEADER_RECIPIENTS = 1000
 
 
 @dataclass(frozen=True)
+class TlsPeer:
+    """The SMTP client as TLS saw it (relay door)."""
+
+    tls: bool
+    subject: x509.Name | None  # the verified client certificate's subject DN
+
+
+@dataclass(frozen=True)
+class RecipientDsn:
+    """RFC 3461 §4.1, §4.2: what the client asked about one recipient."""
+
+    notify: str | None = None
+    orcpt: str | None = None
+
+
+@dataclass(frozen=True)
 class Submission:
     """A message as it arrived, before any decision."""
 
@@ -69,6 +100,10 @@ class Submission:
     protocol: str = "ESMTP"  # RFC 3848 "with" keyword
     # Parties already looked up during this SMTP transaction (MAIL / RCPT), by address.
     resolved: dict[str, Party] = field(default_factory=dict)
+    peer: TlsPeer | None = None
+    ret: str | None = None  # RFC 3461 §4.3
+    envid: str | None = None  # RFC 3461 §4.4 (xtext, as received)
+    rcpt_dsn: dict[str, RecipientDsn] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,10 +131,20 @@ def party_from_record(address: str, record: MailboxRecord | None, local: bool) -
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, directory: Directory, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, directory: Directory, store: Store, *,
+        trust: TrustSpace | None = None, queue: OutboundQueue | None = None,
+        dkim: DkimSigner | None = None,
+    ) -> None:
         self._settings = settings
         self._directory = directory
         self._store = store
+        self._trust = trust
+        self._queue = queue
+        self._dkim = dkim
+        self.authserv_id = settings.dkim.authserv_id or settings.server.hostname
+        # Called after a commit that queued mail (wakes this process's delivery worker).
+        self.on_queued: Callable[[], None] | None = None
         self._local_domains = settings.local_domains
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -118,6 +163,9 @@ class Pipeline:
         local = self.is_local_domain(address)
         record = await self._directory.lookup(address) if local else None
         party = party_from_record(address.lower() if not record else record.address, record, local)
+        if party.kind is PartyKind.REMOTE and self._trust is not None:
+            if await self._trust.is_trusted(party.domain):
+                party = dataclasses.replace(party, trusted=True)
         if memo is not None:
             memo[address] = party
         return party
@@ -129,16 +177,37 @@ class Pipeline:
 
     async def sender_context(
         self, door: Door, authenticated: MailboxRecord | None, mail_from: str,
-        memo: dict[str, Party] | None = None,
+        memo: dict[str, Party] | None = None, peer: TlsPeer | None = None,
     ) -> SenderContext:
         sender = await self.resolve(mail_from, memo) if mail_from else None
-        return SenderContext(door, self.login_party(authenticated), mail_from, sender)
+        trust = await self._peer_trust(door, mail_from, peer)
+        return SenderContext(door, self.login_party(authenticated), mail_from, sender, trust)
+
+    async def _peer_trust(
+        self, door: Door, mail_from: str, peer: TlsPeer | None
+    ) -> PeerTrust | None:
+        """What the relay client's certificate proves about the sending domain."""
+        if door is not Door.RELAY or peer is None or self._trust is None:
+            return None
+        required = self._settings.smtp.require_trust_space and await self._trust.exists()
+        if not required:
+            return PeerTrust(False, False, False, False)
+        subject = peer.subject
+        if not peer.tls or subject is None:
+            return PeerTrust(True, False, False, False)
+        domain = mail_from.rpartition("@")[2].lower()
+        if mail_from in ("", "<>"):  # a bounce: any operator of the trust space may send it
+            return PeerTrust(True, True, True, await self._trust.any_dn_matches(subject),
+                             subject.rfc4514_string())
+        listed = await self._trust.is_trusted(domain)
+        matches = listed and await self._trust.dn_matches(domain, subject)
+        return PeerTrust(True, True, listed, matches, subject.rfc4514_string())
 
     async def check_sender(
         self, door: Door, authenticated: MailboxRecord | None, mail_from: str,
-        memo: dict[str, Party] | None = None,
+        memo: dict[str, Party] | None = None, peer: TlsPeer | None = None,
     ) -> Decision:
-        context = await self.sender_context(door, authenticated, mail_from, memo)
+        context = await self.sender_context(door, authenticated, mail_from, memo, peer)
         return self._logged(policies.decide_sender(context), door, mail_from, "")
 
     async def check_recipient(
@@ -177,7 +246,8 @@ class Pipeline:
         headers = BytesHeaderParser(policy=compat32).parsebytes(submission.raw)
         memo = dict(submission.resolved)
         sender = await self.sender_context(
-            submission.door, submission.authenticated, submission.mail_from, memo
+            submission.door, submission.authenticated, submission.mail_from, memo,
+            submission.peer,
         )
         decision = policies.decide_sender(sender)
         recipients: list[Party] = []
@@ -201,8 +271,11 @@ class Pipeline:
                 await self._error_mdn(context, headers)
             return Outcome(decision, queue_id=queue_id)
 
-        raw, message_id = self._stamp(submission, headers, queue_id)
+        auth_results = await self._authentication_results(submission)
+        raw, message_id = self._stamp(submission, headers, queue_id, auth_results)
         mailbox_ids = [p.mailbox_id for p in recipients if p.mailbox_id is not None]
+        remote = [p for p in recipients if p.kind is PartyKind.REMOTE]
+        queued = self._queue_work(submission, remote, raw, queue_id, message_id)
         effect = thread_effect(context) if context is not None else None
         thread = None
         if effect is not None:
@@ -212,13 +285,122 @@ class Pipeline:
                 status=effect.status, closed_by=effect.closed_by,
             )
         delivered = await self._store.deliver(
-            mailbox_ids, raw, message_id=message_id, thread=thread
+            mailbox_ids, raw, message_id=message_id, thread=thread, also=queued
         )
+        if queued is not None and self.on_queued is not None:
+            self.on_queued()
+        await self._success_reports(submission, recipients, raw)
+        await self._dispositions(submission, headers, recipients, raw, message_id)
         log.info(
-            "delivered id=%s door=%s from=<%s> rcpts=%d size=%d",
-            queue_id, submission.door.value, submission.mail_from, len(delivered), len(raw),
+            "delivered id=%s door=%s from=<%s> rcpts=%d queued=%d size=%d",
+            queue_id, submission.door.value, submission.mail_from, len(delivered),
+            len(remote), len(raw),
         )
         return Outcome(policies.ACCEPT, delivered, queue_id)
+
+    def _queue_work(
+        self, submission: Submission, remote: list[Party], raw: bytes, queue_id: str,
+        message_id: str | None,
+    ) -> Callable[..., object] | None:
+        """Remote recipients: protect (S/MIME), DKIM-sign, then the queue's unit of
+        work, committed with the local copies so that ``250`` covers both."""
+        if not remote:
+            return None
+        if self._queue is None:
+            raise RuntimeError("remote recipients accepted without an outbound queue")
+        addresses = [p.address for p in remote]
+        data = protect_outgoing(raw, submission.mail_from, addresses)
+        if self._dkim is not None and submission.mail_from:
+            data = self._dkim.sign(data, submission.mail_from.rpartition("@")[2])
+        by_address = {a.lower(): d for a, d in submission.rcpt_dsn.items()}
+        recipients = [
+            OutboundRecipient(
+                p.address, by_address.get(p.address, RecipientDsn()).notify,
+                by_address.get(p.address, RecipientDsn()).orcpt,
+            )
+            for p in remote
+        ]
+        return self._queue.enqueue_work(
+            queue_id=queue_id, mail_from=submission.mail_from, data=data,
+            recipients=recipients, message_id=message_id, envid=submission.envid,
+            ret=submission.ret,
+        )
+
+    async def _success_reports(
+        self, submission: Submission, recipients: list[Party], raw: bytes
+    ) -> None:
+        """RFC 3461 §5.2.2: a "delivered" DSN for local recipients that asked
+        NOTIFY=SUCCESS, to the sender, here or at its operator (null sender)."""
+        if submission.mail_from in ("", "<>") or not submission.rcpt_dsn:
+            return
+        asked = {a.lower(): d for a, d in submission.rcpt_dsn.items()
+                 if wants(d.notify, "SUCCESS")}
+        reports = [
+            RecipientReport(p.address, asked[p.address].orcpt, "delivered",
+                            "250 2.0.0 delivered to the mailbox")
+            for p in recipients if p.is_local and p.address in asked
+        ]
+        if not reports:
+            return
+        report = build_dsn(
+            reporting_mta=self._settings.server.hostname, sender=submission.mail_from,
+            reports=reports, original=raw, ret=submission.ret, envid=submission.envid,
+            arrival=time.time(),
+        )
+        try:
+            await self.send_report(submission.mail_from, report)
+        except Exception:  # the message itself is delivered; its report is best effort
+            log.exception("success DSN to <%s> failed", submission.mail_from)
+
+    async def _dispositions(
+        self, submission: Submission, headers: Message, recipients: list[Party], raw: bytes,
+        message_id: str | None,
+    ) -> None:
+        """RFC 8098 MDNs from the destination, as the Direct Project has it."""
+        to = mdn.requested_to(headers, submission.mail_from)
+        if to is None:
+            return
+        final = mdn.wants_final_delivery(headers)
+        for party in recipients:
+            if not party.is_local:
+                continue
+            for disposition in ("processed", "dispatched") if final else ("processed",):
+                report = mdn.build_mdn(
+                    reporting_ua=self._settings.server.hostname, to=to,
+                    final_recipient=party.address, original=raw,
+                    original_message_id=message_id, disposition=disposition,
+                )
+                try:
+                    await self.send_report(to, report)
+                except Exception:  # delivered already; the notification is best effort
+                    log.exception("MDN to <%s> failed", to)
+
+    async def send_report(self, address: str, report: bytes) -> None:
+        """A report (DSN, MDN) from this server, null reverse-path (RFC 3464 §4):
+        stored if ``address`` is local, else queued to its trusted operator."""
+        if await self.deliver_report(address, report):
+            return
+        sender = await self.resolve(address)
+        if sender.kind is not PartyKind.REMOTE or not sender.trusted or self._queue is None:
+            log.info("report to <%s> dropped: neither local nor in the trust space", address)
+            return
+        queue_id = uuid.uuid4().hex[:16].upper()
+        await self._store.deliver([], b"", also=self._queue.enqueue_work(
+            queue_id=queue_id, mail_from="", data=report,
+            recipients=[OutboundRecipient(sender.address)],
+        ))
+        if self.on_queued is not None:
+            self.on_queued()
+
+    async def deliver_report(self, address: str, raw: bytes) -> bool:
+        """Store a report (DSN) this server wrote into a local mailbox's INBOX."""
+        if not self.is_local_domain(address):
+            return False
+        record = await self._directory.lookup(address)
+        if record is None:
+            return False
+        await self._store.deliver([record.id], raw)
+        return True
 
     # ---- helpers --------------------------------------------------------------
 
@@ -298,13 +480,24 @@ class Pipeline:
         message_id = _clean_message_id(email.message_from_bytes(report).get("Message-ID"))
         await self._store.deliver([author.mailbox_id], report, message_id=message_id)
         log.info("mdn processed/error to=<%s>", author.address)
+    async def _authentication_results(self, submission: Submission) -> str | None:
+        """Intake from other servers: DKIM verified (RFC 6376 §6), recorded in
+        Authentication-Results (RFC 8601) under our authserv-id."""
+        if submission.door is not Door.RELAY or self._dkim is None:
+            return None
+        result = await asyncio.to_thread(self._dkim.verify, submission.raw)
+        return result_header(self.authserv_id, [result])
 
     def _stamp(
-        self, submission: Submission, headers: Message, queue_id: str
+        self, submission: Submission, headers: Message, queue_id: str,
+        auth_results: str | None = None,
     ) -> tuple[bytes, str | None]:
         """Prepend Received: (RFC 5321 §4.4) and, on submission, Message-ID:/Date:
         when missing (RFC 6409 §8.2, §8.3). The client's bytes stay verbatim."""
         added: list[str] = []
+        body = strip_ours(submission.raw, self.authserv_id)  # RFC 8601 §5
+        if auth_results:
+            added.append(auth_results)
         message_id = headers.get("Message-ID")
         if submission.door is Door.SUBMISSION:
             if message_id is None:
@@ -314,7 +507,7 @@ class Pipeline:
                 added.append(f"Date: {email.utils.format_datetime(dt.datetime.now(dt.UTC))}")
         added.insert(0, self._received(submission, queue_id))
         prefix = "".join(line + "\r\n" for line in added).encode("utf-8")
-        return prefix + submission.raw, _clean_message_id(message_id)
+        return prefix + body, _clean_message_id(message_id)
 
     def _received(self, submission: Submission, queue_id: str) -> str:
         helo = _UNSAFE_IN_HEADER.sub("?", submission.helo)[:255] or "unknown"

@@ -82,6 +82,12 @@ class SmtpSettings:
     timeout: int
     enable_submission: bool
     enable_relay_port: bool
+    inbound: Mapping[str, Any]  # [smtp.inbound]
+
+    @property
+    def require_trust_space(self) -> bool:
+        """Port 25 only takes mail from the trust space (once a list exists)."""
+        return bool(self.inbound["require_trust_space"])
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,32 @@ class OidcSettings:
     @property
     def enabled(self) -> bool:
         return bool(self.issuer)
+class TrustSettings:
+    url: str
+    refresh_minutes: int
+    anchors_dir: str
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    retry_schedule: list[float]
+    max_age_hours: float
+    delay_warning_hours: float
+    poll_seconds: float
+    lease_seconds: int
+    batch: int
+    max_connections: int
+    connections_per_destination: int
+    timeout: float
+    routes: Mapping[str, str]  # [relay.routes]: domain -> "host:port"
+
+
+@dataclass(frozen=True)
+class DkimSettings:
+    selector: str
+    keys_dir: str
+    authserv_id: str
+    dns_override_dir: str
 
 
 @dataclass(frozen=True)
@@ -149,6 +181,9 @@ class Settings:
     log: LogSettings
     imap: ImapSettings
     attachments: AttachmentSettings
+    trust: TrustSettings
+    relay: RelaySettings
+    dkim: DkimSettings
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def path(self, relative: str) -> Path:
@@ -182,6 +217,9 @@ _SECTIONS: dict[str, type] = {
     "log": LogSettings,
     "imap": ImapSettings,
     "attachments": AttachmentSettings,
+    "trust": TrustSettings,
+    "relay": RelaySettings,
+    "dkim": DkimSettings,
 }
 
 
@@ -287,3 +325,14 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("oidc.issuer is set: oidc.audience and oidc.jwks are needed too")
     if not 0 <= settings.listen.port_base <= 60000:
         raise SettingsError("listen.port_base must be between 0 and 60000")
+    if not isinstance(settings.smtp.inbound.get("require_trust_space"), bool):
+        raise SettingsError("smtp.inbound.require_trust_space must be true or false")
+    try:
+        schedule = [float(s) for s in settings.relay.retry_schedule]
+    except (TypeError, ValueError) as error:
+        raise SettingsError("relay.retry_schedule must be a list of seconds") from error
+    if not schedule or min(schedule) <= 0:
+        raise SettingsError("relay.retry_schedule must list positive numbers of seconds")
+    for domain, target in settings.relay.routes.items():
+        if not isinstance(target, str) or not target.rpartition(":")[2].isdigit():
+            raise SettingsError(f"relay.routes.{domain} must be \"HOST:PORT\", got {target!r}")

@@ -13,3 +13,15 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!MD5:!DSS")
     context.load_cert_chain(cert, key)
     return context
+
+
+def relay_server_context(cert: Path, key: Path, anchors_pem: str) -> ssl.SSLContext:
+    """Port 25: like ``server_context``, and asks the peer operator for its client
+    certificate, verified against the trust anchors (mutual TLS of the trust
+    space). A peer without a certificate still completes the handshake; the
+    pipeline then refuses it at MAIL FROM with a clear reply."""
+    context = server_context(cert, key)
+    if anchors_pem:
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(cadata=anchors_pem)
+    return context

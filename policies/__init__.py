@@ -16,7 +16,12 @@ from policies.attachments import (
 )
 from policies.context import MessageContext, RecipientContext, SenderContext
 from policies.decision import ACCEPT, Accept, Decision, Reject
-from policies.envelope import local_delivery_only, recipient_is_known, sender_owned_by_login
+from policies.envelope import (
+    recipient_is_known,
+    relay_peer_in_trust_space,
+    remote_only_within_trust_space,
+    sender_owned_by_login,
+)
 from policies.patients import (
     patient_replies_within_thread,
     patient_sends_through_submission,
@@ -30,11 +35,12 @@ Rule = Callable[[C], Decision]
 
 SENDER_RULES: tuple[Rule[SenderContext], ...] = (
     sender_owned_by_login,
+    relay_peer_in_trust_space,
     patient_sends_through_submission,
 )
 RECIPIENT_RULES: tuple[Rule[RecipientContext], ...] = (
     recipient_is_known,
-    local_delivery_only,
+    remote_only_within_trust_space,
     patient_writes_only_to_professionals,
     patient_space_is_open,
 )

@@ -32,6 +32,7 @@ class Party:
     mailbox_type: str | None = None
     active: bool = False
     patient_status: str | None = None
+    trusted: bool = False  # REMOTE: its domain is in the operators' trust space
 
     @property
     def domain(self) -> str:
@@ -43,6 +44,17 @@ class Party:
 
 
 @dataclass(frozen=True)
+class PeerTrust:
+    """On the relay door: what the peer's TLS client certificate proves."""
+
+    required: bool  # port 25 takes mail from the trust space only
+    certificate: bool  # TLS with a client certificate chaining to our anchors
+    sender_listed: bool  # the sending domain is in the trust list (null sender: True)
+    dn_matches: bool  # the certificate DN is the sending domain's operator DN
+    subject: str = ""  # the certificate's DN, for the refusal text
+
+
+@dataclass(frozen=True)
 class SenderContext:
     """MAIL FROM: who logged in (if anyone) and the envelope sender."""
 
@@ -50,6 +62,7 @@ class SenderContext:
     authenticated: Party | None
     mail_from: str  # "" for the null reverse-path
     sender: Party | None  # None for the null reverse-path
+    peer: PeerTrust | None = None  # relay door only
 
 
 @dataclass(frozen=True)

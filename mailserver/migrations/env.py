@@ -5,7 +5,9 @@ from __future__ import annotations
 from alembic import context
 
 import directory.models  # noqa: F401  (registers the directory tables)
-import mailserver.store.models  # noqa: F401  (registers the store tables)
+import mailserver.queue.models
+import mailserver.store.models
+import mailserver.trust.models  # noqa: F401  (registers the trust space table)
 from mailserver.store.database import Base
 
 connection = context.config.attributes.get("connection")

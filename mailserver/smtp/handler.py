@@ -10,8 +10,11 @@ import logging
 import re
 from typing import Any
 
-from mailserver.pipeline import Pipeline, Submission
+from cryptography import x509
+
+from mailserver.pipeline import Pipeline, RecipientDsn, Submission, TlsPeer
 from mailserver.settings import SmtpSettings
+from mailserver.smtp.dsn import check_mail_params, check_rcpt_params
 from policies import Reject
 from policies.context import Door
 
@@ -47,7 +50,7 @@ class SmtpHandler:
         if self.door is Door.RELAY:
             keywords = [k for k in keywords if not k.startswith("AUTH")]  # no AUTH on an MX
         keywords = [k for k in keywords if k != "HELP"]
-        keywords += ["PIPELINING", "ENHANCEDSTATUSCODES"]  # RFC 2920, RFC 2034
+        keywords += ["PIPELINING", "ENHANCEDSTATUSCODES", "DSN"]  # RFC 2920, 2034, 3461
         lines = [responses[0][4:], *keywords]
         return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
 
@@ -55,11 +58,20 @@ class SmtpHandler:
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         envelope.resolved = {}  # parties looked up in this transaction, reused after DATA
+        params = dict(getattr(server, "dsn_params", {}))
+        refusal = check_mail_params(params, session.extended_smtp)
+        if refusal:
+            return refusal
+        peer = self._peer(server)
         decision = await self._pipeline.check_sender(
-            self.door, session.auth_data, address, envelope.resolved
+            self.door, session.auth_data, address, envelope.resolved, peer
         )
         if isinstance(decision, Reject):
             return decision.smtp_reply()
+        envelope.peer = peer
+        envelope.dsn_ret = params.get("RET", "").upper() or None
+        envelope.dsn_envid = params.get("ENVID") or None
+        envelope.rcpt_dsn = {}
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Sender OK"
@@ -69,6 +81,10 @@ class SmtpHandler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self._settings.max_recipients:
             return REPLY_TOO_MANY_RECIPIENTS
+        params = dict(getattr(server, "dsn_params", {}))
+        refusal = check_rcpt_params(params, session.extended_smtp)
+        if refusal:
+            return refusal
         decision = await self._pipeline.check_recipient(
             self.door, session.auth_data, envelope.mail_from, address, envelope.resolved
         )
@@ -76,6 +92,10 @@ class SmtpHandler:
             return decision.smtp_reply()
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
+        if params:
+            envelope.rcpt_dsn[address] = RecipientDsn(
+                params.get("NOTIFY", "").upper() or None, params.get("ORCPT") or None
+            )
         return "250 2.1.5 Recipient OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -100,11 +120,28 @@ class SmtpHandler:
             tls=server.tls_description(),
             protocol=protocol,
             resolved=getattr(envelope, "resolved", {}),
+            peer=getattr(envelope, "peer", None),
+            ret=getattr(envelope, "dsn_ret", None),
+            envid=getattr(envelope, "dsn_envid", None),
+            rcpt_dsn=getattr(envelope, "rcpt_dsn", {}),
         )
         outcome = await self._pipeline.submit(submission)
         if isinstance(outcome.decision, Reject):
             return outcome.decision.smtp_reply()
         return f"250 2.0.0 Ok: queued as {outcome.queue_id}"
+
+    def _peer(self, server: Any) -> TlsPeer | None:
+        """The relay client's TLS identity (port 25 only)."""
+        if self.door is not Door.RELAY:
+            return None
+        der = server.peer_certificate_der()
+        subject = None
+        if der:
+            try:
+                subject = x509.load_der_x509_certificate(der).subject
+            except ValueError:
+                subject = None
+        return TlsPeer(bool(server.in_tls), subject)
 
     async def handle_exception(self, error: Exception) -> str:
         log.exception("smtp session error: %s", type(error).__name__)

@@ -105,8 +105,11 @@ class MssSMTP(SMTP):
         self._in_helo = False
         self._counted_ip: str | None = None
         self._pending: list[bytes] = []
+        # RFC 3461 parameters of the current MAIL / RCPT, values as sent (xtext
+        # is case-sensitive; aiosmtpd upper-cases the parameters it keeps).
+        self.dsn_params: dict[str, str] = {}
 
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+    def _parse_path(self, arg: str) -> tuple[str | None, str | None]:
         """MAIL FROM / RCPT TO path: a regular expression for the common shape, the
         email package's full RFC 5322 parser (aiosmtpd's) for anything else."""
         match = _SIMPLE_PATH.match(arg) if arg else None
@@ -135,6 +138,36 @@ class MssSMTP(SMTP):
             return "TLS"
         cipher = ssl_object.cipher()
         return f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+
+    def peer_certificate_der(self) -> bytes | None:
+        """The TLS client certificate, verified against the trust anchors."""
+        if not self.in_tls or self.transport is None:
+            return None
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return None
+        der: bytes | None = ssl_object.getpeercert(binary_form=True)
+        return der
+
+    # ---- DSN parameters (RFC 3461) ---------------------------------------------
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        address, params = self._parse_path(arg)
+        self.dsn_params = {}
+        if not params:
+            return address, params
+        mail = self.envelope is None or self.envelope.mail_from is None
+        ours = ("RET", "ENVID") if mail else ("NOTIFY", "ORCPT")
+        kept = []
+        for token in params.split():
+            key, eq, value = token.partition("=")
+            if key.upper() in ours and eq:
+                if key.upper() in self.dsn_params:
+                    self.dsn_params["DUPLICATE"] = key.upper()
+                self.dsn_params[key.upper()] = value
+            else:
+                kept.append(token)
+        return address, " ".join(kept)
 
     # ---- replies --------------------------------------------------------------
 

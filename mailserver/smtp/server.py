@@ -1,4 +1,4 @@
-"""The SMTP listeners: 25 (intake, never relays), 587 (STARTTLS then AUTH),
+"""The SMTP listeners: 25 (intake from the trust space, never relays), 587 (STARTTLS then AUTH),
 465 (implicit TLS, RFC 8314 §3.3)."""
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ async def start_smtp(
     tls_context: ssl.SSLContext,
     share: int = 1,
     tokens: TokenVerifier | None = None,
+    relay_tls_context: ssl.SSLContext | None = None,
 ) -> list[asyncio.Server]:
     """Bind every enabled SMTP listener; return the servers (to close on shutdown).
 
@@ -65,8 +66,12 @@ async def start_smtp(
         if listener.door is Door.SUBMISSION and not settings.smtp.enable_submission:
             continue
         handler = SmtpHandler(pipeline, settings.smtp, listener.door)
+        context = tls_context
+        if listener.door is Door.RELAY and relay_tls_context is not None:
+            context = relay_tls_context  # asks for the peer operator's certificate
 
-        def factory(listener: SmtpListener = listener, handler: SmtpHandler = handler) -> MssSMTP:
+        def factory(listener: SmtpListener = listener, handler: SmtpHandler = handler,
+                    context: ssl.SSLContext = context) -> MssSMTP:
             return MssSMTP(
                 handler,
                 authenticator=authenticator,
@@ -76,7 +81,7 @@ async def start_smtp(
                 enable_SMTPUTF8=True,
                 hostname=settings.server.hostname,
                 ident=IDENT,
-                tls_context=tls_context if listener.starttls else None,
+                tls_context=context if listener.starttls else None,
                 require_starttls=listener.require_tls,
                 timeout=settings.smtp.timeout,
                 auth_required=listener.auth,

@@ -229,15 +229,21 @@ class Store:
         folder: str = "INBOX",
         internal_date: dt.datetime | None = None,
         thread: ThreadUpdate | None = None,
+        also: Callable[[Connection], object] | None = None,
     ) -> list[Delivered]:
         """Store ``raw`` in ``folder`` of every mailbox, atomically: all or none,
-        together with what it does to its ``thread``."""
-        if not mailbox_ids:
+        together with what it does to its ``thread`` and with ``also`` (e.g. the
+        outbound queue's rows for the remote recipients), in the same unit of work."""
+        if not mailbox_ids and also is None:
             return []
         when = internal_date or dt.datetime.now(dt.UTC)
         digest = hashlib.sha256(raw).hexdigest()
 
         def work(connection: Connection) -> list[Delivered]:
+            if also is not None:
+                also(connection)
+            if not mailbox_ids:
+                return []
             blob_id = self._store_body(connection, digest, raw, mailbox_ids)
             thread_id = self._apply_thread(connection, thread) if thread else None
             delivered = []
@@ -253,6 +259,18 @@ class Store:
 
         result: list[Delivered] = await self._writer.submit(work, self._announce_new)
         return result
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` (a synchronous function of the connection) as one unit of
+        the group-commit writer; return its result once committed. For rooms that
+        own their tables (the outbound queue) and must write beside the store."""
+        result: T = await self._writer.submit(work)
+        return result
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run a synchronous read ``work`` on a connection of its own."""
+        async with self._engine.connect() as connection:
+            return await connection.run_sync(work)
 
     async def append(
         self,

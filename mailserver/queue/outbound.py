@@ -1,0 +1,326 @@
+"""The queue's tables, behind an API: enqueue (inside the caller's unit of work),
+claim due recipients under a lease, record what happened, administer.
+
+Claims take a lease (``lease_until``) so that a worker that dies between claim
+and record loses nothing: when the lease has passed, another worker claims the
+row again. On PostgreSQL the claim also skips rows another node is claiming at
+that very moment (``FOR UPDATE SKIP LOCKED``), so several processes share one
+queue without delivering a message twice.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, or_, select, update
+
+from mailserver.queue.models import HELD, QUEUED, QueuedMessage, QueuedRecipient
+from mailserver.store import Store
+
+
+class QueueError(Exception):
+    """A queue operation cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class OutboundRecipient:
+    address: str
+    notify: str | None = None  # RFC 3461 NOTIFY, e.g. "FAILURE,DELAY" or "NEVER"
+    orcpt: str | None = None  # RFC 3461 ORCPT, "rfc822;addr" (xtext)
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2].lower().rstrip(".")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One recipient of one message, claimed by a worker for one attempt."""
+
+    id: int
+    message_pk: int
+    queue_id: str
+    mail_from: str
+    envid: str | None
+    ret: str | None
+    created_at: float
+    recipient: str
+    domain: str
+    notify: str | None
+    orcpt: str | None
+    attempts: int
+    delay_notified: bool
+    data: bytes | None = field(default=None, repr=False)  # the message, read with the claim
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of a claimed recipient."""
+
+    id: int
+    outcome: str  # "delivered", "deferred", "failed"
+    reply: str = ""
+    next_attempt_at: float = 0.0
+    delay_notified: bool = False
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    id: int
+    queue_id: str
+    mail_from: str
+    recipient: str
+    status: str
+    attempts: int
+    created_at: float
+    next_attempt_at: float
+    last_reply: str
+    size: int
+
+
+def new_owner() -> str:
+    return uuid.uuid4().hex
+
+
+class OutboundQueue:
+    def __init__(self, store: Store, dialect: str) -> None:
+        self._store = store
+        self._postgres = dialect == "postgresql"
+
+    # ---- enqueue --------------------------------------------------------------
+
+    def enqueue_work(
+        self, *, queue_id: str, mail_from: str, data: bytes,
+        recipients: Sequence[OutboundRecipient], message_id: str | None = None,
+        envid: str | None = None, ret: str | None = None,
+    ) -> Callable[[Connection], object]:
+        """A unit of work that queues ``data`` for ``recipients``; the pipeline runs
+        it in the same transaction as the local copies (``Store.deliver(also=)``)."""
+        now = time.time()
+
+        def work(connection: Connection) -> int:
+            pk = int(connection.execute(
+                insert(QueuedMessage).values(
+                    queue_id=queue_id, created_at=now, mail_from=mail_from, envid=envid,
+                    ret=ret, message_id=message_id[:998] if message_id else None, data=data,
+                ).returning(QueuedMessage.id)
+            ).scalar_one())
+            connection.execute(insert(QueuedRecipient), [
+                {
+                    "message_id": pk, "recipient": r.address, "domain": r.domain,
+                    "notify": r.notify, "orcpt": r.orcpt, "status": QUEUED, "attempts": 0,
+                    "next_attempt_at": now, "lease_until": None, "lease_owner": None,
+                    "last_reply": "", "delay_notified": False,
+                }
+                for r in recipients
+            ])
+            return pk
+
+        return work
+
+    # ---- workers --------------------------------------------------------------
+
+    @staticmethod
+    def _due(now: float) -> Any:
+        return (
+            (QueuedRecipient.status == QUEUED)
+            & (QueuedRecipient.next_attempt_at <= now)
+            & or_(QueuedRecipient.lease_until.is_(None), QueuedRecipient.lease_until < now)
+        )
+
+    async def any_due(self) -> bool:
+        """A cheap read, so that idle workers do not take the write lock to find nothing."""
+        now = time.time()
+
+        def work(connection: Connection) -> bool:
+            return connection.execute(
+                select(QueuedRecipient.id).where(self._due(now)).limit(1)
+            ).first() is not None
+
+        return await self._store.read(work)
+
+    async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
+        """Take up to ``limit`` due recipients for ``lease_seconds``."""
+        now = time.time()
+
+        def work(connection: Connection) -> list[Claimed]:
+            due = (
+                select(QueuedRecipient.id)
+                .where(self._due(now))
+                .order_by(QueuedRecipient.next_attempt_at, QueuedRecipient.id)
+                .limit(limit)
+            )
+            if self._postgres:
+                due = due.with_for_update(skip_locked=True)
+            ids = list(connection.execute(
+                update(QueuedRecipient)
+                .where(QueuedRecipient.id.in_(due.scalar_subquery()))
+                .values(lease_until=now + lease_seconds, lease_owner=owner)
+                .returning(QueuedRecipient.id)
+            ).scalars())
+            if not ids:
+                return []
+            rows = connection.execute(
+                select(
+                    *QueuedRecipient.__table__.c, QueuedMessage.queue_id, QueuedMessage.mail_from,
+                    QueuedMessage.envid, QueuedMessage.ret, QueuedMessage.created_at,
+                )
+                .join(QueuedMessage, QueuedMessage.id == QueuedRecipient.message_id)
+                .where(QueuedRecipient.id.in_(ids))
+            ).all()
+            bodies = {
+                pk: bytes(data) for pk, data in connection.execute(
+                    select(QueuedMessage.id, QueuedMessage.data).where(
+                        QueuedMessage.id.in_({row.message_id for row in rows}))
+                )
+            }
+            return [
+                Claimed(
+                    id=row.id, message_pk=row.message_id,
+                    queue_id=row.queue_id, mail_from=row.mail_from, envid=row.envid,
+                    ret=row.ret, created_at=row.created_at,
+                    recipient=row.recipient, domain=row.domain,
+                    notify=row.notify, orcpt=row.orcpt,
+                    attempts=row.attempts,
+                    delay_notified=row.delay_notified,
+                    data=bodies.get(row.message_id),
+                )
+                for row in rows
+            ]
+
+        return await self._store.write(work)
+
+    async def renew(self, owner: str, ids: Sequence[int], lease_seconds: float) -> None:
+        """Extend ``owner``'s lease on rows still being delivered (a slow peer must
+        not let another worker claim them meanwhile and deliver twice)."""
+        until = time.time() + lease_seconds
+
+        def work(connection: Connection) -> None:
+            connection.execute(
+                update(QueuedRecipient)
+                .where(QueuedRecipient.id.in_(ids), QueuedRecipient.lease_owner == owner)
+                .values(lease_until=until)
+            )
+
+        await self._store.write(work)
+
+    async def data(self, message_pk: int) -> bytes:
+        def work(connection: Connection) -> bytes:
+            value = connection.execute(
+                select(QueuedMessage.data).where(QueuedMessage.id == message_pk)
+            ).scalar_one_or_none()
+            if value is None:
+                raise QueueError(f"queued message {message_pk} is gone")
+            return bytes(value)
+
+        return await self._store.read(work)
+
+    async def record(self, owner: str, results: Sequence[Result]) -> None:
+        """Record the outcome of claimed rows still leased by ``owner``; finished
+        recipients leave the queue, and a message without recipients with them."""
+
+        def work(connection: Connection) -> None:
+            touched: set[int] = set()
+            for result in results:
+                mine = (QueuedRecipient.id == result.id) & (QueuedRecipient.lease_owner == owner)
+                pk = connection.execute(
+                    select(QueuedRecipient.message_id).where(mine)
+                ).scalar_one_or_none()
+                if pk is None:  # lease lost to another worker: its record wins
+                    continue
+                if result.outcome == "deferred":
+                    connection.execute(
+                        update(QueuedRecipient).where(mine).values(
+                            attempts=QueuedRecipient.attempts + 1,
+                            next_attempt_at=result.next_attempt_at, last_reply=result.reply,
+                            lease_until=None, lease_owner=None,
+                            delay_notified=result.delay_notified,
+                        )
+                    )
+                else:
+                    connection.execute(delete(QueuedRecipient).where(mine))
+                    touched.add(pk)
+            _drop_finished(connection, touched)
+
+        await self._store.write(work)
+
+    # ---- administration (`mss queue`) -----------------------------------------------
+
+    async def entries(self) -> list[QueueEntry]:
+        def work(connection: Connection) -> list[QueueEntry]:
+            rows = connection.execute(
+                select(
+                    *QueuedRecipient.__table__.c, QueuedMessage.queue_id, QueuedMessage.mail_from,
+                    QueuedMessage.created_at, QueuedMessage.data,
+                )
+                .join(QueuedMessage, QueuedMessage.id == QueuedRecipient.message_id)
+                .order_by(QueuedRecipient.id)
+            ).all()
+            return [
+                QueueEntry(
+                    id=row.id, queue_id=row.queue_id, mail_from=row.mail_from,
+                    recipient=row.recipient, status=row.status,
+                    attempts=row.attempts, created_at=row.created_at,
+                    next_attempt_at=row.next_attempt_at,
+                    last_reply=row.last_reply, size=len(row.data),
+                )
+                for row in rows
+            ]
+
+        return await self._store.read(work)
+
+    async def entry(self, entry_id: int) -> tuple[QueueEntry, bytes]:
+        for found in await self.entries():
+            if found.id == entry_id:
+                def work(connection: Connection) -> bytes:
+                    return bytes(connection.execute(
+                        select(QueuedMessage.data).join(
+                            QueuedRecipient, QueuedRecipient.message_id == QueuedMessage.id
+                        ).where(QueuedRecipient.id == entry_id)
+                    ).scalar_one())
+                return found, await self._store.read(work)
+        raise QueueError(f"no queue entry {entry_id} (see `mss queue list`)")
+
+    async def retry(self, entry_id: int) -> None:
+        """Release a held entry or bring a deferred one forward: try it now."""
+        await self._change(entry_id, status=QUEUED, next_attempt_at=time.time(),
+                           lease_until=None, lease_owner=None)
+
+    async def hold(self, entry_id: int) -> None:
+        await self._change(entry_id, status=HELD)
+
+    async def delete(self, entry_id: int) -> None:
+        def work(connection: Connection) -> int:
+            pk = connection.execute(
+                select(QueuedRecipient.message_id).where(QueuedRecipient.id == entry_id)
+            ).scalar_one_or_none()
+            if pk is None:
+                return 0
+            connection.execute(delete(QueuedRecipient).where(QueuedRecipient.id == entry_id))
+            _drop_finished(connection, {pk})
+            return 1
+
+        if not await self._store.write(work):
+            raise QueueError(f"no queue entry {entry_id} (see `mss queue list`)")
+
+    async def _change(self, entry_id: int, **values: object) -> None:
+        def work(connection: Connection) -> int:
+            return int(connection.execute(
+                update(QueuedRecipient).where(QueuedRecipient.id == entry_id).values(**values)
+            ).rowcount)
+
+        if not await self._store.write(work):
+            raise QueueError(f"no queue entry {entry_id} (see `mss queue list`)")
+
+
+def _drop_finished(connection: Connection, message_pks: set[int]) -> None:
+    for pk in message_pks:
+        left = connection.execute(
+            select(QueuedRecipient.id).where(QueuedRecipient.message_id == pk).limit(1)
+        ).first()
+        if left is None:
+            connection.execute(delete(QueuedMessage).where(QueuedMessage.id == pk))

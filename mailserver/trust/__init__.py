@@ -1,0 +1,2 @@
+"""The operators' trust space: the white list of domains and their certificate
+DNs, and the CA certificates peer operators' certificates chain to."""
