@@ -134,6 +134,9 @@ class OidcSettings:
     @property
     def enabled(self) -> bool:
         return bool(self.issuer)
+
+
+@dataclass(frozen=True)
 class TrustSettings:
     url: str
     refresh_minutes: int
