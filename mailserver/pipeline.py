@@ -243,7 +243,7 @@ class Pipeline:
 
     async def _submit(self, submission: Submission) -> Outcome:
         queue_id = uuid.uuid4().hex[:16].upper()
-        headers = BytesHeaderParser(policy=compat32).parsebytes(submission.raw)
+        headers = parse_headers(submission.raw)
         memo = dict(submission.resolved)
         sender = await self.sender_context(
             submission.door, submission.authenticated, submission.mail_from, memo,
@@ -534,6 +534,13 @@ class Pipeline:
                 mail_from, rcpt, decision.code, decision.status,
             )
         return decision
+
+
+def parse_headers(raw: bytes) -> Message:
+    """The header block only (RFC 5322 §2.1: it ends at the first empty line): the
+    body is not handed to the parser at all."""
+    end = raw.find(b"\r\n\r\n")
+    return BytesHeaderParser(policy=compat32).parsebytes(raw if end < 0 else raw[: end + 4])
 
 
 def _rule_headers(headers: Message) -> dict[str, tuple[str, ...]]:

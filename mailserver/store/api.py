@@ -206,7 +206,7 @@ class Store:
         self._folder_ids: dict[tuple[int, str], int] = {}
         self._writer = WriteBatcher(engine)
         # A failed group transaction may have cached ids of folders it created.
-        self._writer.on_failure = self._folder_ids.clear
+        self._writer.on_failure = self._forget_uncommitted
         self._insert_blob = self._insert(Blob.__table__)
         self._insert_folders = self._insert(Folder.__table__)
         # folder_delta(): many IDLE sessions on one folder ask the same question after
@@ -214,6 +214,13 @@ class Store:
         self._deltas: dict[tuple[int, int], asyncio.Future[FolderDelta]] = {}
         self._generation: dict[int, int] = {}
         self.changes.listeners.append(self._forget_deltas)
+
+    def _forget_uncommitted(self) -> None:
+        """A rolled-back write may have cached ids of folders, or mailbox keys, it
+        created: forget them all (they are read again from the database)."""
+        self._folder_ids.clear()
+        if self._vault is not None:
+            self._vault.forget_public_keys()
 
     async def close(self) -> None:
         await self._writer.close()

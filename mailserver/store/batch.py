@@ -108,18 +108,27 @@ class WriteBatcher:
                 return
 
     def _run_jobs(self, connection: Connection, jobs: list[_Job]) -> list[_Outcome]:
-        outcomes: list[_Outcome] = []
-        with connection.begin():  # COMMIT when the block ends
-            for job in jobs:
-                savepoint = connection.begin_nested()
-                try:
-                    result = job.work(connection)
-                except Exception as error:  # one unit's failure is its caller's
-                    savepoint.rollback()
-                    outcomes.append((job, None, error))
-                else:
-                    savepoint.commit()
-                    outcomes.append((job, result, None))
+        """All units in one transaction, no SAVEPOINT each (two statements saved per
+        write). When one fails, the whole transaction is rolled back and the units
+        are run again one transaction each, so that only the failing one fails."""
+        try:
+            with connection.begin():  # COMMIT when the block ends
+                outcomes: list[_Outcome] = [(job, job.work(connection), None) for job in jobs]
+            return outcomes
+        except Exception as error:
+            if self.on_failure is not None:
+                self.on_failure()  # caches may name rows the rollback undid
+            if len(jobs) == 1:
+                return [(jobs[0], None, error)]
+        outcomes = []
+        for job in jobs:
+            try:
+                with connection.begin():
+                    outcomes.append((job, job.work(connection), None))
+            except Exception as error:  # one unit's failure is its caller's
+                if self.on_failure is not None:
+                    self.on_failure()
+                outcomes.append((job, None, error))
         return outcomes
 
     def _run_jobs_on_sqlite(self, jobs: list[_Job]) -> list[_Outcome]:

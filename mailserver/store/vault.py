@@ -46,6 +46,11 @@ class Vault:
         self._public: dict[int, bytes] = {}
         self._private: dict[int, X25519PrivateKey] = {}
 
+    def forget_public_keys(self) -> None:
+        """After a rollback: a key pair created by the rolled-back write is gone;
+        wrapping to its cached public key would make mail nobody can read."""
+        self._public.clear()
+
     # ---- writing (synchronous, inside the group transaction) ---------------------
 
     def seal(
