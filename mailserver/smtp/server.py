@@ -55,7 +55,10 @@ async def start_smtp(
     ``share``: how many worker processes split the connection limits.
     """
     limiter = ConnectionLimiter(
-        math.ceil(settings.smtp.max_connections_per_ip / share),
+        # Not divided: the kernel spreads one address's connections unevenly
+        # between workers, and a share would refuse a legitimate burst early.
+        # One address may therefore hold up to workers × the limit in all.
+        settings.smtp.max_connections_per_ip,
         math.ceil(settings.smtp.max_connections / share),
     )
     servers = []
