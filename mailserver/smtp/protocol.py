@@ -309,17 +309,23 @@ class MssSMTP(SMTP):
 
     # ---- AUTH (RFC 4954), checked off the event loop ---------------------------
 
-    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+    async def _initial_response(self, args: list[str]) -> bytes | None:
+        """The client's SASL response: given with AUTH (RFC 4954 §4 initial
+        response) or asked for with an empty 334 challenge; None when the client
+        cancelled or sent bad base64 (already answered)."""
         if len(args) == 1:
             response = await self.challenge_auth("")
-            if response is MISSING:
-                return AuthResult(success=False, handled=True)
-        else:
-            try:
-                response = b64decode(args[1].encode(), validate=True)
-            except (binascii.Error, ValueError):
-                await self.push("501 5.5.2 Cannot decode base64")
-                return AuthResult(success=False, handled=True)
+            return None if response is MISSING else bytes(response)
+        try:
+            return b64decode(args[1].encode(), validate=True)
+        except (binascii.Error, ValueError):
+            await self.push("501 5.5.2 Cannot decode base64")
+            return None
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        response = await self._initial_response(args)
+        if response is None:
+            return AuthResult(success=False, handled=True)
         parts = response.split(b"\x00")
         if len(parts) != 3:
             await self.push("501 5.5.2 Cannot split the PLAIN credentials (RFC 4616 §2)")
@@ -361,16 +367,9 @@ class MssSMTP(SMTP):
         if self._tokens is None:
             await self.push("504 5.5.4 Token logins are not configured here")
             return AuthResult(success=False, handled=True)
-        if len(args) == 1:
-            response = await self.challenge_auth("")
-            if response is MISSING:
-                return AuthResult(success=False, handled=True)
-        else:
-            try:
-                response = b64decode(args[1].encode(), validate=True)
-            except (binascii.Error, ValueError):
-                await self.push("501 5.5.2 Cannot decode base64")
-                return AuthResult(success=False, handled=True)
+        response = await self._initial_response(args)
+        if response is None:
+            return AuthResult(success=False, handled=True)
         try:
             credentials = parse(response)
         except SaslError as error:
