@@ -156,9 +156,9 @@ class Directory:
         except DirectoryError:
             return None
         # On every RCPT: one prebuilt Core statement, no ORM identity map, and
-        # with a Reader (the server) one thread hop for the whole query.
+        # with a Reader (the server) a point read: no thread hop on SQLite.
         if self._reader is not None:
-            row = await self._reader.run(
+            row = await self._reader.point(
                 lambda connection: connection.execute(_LOOKUP, {"address": address}).first()
             )
         else:

@@ -185,6 +185,28 @@ _TAKE_MODSEQ = (
     .returning(*_BUMP_RETURNING)
 )
 _INSERT_MESSAGE = insert(Message)
+# find_thread(): the replied-to ids among what the mailbox received (and, for a
+# professional, among the threads they take part in), then the thread and its members.
+_PARENTS = select(Message.message_id, Message.thread_id).where(
+    Message.mailbox_id == bindparam("mailbox_id"),
+    Message.message_id.in_(bindparam("candidates", expanding=True)),
+)
+_PARENTS_OR_PARTICIPANT = select(Message.message_id, Message.thread_id).where(
+    or_(
+        Message.mailbox_id == bindparam("mailbox_id"),
+        Message.thread_id.in_(
+            select(ThreadParticipant.thread_id).where(
+                ThreadParticipant.address == bindparam("participant")
+            )
+        ),
+    ),
+    Message.message_id.in_(bindparam("candidates", expanding=True)),
+)
+_THREAD_WITH_MEMBERS = (
+    select(Thread.id, Thread.status, Thread.opened_by, ThreadParticipant.address)
+    .outerjoin(ThreadParticipant, ThreadParticipant.thread_id == Thread.id)
+    .where(Thread.id == bindparam("thread_id"))
+)
 
 
 def _new_uidvalidity() -> int:
@@ -446,19 +468,11 @@ class Store:
         candidates = [c for c in (in_reply_to, *reversed(references)) if c][:100]
         if not candidates:
             return None
-        mine = Message.mailbox_id == mailbox_id
-        if participant is not None:
-            mine = or_(mine, Message.thread_id.in_(
-                select(ThreadParticipant.thread_id).where(
-                    ThreadParticipant.address == participant
-                )
-            ))
+        query = _PARENTS if participant is None else _PARENTS_OR_PARTICIPANT
+        params = {"mailbox_id": mailbox_id, "candidates": candidates, "participant": participant}
+
         def read(connection: Connection) -> ThreadInfo | None:
-            rows = connection.execute(
-                select(Message.message_id, Message.thread_id).where(
-                    mine, Message.message_id.in_(candidates)
-                )
-            ).all()
+            rows = connection.execute(query, params).all()
             found: dict[str, int | None] = {}
             for row in rows:  # a copy in a thread wins over a copy in none
                 found[row.message_id] = found.get(row.message_id) or row.thread_id
@@ -466,17 +480,15 @@ class Store:
             thread_id = found.get(parent) if parent else None
             if thread_id is None:
                 return None
-            members = connection.execute(  # the thread and its participants, in one query
-                select(Thread.id, Thread.status, Thread.opened_by, ThreadParticipant.address)
-                .outerjoin(ThreadParticipant, ThreadParticipant.thread_id == Thread.id)
-                .where(Thread.id == thread_id)
-            ).all()
+            members = connection.execute(_THREAD_WITH_MEMBERS, {"thread_id": thread_id}).all()
             if not members:
                 return None
             first = members[0]
             return ThreadInfo(first.id, first.status, first.opened_by,
                               frozenset(m.address for m in members if m.address is not None))
 
+        if self._reader is not None:  # index look-ups only: a point read
+            return await self._reader.point(read)
         return await self._read(read)
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
