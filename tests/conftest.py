@@ -54,7 +54,10 @@ def free_port_base() -> int:
     """A port base N such that N+25 … N+993 are free on 127.0.0.1."""
     rng = uuid.uuid4().int
     for attempt in range(200):
-        base = 20000 + ((rng + attempt * 7919) % 400) * 100
+        # Every port below 32768, out of Linux's ephemeral range (32768–60999):
+        # a client socket elsewhere in the suite can never take one of ours between
+        # the check above and the server's bind. 10000–10999 is the demo's.
+        base = 11000 + ((rng + attempt * 7919) % 200) * 100
         if base not in _used_bases and _port_base_is_free(base):
             _used_bases.add(base)
             return base
