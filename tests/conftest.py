@@ -8,6 +8,7 @@ PostgreSQL comes from MSS_TEST_POSTGRES (default: the machine's server on
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import os
 import socket
@@ -47,19 +48,25 @@ def _port_base_is_free(base: int) -> bool:
     return True
 
 
-_used_bases: set[int] = set()
+# The ports of the last bases given out: a test runs at most a few deployments at
+# once, and older ones have stopped (their ports are free again).
+_recent_bases: collections.deque[set[int]] = collections.deque(maxlen=16)
 
 
 def free_port_base() -> int:
-    """A port base N such that N+25 … N+993 are free on 127.0.0.1."""
+    """A port base N such that N+25 … N+993 are free on 127.0.0.1, and share no
+    port with a base given out before in this run (bases 300 apart would: N+443 is
+    N'+143), since a deployment binds its ports only later, when its server starts."""
     rng = uuid.uuid4().int
     for attempt in range(200):
         # Every port below 32768, out of Linux's ephemeral range (32768–60999):
         # a client socket elsewhere in the suite can never take one of ours between
         # the check above and the server's bind. 10000–10999 is the demo's.
         base = 11000 + ((rng + attempt * 7919) % 200) * 100
-        if base not in _used_bases and _port_base_is_free(base):
-            _used_bases.add(base)
+        ports = {base + port for port in LISTENER_PORTS}
+        taken = set().union(*_recent_bases) if _recent_bases else set()
+        if not ports & taken and _port_base_is_free(base):
+            _recent_bases.append(ports)
             return base
     raise RuntimeError("no free port base on 127.0.0.1")
 
