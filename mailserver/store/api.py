@@ -426,11 +426,15 @@ class Store:
         return _folder_info(row) if row is not None else None
 
     async def messages(self, folder_id: int, *, since_uid: int = 0) -> list[MessageInfo]:
+        return await self._messages_where(folder_id, Message.uid > since_uid)
+
+    async def _messages_where(self, folder_id: int, condition: Any) -> list[MessageInfo]:
+        """The folder's messages meeting ``condition``, by UID."""
         async with self._engine.connect() as connection:
             rows = (
                 await connection.execute(
                     select(Message)
-                    .where(Message.folder_id == folder_id, Message.uid > since_uid)
+                    .where(Message.folder_id == folder_id, condition)
                     .order_by(Message.uid)
                 )
             ).all()
@@ -770,15 +774,7 @@ class Store:
 
     async def changed_since(self, folder_id: int, modseq: int) -> list[MessageInfo]:
         """Messages whose MODSEQ is above ``modseq`` (RFC 7162 CHANGEDSINCE)."""
-        async with self._engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    select(Message)
-                    .where(Message.folder_id == folder_id, Message.modseq > modseq)
-                    .order_by(Message.uid)
-                )
-            ).all()
-        return [_message_info(row) for row in rows]
+        return await self._messages_where(folder_id, Message.modseq > modseq)
 
     async def vanished_since(self, folder_id: int, modseq: int) -> list[int]:
         """UIDs expunged after ``modseq`` (RFC 7162 §3.2.10 VANISHED)."""
