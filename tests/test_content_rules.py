@@ -96,3 +96,31 @@ def test_encrypted_structured_message_is_not_refused_for_what_it_hides(tmp_path:
     no_package = fx.message(LABO.address, DR.address)
     refused = decide(no_package, attachment_settings(tmp_path))
     assert isinstance(refused, policies.Reject) and "MSS-NOPACKAGE" in refused.reason_en
+
+
+def test_executables_are_found_under_any_transfer_encoding(tmp_path: Path) -> None:
+    """The content is sniffed after its transfer encoding is undone: base64,
+    quoted-printable, and the old uuencode that mail clients still decode."""
+    import base64
+    import binascii
+    import quopri
+
+    program = b"MZ\x90\x00" + bytes(60) + b"PE\x00\x00" + bytes(200)
+    uu = b"begin 644 notes.txt\r\n" + b"".join(
+        binascii.b2a_uu(program[i:i + 45]).replace(b"\n", b"\r\n")
+        for i in range(0, len(program), 45)) + b"`\r\nend\r\n"
+    encoded = {"base64": base64.encodebytes(program).replace(b"\n", b"\r\n"),
+               "quoted-printable": quopri.encodestring(program).replace(b"\n", b"\r\n"),
+               "x-uuencode": uu}
+    settings = attachment_settings(tmp_path)
+    for encoding, body in encoded.items():
+        raw = (b"From: labo@hopital.example\r\nTo: dr.a@hopital.example\r\nMIME-Version: 1.0\r\n"
+               b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+               b"Content-Type: text/plain\r\n\r\nCi-joint\r\n--b\r\n"
+               b'Content-Type: text/plain; name="notes.txt"\r\n'
+               b"Content-Disposition: attachment; filename=notes.txt\r\n"
+               + f"Content-Transfer-Encoding: {encoding}\r\n\r\n".encode()
+               + body + b"\r\n--b--\r\n")
+        refused = decide(raw, settings)
+        assert isinstance(refused, policies.Reject), encoding
+        assert refused.rule == "attachments_are_safe", (encoding, refused)

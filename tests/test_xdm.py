@@ -120,6 +120,25 @@ def test_external_entities_and_billion_laughs_are_refused() -> None:
     assert codes(read_cda(b"<ClinicalDocument").problems) == {"XML-INVALID"}
 
 
+def test_entities_hidden_by_another_encoding_are_refused() -> None:
+    """The fast XML path must not be fooled by a DTD written in bytes that are not
+    ASCII: UTF-16 with or without a byte order mark, or a declared single-byte
+    encoding such as EBCDIC (cp500) in which "<!DOCTYPE" is other bytes."""
+    utf16 = LAUGHS.replace(b'version="1.0"', b'version="1.0" encoding="UTF-16"')
+    assert codes(read_cda(utf16.decode().encode("utf-16")).problems) == {"XML-FORBIDDEN"}
+    assert codes(read_cda(utf16.decode().encode("utf-16-le")).problems) <= {
+        "XML-FORBIDDEN", "XML-INVALID"}
+    assert codes(read_cda(utf16.decode().encode("utf-16-le")).problems)
+    declaration = b'<?xml version="1.0" encoding="cp500"?>'
+    ebcdic = declaration + LAUGHS.split(b"?>", 1)[1].decode().encode("cp500")
+    found = codes(read_cda(ebcdic).problems)
+    assert found and found <= {"XML-FORBIDDEN", "XML-INVALID"}
+    padded = b'<?xml version="1.0"' + b" " * 300 + b'encoding="cp500"?>' + (
+        LAUGHS.split(b"?>", 1)[1].decode().encode("cp500"))
+    found = codes(read_cda(padded).problems)
+    assert found and found <= {"XML-FORBIDDEN", "XML-INVALID"}
+
+
 def test_not_a_zip_is_a_problem_not_an_exception() -> None:
     assert codes(read_xdm(b"PK\x03\x04 garbage").problems) == {"ZIP-INVALID"}
     truncated = fx.package()[:-30]

@@ -4,10 +4,9 @@ facts the message rules read (``policies.context.ContentFacts``). Never raises."
 
 from __future__ import annotations
 
-import email
+import binascii
 from collections.abc import Mapping, Sequence
 from email.message import Message
-from email.policy import default
 
 from mailserver.health import mssante
 from mailserver.health.attachments import EXECUTABLE, ScanLimits, Sniffed, sniff
@@ -15,6 +14,9 @@ from mailserver.health.cda import CdaDocument, is_cda, read_cda
 from mailserver.health.problems import Problem
 from mailserver.health.safezip import ZipLimits
 from mailserver.health.xdm import XdmPackage, read_xdm_contents
+from mailserver.mime.fetch import UnknownTransferEncoding, decode_content
+from mailserver.mime.headers import parse_param_value
+from mailserver.mime.parse import ParsedMessage
 from mailserver.settings import AttachmentSettings
 from policies.context import (
     AttachmentFacts,
@@ -67,10 +69,12 @@ def policy(settings: AttachmentSettings) -> AttachmentPolicy:
                             settings.max_attachments)
 
 
-def _leaves(message: Message, settings: AttachmentSettings) -> tuple[list[Message], str]:
-    """Leaf parts, depth-first, or why the structure is refused."""
-    leaves: list[Message] = []
-    stack: list[tuple[Message, int]] = [(message, 0)]
+def _leaves(message: ParsedMessage, settings: AttachmentSettings
+            ) -> tuple[list[ParsedMessage], str]:
+    """Leaf parts, depth-first, or why the structure is refused. An encapsulated
+    message (message/rfc822) is a container: its parts are looked at too."""
+    leaves: list[ParsedMessage] = []
+    stack: list[tuple[ParsedMessage, int]] = [(message, 0)]
     count = 0
     while stack:
         part, depth = stack.pop()
@@ -79,17 +83,58 @@ def _leaves(message: Message, settings: AttachmentSettings) -> tuple[list[Messag
             return [], "parts"
         if depth > settings.max_mime_depth:
             return [], "depth"
-        payload = part.get_payload()
-        if part.is_multipart() and isinstance(payload, list):
-            stack.extend((sub, depth + 1) for sub in reversed(payload) if isinstance(sub, Message))
-        else:
+        if part.message is not None:
+            stack.append((part.message, depth + 1))
+        elif part.children:
+            stack.extend((sub, depth + 1) for sub in reversed(part.children))
+        elif not part.is_multipart:
             leaves.append(part)
     return leaves, ""
 
 
-def _bytes(part: Message) -> bytes:
-    payload = part.get_payload(decode=True)
-    return payload if isinstance(payload, bytes) else b""
+_UUENCODE = frozenset({"x-uuencode", "uuencode", "x-uue", "uue"})
+
+
+def _content(part: ParsedMessage) -> bytes:
+    """The part's content with its transfer encoding undone (RFC 2045 §6), also the
+    non-standard uuencode that mail clients still decode (an executable must not hide
+    in it); another unknown encoding leaves the bytes as they are."""
+    try:
+        return decode_content(part, part.body_bytes)
+    except UnknownTransferEncoding:
+        if part.transfer_encoding in _UUENCODE:
+            return _uudecode(part.body_bytes)
+        return part.body_bytes
+
+
+def _uudecode(data: bytes) -> bytes:
+    """The lines between ``begin`` and ``end``, decoded leniently (POSIX uuencode)."""
+    out = bytearray()
+    inside = False
+    for line in data.splitlines():
+        if not inside:
+            inside = line.startswith(b"begin ")
+            continue
+        if line.strip() in (b"end", b"`", b""):
+            if line.strip() == b"end":
+                break
+            continue
+        try:
+            out += binascii.a2b_uu(line)
+        except binascii.Error:  # a line padded wrongly by an old encoder
+            length = ((line[0] - 32) & 63) * 4 // 3 + 1 if line else 0
+            try:
+                out += binascii.a2b_uu(line[:length + 1])
+            except binascii.Error:
+                continue
+    return bytes(out)
+
+
+def _disposition(part: ParsedMessage) -> str:
+    value = part.header_value("content-disposition")
+    if value is None:
+        return ""
+    return parse_param_value(value).value.strip(" \t").lower()
 
 
 def analyse(raw: bytes, settings: AttachmentSettings,
@@ -109,7 +154,9 @@ def _analyse(raw: bytes, settings: AttachmentSettings,
     # Each part needs a boundary line: a cheap bound before the parser builds anything.
     if raw.count(b"\n--") > 4 * settings.max_mime_parts + 16:
         return ContentFacts(problem=_too_many_parts(settings), policy=rules)
-    message = email.message_from_bytes(raw, policy=default)
+    # Our own bounded MIME parser (the one IMAP uses): linear, no header objects,
+    # about ten times faster than the email package on a 60 kB XDM message.
+    message = ParsedMessage.from_bytes(raw)
     leaves, refused = _leaves(message, settings)
     if refused == "parts":
         return ContentFacts(problem=_too_many_parts(settings), policy=rules)
@@ -125,10 +172,10 @@ def _analyse(raw: bytes, settings: AttachmentSettings,
     cda_problems: list[Problem] = []
     opaque = False
     for part in leaves:
-        declared = part.get_content_type()
-        filename = str(part.get_filename() or "")[:255]
-        disposition = str(part.get_content_disposition() or "")
-        data = _bytes(part)
+        declared = f"{part.type}/{part.subtype}".lower()
+        filename = (part.filename or "")[:255]
+        disposition = _disposition(part)
+        data = _content(part)
         is_body = declared in _BODY_TYPES and not filename and disposition != "attachment"
         if declared in _SMIME_TYPES and data[:1] == b"\x30":  # DER SEQUENCE (RFC 8551)
             opaque = opaque or "signature" not in declared  # an envelope hides its content

@@ -3,7 +3,8 @@ no entity expansion, no billion laughs), bounded size."""
 
 from __future__ import annotations
 
-from xml.etree.ElementTree import Element
+import re
+from xml.etree.ElementTree import Element, fromstring
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
@@ -12,6 +13,33 @@ from mailserver.health.problems import Problem
 
 MAX_XML_SIZE = 20 * 1024 * 1024
 
+# XML 1.0 §4.3.3: the declared encoding. Only encodings in which "<!DOCTYPE" and
+# "<!ENTITY" are written in ASCII bytes take the fast path.
+_ENCODING = re.compile(rb'encoding\s*=\s*["\']([A-Za-z0-9._-]{1,40})["\']')
+_ASCII_COMPATIBLE = frozenset({b"utf-8", b"utf8", b"us-ascii", b"ascii", b"iso-8859-1",
+                               b"latin-1", b"latin1", b"iso-8859-15"})
+
+
+def _without_dtd(data: bytes) -> bool:
+    """True when ``data`` provably holds no document type declaration (XML 1.0 §2.8),
+    hence no entity, no external reference, nothing for defusedxml to guard against:
+    then expat's C tree builder parses it, about five times faster. Anything unusual
+    (a UTF-16 byte order mark or NUL bytes, another declared encoding, a DOCTYPE or
+    ENTITY anywhere, even in a comment) goes the defusedxml way."""
+    head = data[:256].removeprefix(b"\xef\xbb\xbf")
+    if b"\x00" in head or head.startswith((b"\xfe\xff", b"\xff\xfe")):
+        return False
+    if head.startswith(b"<?xml"):  # XML 1.0 §2.8: the declaration comes first
+        end = head.find(b"?>")
+        if end < 0:
+            return False
+        declaration = head[:end]
+        if b"encoding" in declaration:
+            declared = _ENCODING.search(declaration)
+            if declared is None or declared.group(1).lower() not in _ASCII_COMPATIBLE:
+                return False
+    return b"<!DOCTYPE" not in data and b"<!ENTITY" not in data
+
 
 def parse_xml(data: bytes, what: str) -> tuple[Element | None, Problem | None]:
     """The root element, or the reason the document was not read."""
@@ -19,6 +47,8 @@ def parse_xml(data: bytes, what: str) -> tuple[Element | None, Problem | None]:
         return None, Problem("XML-SIZE", f"{what}: XML document too large",
                              f"{what} : document XML trop volumineux")
     try:
+        if _without_dtd(data):
+            return fromstring(data), None  # noqa: S314 -- no DTD: nothing to defuse
         root = SafeET.fromstring(data, forbid_dtd=True)
     except DefusedXmlException:
         return None, Problem(
