@@ -6,7 +6,7 @@ import datetime as dt
 
 from mailserver.health import mssante
 from mailserver.health.cda import read_cda
-from mailserver.health.mdn import error_field
+from mailserver.health.mdn import disposition_error, error_field
 from mailserver.health.xdm import read_xdm
 from policies.context import Finding
 from tests import xdm_fixtures as fx
@@ -69,3 +69,7 @@ def test_subject_convention() -> None:
 def test_problem_as_mdn_error_field() -> None:
     finding = Finding("MSS-CODECDA", "codes differ", "les codes ^ diffèrent\r\nBcc: x")
     assert error_field(finding) == "MSS-CODECDA^les codes different Bcc: x"
+    # the ANS guide's codes in the Disposition field: 903 no INS, else 207
+    assert disposition_error(finding) == "207^MSS-CODECDA les codes different Bcc: x"
+    no_ins = Finding("XDM-PATIENT", "no patient id", "identifiant patient absent")
+    assert disposition_error(no_ins) == "903^XDM-PATIENT identifiant patient absent"

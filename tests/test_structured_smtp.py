@@ -179,8 +179,10 @@ def test_refusal_sends_the_asked_mdn_error_to_the_sender_only(lab: ServerThread)
     assert report.get_content_type() == "multipart/report"
     assert report["Auto-Submitted"] == "auto-replied"
     notification = mdn.split(b"Content-Type: message/disposition-notification")[1]
-    assert b"Disposition: automatic-action/MDN-sent-automatically; processed/error" in (
-        notification)
+    # ANS guide "Transmission au LPS de documents CDA ... MSSanté", Structure du MDN
+    assert report["Subject"].startswith("[KO Intégration système ! ] ")
+    assert (b"Disposition: automatic-action/MDN-sent-automatically; processed/Error: "
+            b"207^MSS-CODECDA X-MSS-CODECDA declare 34133-9") in notification
     assert b"Error: MSS-CODECDA^X-MSS-CODECDA declare 34133-9" in notification
     assert b"Original-Message-ID: <cr-42@labo.example>" in notification
     assert lab.inbox(DR_A) == []

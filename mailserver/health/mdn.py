@@ -1,6 +1,13 @@
 """The MDN that tells a sender its structured message was refused (RFC 8098):
-a multipart/report (RFC 6522) whose disposition is ``processed/error`` with one
-``Error: <code>^<label>`` field per problem, as MSSanté software reads them."""
+a multipart/report (RFC 6522) in the form of the ANS "Transmission au LPS de
+documents CDA provenant d'un courriel MSSanté" guide (§ Structure du MDN):
+
+- Subject ``[KO Intégration système ! ] <original subject>``;
+- ``Disposition: automatic-action/MDN-sent-automatically; processed/Error:
+  <code>^<label>``, the code from the guide's tables: 903 when the documents carry
+  no INS, else 207 "Application error" (HL7 table messageErrorCondition, the
+  detail in the label, which starts with our own problem code);
+- one RFC 8098 §3.2.7 ``Error:`` field per problem, ``<our code>^<label>``."""
 
 from __future__ import annotations
 
@@ -24,6 +31,17 @@ def error_field(finding: Finding) -> str:
     return f"{_clean(finding.code)}^{_clean(finding.fr)}"
 
 
+# The guide's application error 903 "INS non présent dans le document"; any other
+# refusal is 207 "Application error", detailed in the label.
+_NO_INS = frozenset({"XDM-PATIENT", "CDA-PATIENT"})
+
+
+def disposition_error(finding: Finding) -> str:
+    """``<code>^<label>`` for the Disposition field, in the guide's codes."""
+    code = "903" if finding.code in _NO_INS else "207"
+    return f"{code}^{_clean(finding.code)} {_clean(finding.fr)}"
+
+
 def error_mdn(
     *, reporting_host: str, to: str, final_recipients: Sequence[str],
     original_message_id: str | None, original_subject: str, problems: Sequence[Finding],
@@ -37,9 +55,11 @@ def error_mdn(
     fields += [f"Final-Recipient: rfc822;{_clean(r)}" for r in final_recipients[:100]]
     if original_message_id:
         fields.append(f"Original-Message-ID: {_clean(original_message_id)}")
-    fields.append("Disposition: automatic-action/MDN-sent-automatically; processed/error")
+    fields.append("Disposition: automatic-action/MDN-sent-automatically; processed/Error: "
+                  + disposition_error(problems[0]) if problems else
+                  "Disposition: automatic-action/MDN-sent-automatically; processed/error")
     fields += [f"Error: {error_field(p)}" for p in problems[:20]]
-    subject = str(Header(f"Message refusé / Message refused: {original_subject}"[:300],
+    subject = str(Header(f"[KO Intégration système ! ] {original_subject}"[:300],
                          "utf-8").encode())
     head = [
         f"From: MAILER-DAEMON@{reporting_host}", f"To: {_clean(to)}", f"Subject: {subject}",
