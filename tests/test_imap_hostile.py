@@ -229,7 +229,7 @@ def test_autologout_after_idle_time(accounts: ServerThread) -> None:
             assert reader.readline().startswith(b"a OK")
             started = time.monotonic()
             assert reader.readline().startswith(b"* BYE Autologout")
-            assert 0.9 < time.monotonic() - started < 3
+            assert 0.9 < time.monotonic() - started < 10  # generous: CI machines are busy
     finally:
         listener.close()
     assert accounts.settings.imap.autologout >= 30 * 60
