@@ -135,3 +135,21 @@ def test_header_search_plain_folded_and_encoded(alice: Raw) -> None:
 def test_list_pattern_inbox_is_case_insensitive(alice: Raw) -> None:
     assert alice.command(b'a LIST "" "inbox*"')[0] == b'* LIST (\\HasNoChildren) "/" "INBOX"'
     assert alice.command(b"b SELECT inbox")[-1].startswith(b"b OK [READ-WRITE]")
+
+
+def test_fetch_of_a_message_another_session_expunged(server: ServerThread, alice: Raw) -> None:
+    """RFC 2180 §4.1 / RFC 5530: the body went with the message; the session that
+    still shows it gets no data for it (or NO [EXPUNGEISSUED] when the expunge lands
+    between reading the list and the bodies), never an error, then the EXPUNGE at the
+    next NOOP."""
+    lines = alice.command(b"a APPEND INBOX {14+}\r\nSubject: gone\r\n")
+    assert lines[-1].startswith(b"a OK")
+    assert alice.command(b"b SELECT INBOX")[-1].startswith(b"b OK")
+    other = Raw(server, tls=True)
+    assert other.command(f'l LOGIN {ALICE} "{PASSWORD}"'.encode())[-1].startswith(b"l OK")
+    other.command(b"s SELECT INBOX")
+    other.command(b"t STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert other.command(b"u EXPUNGE")[-1].startswith(b"u OK")
+    lines = alice.command(b"c FETCH 1 BODY.PEEK[]")
+    assert lines == [b"c OK FETCH completed"] or lines[-1].startswith(b"c NO [EXPUNGEISSUED]")
+    assert b"* 1 EXPUNGE" in alice.command(b"d NOOP")

@@ -10,7 +10,7 @@ import pytest
 
 from directory.models import MailboxType
 from directory.service import Directory
-from mailserver.store import Store
+from mailserver.store import BodyMissing, Store
 from mailserver.store.database import create_engine
 from mailserver.store.migrate import upgrade
 
@@ -170,3 +170,42 @@ async def test_threads_are_found_only_through_what_the_mailbox_received(
                         thread=closing)
     closed = await store.find_thread(patient.id, "<fin@x>", [])
     assert closed is not None and closed.id == found.id and closed.status == "closed"
+
+
+async def _stored_bodies(store: Store) -> int:
+    from sqlalchemy import func, select
+
+    from mailserver.store.models import Blob
+
+    async with store._engine.connect() as connection:  # what is on disk, not the API
+        return int((await connection.execute(select(func.count()).select_from(Blob))).scalar_one())
+
+
+async def test_bodies_go_with_their_last_message(stack: tuple[Store, Directory]) -> None:
+    """An expunged message leaves no body behind once no other message (another
+    recipient's copy, an IMAP COPY) uses it; a deleted folder takes its bodies."""
+    store, directory = stack
+    a = await directory.add_mailbox("gc-a@h.example", MailboxType.PER, password_hash=None)
+    b = await directory.add_mailbox("gc-b@h.example", MailboxType.PER, password_hash=None)
+    for box in (a, b):
+        await store.ensure_folders(box.id)
+    base = await _stored_bodies(store)
+    shared = await store.deliver([a.id, b.id], b"Subject: both\r\n\r\nshared\r\n")
+    await store.deliver([a.id], b"Subject: mine\r\n\r\nown\r\n")
+    assert await _stored_bodies(store) == base + 2
+    inbox_a = await store.folder(a.id, "INBOX")
+    inbox_b = await store.folder(b.id, "INBOX")
+    archive_a = await store.folder(a.id, "Archive")
+    assert inbox_a and inbox_b and archive_a
+    await store.copy_messages(inbox_a.id, [2], archive_a.id)
+    assert await store.expunge(inbox_a.id, [1, 2]) == [1, 2]
+    # "both" is still b's, "mine" is still in a's Archive
+    assert await _stored_bodies(store) == base + 2
+    [copy] = await store.messages(archive_a.id)
+    assert await store.body(copy.blob_sha256) == b"Subject: mine\r\n\r\nown\r\n"
+    assert await store.expunge(inbox_b.id, [shared[1].uid]) == [shared[1].uid]
+    assert await _stored_bodies(store) == base + 1
+    await store.delete_folder(a.id, "Archive")
+    assert await _stored_bodies(store) == base
+    with pytest.raises(BodyMissing):  # what a session still showing it gets
+        await store.body(copy.blob_sha256)

@@ -31,7 +31,7 @@ from mailserver.imap.wire import (
 from mailserver.mime.imap_format import quoted
 from mailserver.oidc import TokenVerifier
 from mailserver.sasl import OAUTHBEARER_ERROR, BearerCredentials
-from mailserver.store import Store
+from mailserver.store import BodyMissing, Store
 from mailserver.store.api import FolderDelta
 
 if TYPE_CHECKING:
@@ -255,6 +255,11 @@ class Session:
             self.tagged(command.tag, "BAD", str(bad))
         except No as no:
             self.tagged(command.tag, "NO", str(no))
+        except BodyMissing:
+            # RFC 9051 §7.4.1 and RFC 5530 §3: another session expunged a message this
+            # one still shows (its EXPUNGE is reported at the next allowed moment).
+            self.tagged(command.tag, "NO",
+                        "[EXPUNGEISSUED] some of the requested messages no longer exist")
         except (ConnectionClosed, ConnectionError, ssl.SSLError):
             raise
         except Exception:

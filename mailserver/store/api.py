@@ -52,6 +52,11 @@ class StoreError(Exception):
     """A store operation cannot be done; the message says why."""
 
 
+class BodyMissing(StoreError):
+    """A body asked for is gone: its message was expunged meanwhile (by another
+    session), and the body with it."""
+
+
 @dataclass(frozen=True)
 class FolderInfo:
     id: int
@@ -373,20 +378,20 @@ class Store:
         """Remove ``uids`` from the folder for good; returns the UIDs removed."""
 
         def work(connection: Connection) -> tuple[list[int], int]:
-            present = (
-                connection.execute(
-                    select(Message.uid).where(
-                        Message.folder_id == folder_id, Message.uid.in_(uids)
-                    )
+            rows = connection.execute(
+                select(Message.uid, Message.blob_sha256).where(
+                    Message.folder_id == folder_id, Message.uid.in_(uids)
                 )
-            ).scalars().all()
-            if not present:
+            ).all()
+            if not rows:
                 return [], 0
+            present = [int(row.uid) for row in rows]
             modseq, _, _ = self._bump(connection, folder_id, uidnext=False)
             connection.execute(
                 delete(Message).where(Message.folder_id == folder_id, Message.uid.in_(present))
             )
             self._record_vanished(connection, folder_id, present, modseq)
+            self._drop_unused_bodies(connection, {row.blob_sha256 for row in rows})
             return sorted(present), modseq
 
         def announce(result: tuple[list[int], int]) -> None:
@@ -560,7 +565,11 @@ class Store:
             ).scalar_one_or_none()
             if folder_id is None:
                 raise StoreError(f"no folder {name!r}")
+            bodies = set(connection.execute(
+                select(Message.blob_sha256).where(Message.folder_id == folder_id)
+            ).scalars())
             connection.execute(delete(Message).where(Message.folder_id == folder_id))
+            self._drop_unused_bodies(connection, bodies)
             connection.execute(
                 delete(ExpungedUid).where(ExpungedUid.folder_id == folder_id)
             )
@@ -705,7 +714,7 @@ class Store:
                     found[str(row[0])] = data
         missing = [d for d in wanted if d not in found]
         if missing:
-            raise StoreError(f"message body {missing[0]} is missing")
+            raise BodyMissing(f"message body {missing[0]} is missing")
         return found
 
     async def folder_delta(self, folder_id: int, since: int) -> FolderDelta:
@@ -892,6 +901,7 @@ class Store:
                     )
                 )
                 self._record_vanished(connection, folder_id, removed, modseq)
+                # MOVE keeps every body (the copies use them); nothing to collect.
             return CopyResult(uidvalidity, pairs), delivered, removed, modseq
 
         def announce(result: tuple[CopyResult, list[Delivered], list[int], int]) -> None:
@@ -903,6 +913,32 @@ class Store:
         outcome = await self._writer.submit(work, announce)
         copied: CopyResult = outcome[0]
         return copied
+
+    def _drop_unused_bodies(self, connection: Connection, candidates: set[str]) -> None:
+        """Delete the bodies (and their wrapped keys) that no message uses any more,
+        in the transaction that removed the messages: an expunged message leaves no
+        ciphertext behind. On PostgreSQL the candidate rows are locked first, so a
+        COPY committing a new reference in another process either is seen by the
+        NOT EXISTS that follows or waits and then fails its foreign key (the message
+        it copies was expunged); SQLite writers hold the database lock already."""
+        if not candidates:
+            return
+        ids = sorted(candidates)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            if self._engine.dialect.name == "postgresql":
+                connection.execute(
+                    select(Blob.sha256).where(Blob.sha256.in_(chunk)).with_for_update()
+                )
+            used = select(Message.id).where(Message.blob_sha256 == Blob.sha256).exists()
+            unused = [
+                digest for digest in connection.execute(
+                    select(Blob.sha256).where(Blob.sha256.in_(chunk), ~used)
+                ).scalars()
+            ]
+            if unused:
+                connection.execute(delete(BlobKey).where(BlobKey.blob_sha256.in_(unused)))
+                connection.execute(delete(Blob).where(Blob.sha256.in_(unused)))
 
     def _record_vanished(
         self, connection: Connection, folder_id: int, uids: Sequence[int], modseq: int

@@ -143,6 +143,8 @@ class Message(Base):
 Index("ix_messages_folder_modseq", Message.folder_id, Message.modseq)
 Index("ix_thread_participants_address", ThreadParticipant.address)
 Index("ix_messages_mailbox_message_id", Message.mailbox_id, Message.message_id)
+# "Does any message still use this body?", asked when messages go (blob collection).
+Index("ix_messages_blob_sha256", Message.blob_sha256)
 
 
 class ExpungedUid(Base):
