@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mailserver.pki.authority import KEY_TYPES, USAGES, PkiError
-from mailserver.pki.local_pki import LocalPki, load_bundle, parse_serial
+from mailserver.pki.local_pki import LocalPki, deployment_pki, load_bundle, parse_serial
 from mailserver.settings import Settings, SettingsError, load_settings
 
 
@@ -28,8 +28,7 @@ def deployment_settings(context: click.Context) -> Settings:
 
 
 def local_pki(settings: Settings) -> LocalPki:
-    return LocalPki(settings.data_dir / "pki",
-                    crl_base_url=f"http://{settings.server.hostname}/pki/crl")
+    return deployment_pki(settings)
 
 
 def organisation_of(settings: Settings) -> str:

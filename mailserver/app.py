@@ -9,13 +9,16 @@ import signal
 import ssl
 from dataclasses import dataclass, field
 
+from directory.certificates import Certificates
 from directory.fhir import FhirDirectory
 from directory.service import Directory
 from mailserver.auth import Authenticator
+from mailserver.client_cert import ClientCertificates, request_client_certificates
 from mailserver.dkim.signer import DkimSigner
 from mailserver.imap.server import ImapListeners, start_imap
 from mailserver.oidc import TokenVerifier
 from mailserver.pipeline import Pipeline
+from mailserver.pki.local_pki import deployment_pki
 from mailserver.queue.client import client_context
 from mailserver.queue.outbound import OutboundQueue
 from mailserver.queue.worker import DeliveryWorker
@@ -53,7 +56,13 @@ class Application:
         self.directory = Directory(self.engine, self.reader)
         self.store = Store(self.engine, open_vault(self.settings, self.engine.dialect.name),
                            self.reader)
-        self.authenticator = Authenticator(self.directory, self.settings.auth)
+        self.pki = deployment_pki(self.settings)
+        self.client_certificates = (
+            ClientCertificates(self.pki, Certificates(self.engine),
+                               require_crl=self.settings.pki.login_crl_failure == "hard")
+            if self.settings.pki.client_certificates and self.pki.trust_anchors() else None)
+        self.authenticator = Authenticator(self.directory, self.settings.auth,
+                                           self.client_certificates)
         self.tokens = TokenVerifier(self.settings) if self.settings.oidc.enabled else None
         self.imap: ImapListeners | None = None
         # Several nodes on one PostgreSQL hear each other's changes (IMAP IDLE).
@@ -122,15 +131,21 @@ class Application:
         tls = server_context(
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
         )
+        # Submission and IMAP ask for an optional client certificate (SASL EXTERNAL).
+        client_tls = server_context(
+            self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
+        )
+        if self.client_certificates is not None:
+            request_client_certificates(client_tls, self.client_certificates.anchors_pem())
         relay_tls = relay_server_context(
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key),
             self._anchors(),
         )
         self.servers = await start_smtp(
             self.settings, self.pipeline, self.authenticator, tls, share=self.workers,
-            tokens=self.tokens, relay_tls_context=relay_tls,
+            tokens=self.tokens, relay_tls_context=relay_tls, submission_tls_context=client_tls,
         )
-        self.imap = await start_imap(self.settings, self.store, self.authenticator, tls,
+        self.imap = await start_imap(self.settings, self.store, self.authenticator, client_tls,
                                      self.tokens)
         self.servers += self.imap.servers
         await self.web.start(tls, share=self.workers)
