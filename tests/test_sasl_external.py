@@ -232,9 +232,12 @@ def test_expired_certificate_is_refused_and_password_still_works(
         client2.logout()
 
 
-def test_certificate_from_an_untrusted_ca_never_logs_in(pki: Pki, tmp_path: Path) -> None:
+def test_certificate_from_an_untrusted_ca_never_logs_in(
+    pki: Pki, caplog: pytest.LogCaptureFixture,
+) -> None:
     """The TLS layer checks the chain: an unknown CA ends the handshake (alert
-    unknown_ca); no session, no login."""
+    unknown_ca); no session, no login; after STARTTLS the reason is logged."""
+    caplog.set_level(logging.INFO)
     root = create_root("pirate.example", "ec256")
     sub = create_sub_ca(root, "organisations", "ec256")
     key, certificate = issue_certificate(
@@ -245,8 +248,18 @@ def test_certificate_from_an_untrusted_ca_never_logs_in(pki: Pki, tmp_path: Path
         with smtp(pki, files) as client:
             client.auth("EXTERNAL", external())  # type: ignore[arg-type]
     with pytest.raises((ssl.SSLError, imaplib.IMAP4.abort, ConnectionError)):
-        client2 = imap(pki, files)
+        client2 = imap(pki, files, implicit=False)
         client2.authenticate("EXTERNAL", lambda _: b"")
+    with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError)):
+        with smtp(pki, files, implicit=True) as client:
+            client.auth("EXTERNAL", external())  # type: ignore[arg-type]
+    with pytest.raises((ssl.SSLError, imaplib.IMAP4.abort, ConnectionError)):
+        client2 = imap(pki, files, implicit=True)
+        client2.authenticate("EXTERNAL", lambda _: b"")
+    for door in ("smtp", "imap"):
+        assert any(f"{door} 127.0.0.1 STARTTLS handshake failed" in r.getMessage()
+                   and "certificate verify failed" in r.getMessage()
+                   for r in caplog.records), door
 
 
 def test_certificate_without_binding_is_refused(

@@ -358,7 +358,12 @@ class Session:
         self.reader.discard_buffered()
         self.send(f"{tag} OK Begin TLS negotiation now".encode())
         await self.flush()
-        await self.writer.start_tls(context)  # resumes reading, through TLS
+        try:
+            await self.writer.start_tls(context)  # resumes reading, through TLS
+        except ssl.SSLError as error:
+            # E.g. a client certificate from a CA we do not trust (alert unknown_ca).
+            log.warning("imap %s STARTTLS handshake failed: %s", self.client_ip, error)
+            raise ConnectionClosed() from error
         self.tls = True
 
     # ---- the selected folder and untagged updates ----------------------------------

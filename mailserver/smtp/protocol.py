@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiosmtpd.smtp as aiosmtpd_smtp
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, TLSSetupException, syntax
 
 from mailserver.auth import Authenticator, LoginOutcome
 from mailserver.oidc import TokenVerifier
@@ -309,6 +309,16 @@ class MssSMTP(SMTP):
         self._counted_ip = ip
         log.info("smtp %s connected door=%s", ip, getattr(self.event_handler, "door", "?"))
         await super()._handle_client()
+
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # E.g. a client certificate from a CA we do not trust (alert unknown_ca):
+            # aiosmtpd closes the connection; the reason goes to the log.
+            log.warning("smtp %s STARTTLS handshake failed: %s", self.peer_ip,
+                        error.__cause__ or "no reason given")
+            return "421 4.7.0 TLS handshake failed"
+        status: str = await super().handle_exception(error)
+        return status
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted_ip is not None:
