@@ -87,6 +87,7 @@ class Application:
         self.pipeline.on_queued = self.delivery.wake
         self._refresh: asyncio.Task[None] | None = None
         self._anchors_watch: asyncio.Task[None] | None = None
+        self._client_anchors_watch: asyncio.Task[None] | None = None
 
     @property
     def worker_index_refreshes(self) -> bool:
@@ -112,6 +113,23 @@ class Application:
                     log.info("port 25: trust anchors reloaded")
             except (OSError, ssl.SSLError, ValueError) as error:
                 log.warning("port 25: cannot reload the trust anchors: %s", error)
+
+    async def _watch_client_anchors(self, client_tls: ssl.SSLContext) -> None:
+        """Submission and IMAP learn CA certificates added while they run (`mss pki
+        trust add`) for the next client certificate handshakes."""
+        certificates = self.client_certificates
+        assert certificates is not None
+        known = await asyncio.to_thread(certificates.anchors_pem)
+        while True:
+            await asyncio.sleep(ANCHORS_CHECK_SECONDS)
+            try:
+                current = await asyncio.to_thread(certificates.anchors_pem)
+                if current and current != known:
+                    request_client_certificates(client_tls, current)
+                    known = current
+                    log.info("submission / imap: client certificate anchors reloaded")
+            except (OSError, ssl.SSLError, ValueError) as error:
+                log.warning("submission / imap: cannot reload the PKI anchors: %s", error)
 
     def _client_tls(self) -> ssl.SSLContext:
         """Our operator certificate as TLS client; peers verified against the anchors."""
@@ -153,6 +171,9 @@ class Application:
         self._anchors_watch = asyncio.create_task(
             self._watch_anchors(relay_tls), name="trust-anchors"
         )
+        if self.client_certificates is not None:
+            self._client_anchors_watch = asyncio.create_task(
+                self._watch_client_anchors(client_tls), name="client-anchors")
         if self.settings.trust.url and self.worker_index_refreshes:
             self._refresh = asyncio.create_task(refresh_forever(
                 self.trust, self.settings.trust.url, self.settings.trust.refresh_minutes,
@@ -171,7 +192,7 @@ class Application:
         await self.web.stop()
         if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
             log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
-        for task in (self._refresh, self._anchors_watch):
+        for task in (self._refresh, self._anchors_watch, self._client_anchors_watch):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -191,26 +191,35 @@ def test_revoked_certificate_is_refused(pki: Pki, caplog: pytest.LogCaptureFixtu
         client2.logout()
 
 
-def _expired(pki: Pki, address: str) -> tuple[Path, Path]:
+def _custom(pki: Pki, name: str, addresses: list[str], not_before: dt.datetime,
+            not_after: dt.datetime) -> tuple[Path, Path]:
+    """A tls-client certificate from the organisations CA, bound to ``addresses``."""
     authority = pki.local.authority("organisations")
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
     certificate = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, address)]))
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)]))
         .issuer_name(authority.certificate.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=400))
-        .not_valid_after(now - dt.timedelta(days=35))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False,
                                      False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(address)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(a) for a in addresses]),
+                       critical=False)
         .sign(authority.key, hashes.SHA256())
     )
-    pki.bind(certificate, address)
-    return pki.client_files("expired", certificate, key, [authority.certificate])
+    for address in addresses:
+        pki.bind(certificate, address)
+    return pki.client_files(name, certificate, key, [authority.certificate])
+
+
+def _expired(pki: Pki, address: str) -> tuple[Path, Path]:
+    now = dt.datetime.now(dt.UTC)
+    return _custom(pki, "expired", [address], now - dt.timedelta(days=400),
+                   now - dt.timedelta(days=35))
 
 
 def test_expired_certificate_is_refused_and_password_still_works(
@@ -320,3 +329,45 @@ def test_person_mailbox_cannot_log_in_by_certificate(
     finally:
         client2.logout()
 
+
+
+def test_certificate_of_two_mailboxes_needs_an_authzid(
+    pki: Pki, caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    files = _custom(pki, "shared", [APP, APP2], now - dt.timedelta(hours=1),
+                    now + dt.timedelta(days=30))
+    caplog.set_level(logging.INFO)
+    with smtp(pki, files) as client:
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.auth("EXTERNAL", external())  # type: ignore[arg-type]
+        assert client.auth("EXTERNAL", external(APP2.upper()))[0] == 235  # type: ignore[arg-type]
+        assert client.sendmail(APP2, [PER], message(APP2)) == {}
+        # The authorization identity is the login: another address is not its own.
+        with pytest.raises(smtplib.SMTPSenderRefused):
+            client.sendmail(APP, [PER], message(APP))
+    refused_reason(caplog, "bound to 2 mailboxes")
+
+
+def test_malformed_external_exchanges(pki: Pki) -> None:
+    cert, key, _ = pki.issue(APP)
+    with smtp(pki, (cert, key)) as client:
+        code, reply = client.docmd("AUTH", "EXTERNAL !!!notbase64")
+        assert code == 501 and reply.startswith(b"5.5.2")
+        code, _ = client.docmd("AUTH", "EXTERNAL")
+        assert code == 334
+        code, _ = client.docmd("*")  # cancelled (RFC 4954 §4)
+        assert code == 501
+        code, _ = client.docmd("AUTH", "EXTERNAL " + "QUFB" * 100)  # "AAA..." not an address
+        assert code == 535
+        assert client.docmd("AUTH", "EXTERNAL =")[0] == 235
+    client2 = imap(pki, (cert, key))
+    try:
+        tag = client2._new_tag().decode()  # type: ignore[attr-defined]
+        client2.send(f"{tag} AUTHENTICATE EXTERNAL %%%\r\n".encode())
+        reply = client2.readline()
+        assert reply.startswith(f"{tag} BAD".encode()), reply
+        typ, _ = client2.authenticate("EXTERNAL", lambda _: b"")
+        assert typ == "OK"
+    finally:
+        client2.logout()
