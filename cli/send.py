@@ -55,10 +55,11 @@ def _read(path: Path, what: str) -> bytes:
     return path.read_bytes()
 
 
-def _password(password_file: Any) -> str:
+def _password(password_file: Any, what: str = "Password") -> str:
+    """A secret from a file (first line) or a prompt; never from the command line."""
     if password_file is not None:
         return str(password_file.readline().rstrip("\r\n"))
-    return str(click.prompt("Password", hide_input=True))
+    return str(click.prompt(what, hide_input=True))
 
 
 def load_client_certificate(tls: ssl.SSLContext, p12_path: Path | None, p12_password: bytes,
@@ -204,9 +205,7 @@ def send(context: click.Context, sender: str, recipients: tuple[str, ...], patie
     tls = ssl.create_default_context(cafile=ca_file)
     with_certificate = p12_path is not None or cert_path is not None
     if with_certificate:
-        from cli.pki import read_secret_file  # cli.pki is heavier: import when needed
-
-        p12_password = (read_secret_file(p12_password_file, "PKCS#12 password", confirm=False)
+        p12_password = (_password(p12_password_file, "PKCS#12 password").encode("utf-8")
                         if p12_path is not None else b"")
         load_client_certificate(tls, p12_path, p12_password, cert_path, key_path)
         secret = ""

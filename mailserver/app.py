@@ -18,6 +18,7 @@ from mailserver.dkim.signer import DkimSigner
 from mailserver.imap.server import ImapListeners, start_imap
 from mailserver.oidc import TokenVerifier
 from mailserver.pipeline import Pipeline
+from mailserver.pki.authority import PkiError
 from mailserver.pki.local_pki import deployment_pki
 from mailserver.queue.client import client_context
 from mailserver.queue.outbound import OutboundQueue
@@ -38,6 +39,7 @@ log = logging.getLogger("mailserver")
 
 SHUTDOWN_GRACE_SECONDS = 30.0
 ANCHORS_CHECK_SECONDS = 5.0
+CRL_REFRESH_SECONDS = 3600.0
 
 
 @dataclass
@@ -88,6 +90,7 @@ class Application:
         self._refresh: asyncio.Task[None] | None = None
         self._anchors_watch: asyncio.Task[None] | None = None
         self._client_anchors_watch: asyncio.Task[None] | None = None
+        self._crl_refresh: asyncio.Task[None] | None = None
 
     @property
     def worker_index_refreshes(self) -> bool:
@@ -131,6 +134,16 @@ class Application:
             except (OSError, ssl.SSLError, ValueError) as error:
                 log.warning("submission / imap: cannot reload the PKI anchors: %s", error)
 
+    async def _refresh_local_crls(self) -> None:
+        """Worker 0 republishes the local PKI's CRLs before they go stale."""
+        while True:
+            try:
+                for path in await asyncio.to_thread(self.pki.refresh_crls):
+                    log.info("pki: CRL %s republished before its nextUpdate", path)
+            except (OSError, ValueError, PkiError) as error:
+                log.warning("pki: cannot republish the local CRLs: %s", error)
+            await asyncio.sleep(CRL_REFRESH_SECONDS)
+
     def _client_tls(self) -> ssl.SSLContext:
         """Our operator certificate as TLS client; peers verified against the anchors."""
         settings = self.settings
@@ -171,6 +184,9 @@ class Application:
         self._anchors_watch = asyncio.create_task(
             self._watch_anchors(relay_tls), name="trust-anchors"
         )
+        if self.worker_index_refreshes:
+            self._crl_refresh = asyncio.create_task(self._refresh_local_crls(),
+                                                    name="crl-refresh")
         if self.client_certificates is not None:
             self._client_anchors_watch = asyncio.create_task(
                 self._watch_client_anchors(client_tls), name="client-anchors")
@@ -192,7 +208,8 @@ class Application:
         await self.web.stop()
         if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
             log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
-        for task in (self._refresh, self._anchors_watch, self._client_anchors_watch):
+        for task in (self._refresh, self._anchors_watch, self._client_anchors_watch,
+                     self._crl_refresh):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -4,6 +4,7 @@ verification (`mss smime verify` at another deployment) and for TLS client login
 
 from __future__ import annotations
 
+import datetime as dt
 import http.server
 import logging
 import smtplib
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cli.main import main
 from directory.certificates import Certificates
 from directory.models import CertificateUsage, MailboxType
+from mailserver.pki.authority import build_crl
 from mailserver.pki.crl_fetch import CrlFetcher, distribution_points
 from mailserver.pki.local_pki import LocalPki, cert_pem, deployment_pki, key_pem
 from mailserver.settings import Settings, load_settings
@@ -257,3 +259,18 @@ def test_tls_client_login_checks_the_fetched_crl(
         server.stop()
     assert "/crl/organisations.crl" in crl_server.paths
     assert any("was revoked" in r.getMessage() for r in caplog.records)
+
+
+def test_local_crls_are_republished_before_they_go_stale(operator_a: Operator) -> None:
+    """The server's periodic task: a CRL within 3 days of its nextUpdate is published
+    again (revocations kept); fresh ones are left alone."""
+    pki = operator_a.pki
+    assert pki.refresh_crls() == []
+    soon = build_crl(pki.authority("organisations"),
+                     [(operator_a.bad.serial_number, dt.datetime.now(dt.UTC))], days=1)
+    (pki.crl_dir / "organisations.crl").write_bytes(soon.public_bytes(Encoding.DER))
+    assert pki.refresh_crls() == [pki.crl_dir / "organisations.crl"]
+    fresh = x509.load_der_x509_crl((pki.crl_dir / "organisations.crl").read_bytes())
+    assert fresh.next_update_utc is not None
+    assert fresh.next_update_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=6)
+    assert fresh.get_revoked_certificate_by_serial_number(operator_a.bad.serial_number)

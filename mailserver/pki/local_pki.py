@@ -263,6 +263,26 @@ class LocalPki:
         os.replace(temporary, path)
         return path
 
+    def refresh_crls(self, margin: dt.timedelta = dt.timedelta(days=3)) -> list[Path]:
+        """Publish again the CRLs of our CAs whose nextUpdate is within ``margin`` (or
+        missing), so that a deployment nobody runs `mss pki crl` on never serves a stale
+        CRL (RFC 5280 §5.1.2.5), which would fail every certificate login."""
+        if not self.is_initialised():
+            return []
+        limit = dt.datetime.now(dt.UTC) + margin
+        published = []
+        for name in (ROOT, *SUB_CAS):
+            if not (self.ca_dir(name) / "ca.pem").exists():
+                continue
+            path = self.crl_dir / f"{name}.crl"
+            try:
+                next_update = x509.load_der_x509_crl(path.read_bytes()).next_update_utc
+            except (OSError, ValueError):
+                next_update = None
+            if next_update is None or next_update < limit:
+                published.append(self.publish_crl(name))
+        return published
+
     def publish_crls(self) -> list[Path]:
         return [self.publish_crl(name) for name in (ROOT, *SUB_CAS)]
 
