@@ -6,10 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+from cryptography import x509
 
+from directory.certificates import Certificates
+from directory.models import CertificateUsage, MailboxType
+from directory.service import Directory, DirectoryError
 from mailserver.pki.authority import KEY_TYPES, USAGES, PkiError
-from mailserver.pki.local_pki import LocalPki, load_bundle, parse_serial
+from mailserver.pki.local_pki import LocalPki, deployment_pki, load_bundle, parse_serial
 from mailserver.settings import Settings, SettingsError, load_settings
+from mailserver.store.database import create_engine
+from mailserver.store.migrate import upgrade
 
 
 def deployment_settings(context: click.Context) -> Settings:
@@ -28,8 +34,44 @@ def deployment_settings(context: click.Context) -> Settings:
 
 
 def local_pki(settings: Settings) -> LocalPki:
-    return LocalPki(settings.data_dir / "pki",
-                    crl_base_url=f"http://{settings.server.hostname}/pki/crl")
+    return deployment_pki(settings)
+
+
+DIRECTORY_USAGE = {"sign": CertificateUsage.SIGN, "encrypt": CertificateUsage.ENCRYPT,
+                   "tls-client": CertificateUsage.TLS_CLIENT}
+CERTIFICATE_LOGIN_TYPES = (MailboxType.APP, MailboxType.ORG)
+
+
+async def _check_login_mailbox(settings: Settings, address: str) -> str | None:
+    """Refuse a tls-client certificate for a person's mailbox; a warning if the
+    mailbox does not exist yet."""
+    engine = create_engine(settings.database_url,
+                           sqlite_synchronous=settings.database.sqlite_synchronous)
+    try:
+        await upgrade(engine)
+        mailbox = await Directory(engine).lookup(address)
+    finally:
+        await engine.dispose()
+    if mailbox is None:
+        return (f"warning: no mailbox {address} in the directory yet; the certificate will "
+                "log in once an APP or ORG mailbox of that address exists")
+    if mailbox.type not in CERTIFICATE_LOGIN_TYPES:
+        raise click.ClickException(
+            f"{address} is a {mailbox.type.value} mailbox: TLS client certificates (SASL "
+            "EXTERNAL) are for APP and ORG mailboxes; people log in with a password or a token")
+    return None
+
+
+async def register_in_directory(settings: Settings, certificate: x509.Certificate,
+                                address: str, usage: str) -> None:
+    """Bind an issued certificate to its mailbox in the directory's certificates table."""
+    engine = create_engine(settings.database_url,
+                           sqlite_synchronous=settings.database.sqlite_synchronous)
+    try:
+        await upgrade(engine)
+        await Certificates(engine).add(certificate, DIRECTORY_USAGE[usage], address=address)
+    finally:
+        await engine.dispose()
 
 
 def organisation_of(settings: Settings) -> str:
@@ -88,22 +130,31 @@ def pki_issue(context: click.Context, address: str, usage: str, key_type: str,
               display_name: str, identifier: str, days: int, p12_path: Path | None,
               p12_password_file: Any) -> None:
     """Issue a certificate for ADDRESS and register it."""
+    from cli.main import run  # cli.main imports this module: import when called
+
     settings = deployment_settings(context)
     store = local_pki(settings)
     password = (read_secret_file(p12_password_file, "PKCS#12 password", confirm=True)
                 if p12_path is not None else None)
+    warning = run(_check_login_mailbox(settings, address)) if usage == "tls-client" else None
     try:
         issued = store.issue(address, usage, organisation=organisation_of(settings),
                              key_type=key_type, display_name=display_name,
                              identifier=identifier, days=days)
+        if usage in DIRECTORY_USAGE:
+            run(register_in_directory(settings, issued.certificate, address, usage))
         if p12_path is not None and password is not None:
             store.export_pkcs12(issued, p12_path, password)
-    except PkiError as error:
+    except (PkiError, DirectoryError) as error:
         raise click.ClickException(str(error)) from error
+    if warning:
+        click.echo(warning, err=True)
     click.echo(f"Issued {usage} certificate serial {issued.certificate.serial_number:x} "
                f"for {address}")
     click.echo(f"  certificate  {issued.certificate_path}")
     click.echo(f"  key          {issued.key_path}")
+    if usage in DIRECTORY_USAGE:
+        click.echo(f"  directory    bound to {address} for {usage}")
     if p12_path is not None:
         click.echo(f"  PKCS#12      {p12_path}")
 

@@ -4,19 +4,24 @@ Builds a conforming message (a CDA R2 document, the IHE XDM package holding it,
 the PDF beside it, the X-MSS-* headers and the ``XDM/1.0/DDM+...`` subject),
 checks it with the same validator as the server, then submits it over SMTP
 submission: STARTTLS (RFC 3207) on 587 or implicit TLS on 465 (RFC 8314), then
-AUTH with the APP mailbox's password (a TLS client certificate later).
+AUTH EXTERNAL (RFC 4422 Appendix A) with the APP mailbox's TLS client certificate
+(``--p12`` or ``--cert/--key``), else AUTH with its password.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import smtplib
 import ssl
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import click
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from directory.ins import InvalidINS, validate_ins
 from mailserver.health import build
@@ -50,10 +55,52 @@ def _read(path: Path, what: str) -> bytes:
     return path.read_bytes()
 
 
-def _password(password_file: Any) -> str:
+def _password(password_file: Any, what: str = "Password") -> str:
+    """A secret from a file (first line) or a prompt; never from the command line."""
     if password_file is not None:
         return str(password_file.readline().rstrip("\r\n"))
-    return str(click.prompt("Password", hide_input=True))
+    return str(click.prompt(what, hide_input=True))
+
+
+def load_client_certificate(tls: ssl.SSLContext, p12_path: Path | None, p12_password: bytes,
+                            cert_path: Path | None, key_path: Path | None) -> None:
+    """Give ``tls`` the client certificate, its chain and key. From PKCS#12 the key is
+    re-encrypted under a one-time passphrase for the moment ssl reads it from a file."""
+    if p12_path is None:
+        assert cert_path is not None
+        try:
+            tls.load_cert_chain(cert_path, key_path)
+        except (ssl.SSLError, OSError) as error:
+            raise click.ClickException(f"cannot load {cert_path} / {key_path}: {error}") from error
+        return
+    try:
+        key, certificate, chain = pkcs12.load_key_and_certificates(
+            _read(p12_path, "PKCS#12 file"), p12_password)
+    except ValueError as error:
+        raise click.ClickException(
+            f"{p12_path}: cannot open the PKCS#12 file (wrong password?)") from error
+    if key is None or certificate is None:
+        raise click.ClickException(f"{p12_path} holds no certificate with its private key")
+    passphrase = secrets.token_bytes(32).hex().encode()
+    with tempfile.TemporaryDirectory(prefix="mss-send-") as folder:
+        bundle = Path(folder) / "client.pem"
+        encoding = serialization.Encoding.PEM
+        bundle.write_bytes(
+            key.private_bytes(encoding, serialization.PrivateFormat.PKCS8,
+                              serialization.BestAvailableEncryption(passphrase))
+            + certificate.public_bytes(encoding)
+            + b"".join(c.public_bytes(encoding) for c in chain))
+        tls.load_cert_chain(bundle, password=passphrase)
+
+
+def _external(client: smtplib.SMTP, sender: str) -> None:
+    """AUTH EXTERNAL with the sender's address as authorization identity."""
+    client.ehlo_or_helo_if_needed()
+    if "EXTERNAL" not in client.esmtp_features.get("auth", "").upper().split():
+        raise click.ClickException(
+            "the server does not offer certificate login (AUTH EXTERNAL) on this session: "
+            "is the certificate issued by a CA it trusts, and certificate login enabled?")
+    client.auth("EXTERNAL", lambda challenge=None: sender)
 
 
 def _default_attachment_settings() -> AttachmentSettings:
@@ -79,6 +126,15 @@ def _default_attachment_settings() -> AttachmentSettings:
 @click.option("--server", "server", default="localhost:587", show_default=True,
               help="Submission server HOST:PORT (465: implicit TLS, else STARTTLS).")
 @click.option("--password-file", type=click.File("r"), help="File holding the password.")
+@click.option("--p12", "p12_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PKCS#12 of the APP mailbox's TLS client certificate (`mss pki issue "
+                   "--usage tls-client --p12`): log in with SASL EXTERNAL, no password.")
+@click.option("--p12-password-file", type=click.File("r"),
+              help="File whose first line is the PKCS#12 password (else a prompt).")
+@click.option("--cert", "cert_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM client certificate (and chain), instead of --p12.")
+@click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM private key of --cert (unencrypted, 0600).")
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
               help="CA to check the server with (default: the deployment's, else the system's).")
 @click.option("--software", default="mss-send 0.1", show_default=True,
@@ -88,9 +144,17 @@ def _default_attachment_settings() -> AttachmentSettings:
 def send(context: click.Context, sender: str, recipients: tuple[str, ...], patient_ins: str,
          document: Path, cda: Path | None, subject: str | None, family: str | None,
          given: str | None, birthdate: str | None, type_code: str, type_display: str,
-         title: str, server: str, password_file: Any, ca_file: str | None,
-         software: str, print_only: bool) -> None:
+         title: str, server: str, password_file: Any, p12_path: Path | None,
+         p12_password_file: Any, cert_path: Path | None, key_path: Path | None,
+         ca_file: str | None, software: str, print_only: bool) -> None:
     """Send a structured health message (IHE XDM + PDF) for one patient."""
+    if p12_path is not None and (cert_path or key_path):
+        raise click.UsageError("give --p12 FILE or --cert/--key, not both")
+    if (cert_path is None) != (key_path is None):
+        raise click.UsageError("--cert and --key go together")
+    if (p12_path or cert_path) and password_file is not None:
+        raise click.UsageError("a client certificate logs in without a password: "
+                               "drop --password-file")
     try:
         ins = validate_ins(patient_ins)
     except InvalidINS as error:
@@ -139,14 +203,24 @@ def send(context: click.Context, sender: str, recipients: tuple[str, ...], patie
         settings = load_settings(context.obj["data_dir"])
         ca_file = str(settings.path(settings.tls.ca))
     tls = ssl.create_default_context(cafile=ca_file)
-    secret = _password(password_file)
+    with_certificate = p12_path is not None or cert_path is not None
+    if with_certificate:
+        p12_password = (_password(p12_password_file, "PKCS#12 password").encode("utf-8")
+                        if p12_path is not None else b"")
+        load_client_certificate(tls, p12_path, p12_password, cert_path, key_path)
+        secret = ""
+    else:
+        secret = _password(password_file)
     try:
         client = (smtplib.SMTP_SSL(host, port, timeout=30, context=tls) if port == 465
                   else smtplib.SMTP(host, port, timeout=30))
         with client:
             if port != 465:
                 client.starttls(context=tls)
-            client.login(sender, secret)
+            if with_certificate:
+                _external(client, sender)
+            else:
+                client.login(sender, secret)
             refused = client.send_message(message, sender, list(recipients))
     except smtplib.SMTPResponseException as error:
         reply = error.smtp_error

@@ -17,6 +17,7 @@ from cli.pki import deployment_settings, local_pki
 from mailserver.pki.authority import PkiError
 from mailserver.pki.local_pki import LocalPki, load_bundle
 from mailserver.pki.registry import registrations
+from mailserver.settings import Settings
 from mailserver.smime import (
     Identity,
     Status,
@@ -100,6 +101,11 @@ def _identities(store: LocalPki, addresses: tuple[str, ...]) -> list[Identity]:
 def _message_addresses(message: bytes, *names: str) -> tuple[str, ...]:
     head, _ = mime.split(mime.canonical(message))
     return tuple(dict.fromkeys(a for name in names for a in mime.addresses(head, name)))
+
+
+def smime_hard(settings: Settings) -> bool:
+    """[pki] smime_crl_failure: without a current CRL, "hard" fails the signature."""
+    return settings.pki.smime_crl_failure == "hard"
 
 
 @click.group()
@@ -197,7 +203,7 @@ def smime_decrypt(context: click.Context, recipients: tuple[str, ...], input_pat
     message = _read(input_path)
     recipients = recipients or _message_addresses(message, "to", "cc")
     identities = _identities(store, recipients)
-    result = unprotect(message, identities, store.trust_store(),
+    result = unprotect(message, identities, store.trust_store(require_crl=smime_hard(settings)),
                        authserv_id=settings.server.hostname)
     if not result.decrypt.ok:
         # Also plain decryption failures (not S/MIME at all) end here.
@@ -217,7 +223,8 @@ def smime_verify(context: click.Context, content_path: Path | None,
                  input_path: Path | None) -> None:
     """Verify a signed message; prints an Authentication-Results field; exit 0 on pass."""
     settings = deployment_settings(context)
-    result = verify_message(_read(input_path), local_pki(settings).trust_store())
+    result = verify_message(_read(input_path),
+                            local_pki(settings).trust_store(require_crl=smime_hard(settings)))
     click.echo(authentication_results(result, settings.server.hostname).replace("\r\n", "\n"))
     if content_path is not None and result.content is not None and result.ok:
         content_path.write_bytes(result.content)

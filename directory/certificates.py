@@ -197,6 +197,17 @@ class Certificates:
                 Certificate.sha256 == sha256.lower(), Certificate.bound_to == name))
             return int(result.rowcount)  # type: ignore[attr-defined]
 
+    async def addresses_bound(self, sha256: str, usage: CertificateUsage) -> list[str]:
+        """The mailbox addresses (not domains) this very certificate is bound to for
+        ``usage`` (SASL EXTERNAL: the certificate a client presented)."""
+        async with self._readers() as session:
+            names = (await session.execute(
+                select(Certificate.bound_to)
+                .where(Certificate.sha256 == sha256.lower(), Certificate.usage == usage.value)
+                .order_by(Certificate.bound_to)
+            )).scalars().all()
+        return [name for name in names if "@" in name]
+
     async def lookup_certificates(
         self,
         address: str,

@@ -9,13 +9,17 @@ import signal
 import ssl
 from dataclasses import dataclass, field
 
+from directory.certificates import Certificates
 from directory.fhir import FhirDirectory
 from directory.service import Directory
 from mailserver.auth import Authenticator
+from mailserver.client_cert import ClientCertificates, request_client_certificates
 from mailserver.dkim.signer import DkimSigner
 from mailserver.imap.server import ImapListeners, start_imap
 from mailserver.oidc import TokenVerifier
 from mailserver.pipeline import Pipeline
+from mailserver.pki.authority import PkiError
+from mailserver.pki.local_pki import deployment_pki
 from mailserver.queue.client import client_context
 from mailserver.queue.outbound import OutboundQueue
 from mailserver.queue.worker import DeliveryWorker
@@ -35,6 +39,7 @@ log = logging.getLogger("mailserver")
 
 SHUTDOWN_GRACE_SECONDS = 30.0
 ANCHORS_CHECK_SECONDS = 5.0
+CRL_REFRESH_SECONDS = 3600.0
 
 
 @dataclass
@@ -53,7 +58,13 @@ class Application:
         self.directory = Directory(self.engine, self.reader)
         self.store = Store(self.engine, open_vault(self.settings, self.engine.dialect.name),
                            self.reader)
-        self.authenticator = Authenticator(self.directory, self.settings.auth)
+        self.pki = deployment_pki(self.settings)
+        self.client_certificates = (
+            ClientCertificates(self.pki, Certificates(self.engine),
+                               require_crl=self.settings.pki.login_crl_failure == "hard")
+            if self.settings.pki.client_certificates and self.pki.trust_anchors() else None)
+        self.authenticator = Authenticator(self.directory, self.settings.auth,
+                                           self.client_certificates)
         self.tokens = TokenVerifier(self.settings) if self.settings.oidc.enabled else None
         self.imap: ImapListeners | None = None
         # Several nodes on one PostgreSQL hear each other's changes (IMAP IDLE).
@@ -78,6 +89,8 @@ class Application:
         self.pipeline.on_queued = self.delivery.wake
         self._refresh: asyncio.Task[None] | None = None
         self._anchors_watch: asyncio.Task[None] | None = None
+        self._client_anchors_watch: asyncio.Task[None] | None = None
+        self._crl_refresh: asyncio.Task[None] | None = None
 
     @property
     def worker_index_refreshes(self) -> bool:
@@ -104,6 +117,33 @@ class Application:
             except (OSError, ssl.SSLError, ValueError) as error:
                 log.warning("port 25: cannot reload the trust anchors: %s", error)
 
+    async def _watch_client_anchors(self, client_tls: ssl.SSLContext) -> None:
+        """Submission and IMAP learn CA certificates added while they run (`mss pki
+        trust add`) for the next client certificate handshakes."""
+        certificates = self.client_certificates
+        assert certificates is not None
+        known = await asyncio.to_thread(certificates.anchors_pem)
+        while True:
+            await asyncio.sleep(ANCHORS_CHECK_SECONDS)
+            try:
+                current = await asyncio.to_thread(certificates.anchors_pem)
+                if current and current != known:
+                    request_client_certificates(client_tls, current)
+                    known = current
+                    log.info("submission / imap: client certificate anchors reloaded")
+            except (OSError, ssl.SSLError, ValueError) as error:
+                log.warning("submission / imap: cannot reload the PKI anchors: %s", error)
+
+    async def _refresh_local_crls(self) -> None:
+        """Worker 0 republishes the local PKI's CRLs before they go stale."""
+        while True:
+            try:
+                for path in await asyncio.to_thread(self.pki.refresh_crls):
+                    log.info("pki: CRL %s republished before its nextUpdate", path)
+            except (OSError, ValueError, PkiError) as error:
+                log.warning("pki: cannot republish the local CRLs: %s", error)
+            await asyncio.sleep(CRL_REFRESH_SECONDS)
+
     def _client_tls(self) -> ssl.SSLContext:
         """Our operator certificate as TLS client; peers verified against the anchors."""
         settings = self.settings
@@ -122,15 +162,21 @@ class Application:
         tls = server_context(
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
         )
+        # Submission and IMAP ask for an optional client certificate (SASL EXTERNAL).
+        client_tls = server_context(
+            self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
+        )
+        if self.client_certificates is not None:
+            request_client_certificates(client_tls, self.client_certificates.anchors_pem())
         relay_tls = relay_server_context(
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key),
             self._anchors(),
         )
         self.servers = await start_smtp(
             self.settings, self.pipeline, self.authenticator, tls, share=self.workers,
-            tokens=self.tokens, relay_tls_context=relay_tls,
+            tokens=self.tokens, relay_tls_context=relay_tls, submission_tls_context=client_tls,
         )
-        self.imap = await start_imap(self.settings, self.store, self.authenticator, tls,
+        self.imap = await start_imap(self.settings, self.store, self.authenticator, client_tls,
                                      self.tokens)
         self.servers += self.imap.servers
         await self.web.start(tls, share=self.workers)
@@ -138,6 +184,12 @@ class Application:
         self._anchors_watch = asyncio.create_task(
             self._watch_anchors(relay_tls), name="trust-anchors"
         )
+        if self.worker_index_refreshes:
+            self._crl_refresh = asyncio.create_task(self._refresh_local_crls(),
+                                                    name="crl-refresh")
+        if self.client_certificates is not None:
+            self._client_anchors_watch = asyncio.create_task(
+                self._watch_client_anchors(client_tls), name="client-anchors")
         if self.settings.trust.url and self.worker_index_refreshes:
             self._refresh = asyncio.create_task(refresh_forever(
                 self.trust, self.settings.trust.url, self.settings.trust.refresh_minutes,
@@ -156,7 +208,8 @@ class Application:
         await self.web.stop()
         if not await self.pipeline.drain(SHUTDOWN_GRACE_SECONDS):
             log.warning("shutdown: submissions still in flight after %.0fs", SHUTDOWN_GRACE_SECONDS)
-        for task in (self._refresh, self._anchors_watch):
+        for task in (self._refresh, self._anchors_watch, self._client_anchors_watch,
+                     self._crl_refresh):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -21,7 +21,9 @@ from enum import Enum
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from directory.service import Directory, MailboxRecord
+from directory.models import MailboxType
+from directory.service import Directory, DirectoryError, MailboxRecord, normalize_address
+from mailserver.client_cert import CertificateRefused, ClientCertificates
 from mailserver.oidc import TokenError, TokenVerifier
 from mailserver.settings import AuthSettings
 
@@ -31,6 +33,11 @@ _hasher = PasswordHasher()
 # A hash of a random password, verified when the account does not exist so that
 # the answer takes the same time either way (no account enumeration by timing).
 _DUMMY_HASH = _hasher.hash("no such account: constant-time decoy")
+
+# SASL EXTERNAL opens application and organisation mailboxes only: a person (PER)
+# logs in personally, by password or by an OpenID Connect token (Pro Santé Connect),
+# never by a certificate file that software on a shared machine holds.
+CERTIFICATE_MAILBOX_TYPES = frozenset({MailboxType.APP, MailboxType.ORG})
 
 
 def hash_password(password: str) -> str:
@@ -135,9 +142,11 @@ class VerifiedCache:
 
 
 class Authenticator:
-    def __init__(self, directory: Directory, settings: AuthSettings) -> None:
+    def __init__(self, directory: Directory, settings: AuthSettings,
+                 certificates: ClientCertificates | None = None) -> None:
         self._directory = directory
         self._settings = settings
+        self.certificates = certificates  # SASL EXTERNAL, when the PKI is set up
         self.throttle = FailureThrottle(settings)
         self.verified = VerifiedCache()
 
@@ -197,6 +206,56 @@ class Authenticator:
                      f" named {claimed[:320]}" if claimed else "")
             self.throttle.record_failure(ip_key)
             return LoginResult(LoginOutcome.INVALID)
+        return LoginResult(LoginOutcome.OK, mailbox)
+
+    async def login_certificate(
+        self, der: bytes | None, authzid: str, *, client_ip: str, door: str
+    ) -> LoginResult:
+        """SASL EXTERNAL (RFC 4422 Appendix A): the TLS client certificate names the
+        mailboxes it is bound to; the authorization identity, if any, picks one of
+        them, else there must be exactly one. Refusals are logged with their reason."""
+        ip_key = f"ip:{client_ip}"
+        if self.throttle.is_blocked(ip_key):
+            return LoginResult(LoginOutcome.THROTTLED)
+
+        def refuse(reason: str, subject: str = "-",
+                   outcome: LoginOutcome = LoginOutcome.INVALID) -> LoginResult:
+            log.info("certificate login refused door=%s ip=%s subject=%s authzid=%s: %s",
+                     door, client_ip, subject[:300], authzid[:320] or "-", reason)
+            self.throttle.record_failure(ip_key)
+            return LoginResult(outcome)
+
+        if self.certificates is None:
+            return refuse("certificate logins are not set up (no PKI trust anchors)")
+        if der is None:
+            return refuse("no client certificate was presented in TLS")
+        try:
+            identity = await self.certificates.identify(der)
+        except CertificateRefused as error:
+            return refuse(error.reason, error.subject)
+        if authzid:
+            try:
+                wanted = normalize_address(authzid)
+            except DirectoryError:
+                return refuse("the authorization identity is not an address", identity.subject)
+            if wanted not in identity.addresses:
+                return refuse(f"the certificate is not bound to {wanted} (bound to "
+                              f"{', '.join(identity.addresses)})", identity.subject)
+        elif len(identity.addresses) == 1:
+            wanted = identity.addresses[0]
+        else:
+            return refuse(f"the certificate is bound to {len(identity.addresses)} mailboxes: "
+                          "name one as authorization identity", identity.subject)
+        mailbox = await self._directory.lookup(wanted)
+        if mailbox is None or not mailbox.can_receive:
+            return refuse(f"no active mailbox {wanted}", identity.subject)
+        if mailbox.type not in CERTIFICATE_MAILBOX_TYPES:
+            return refuse(f"{wanted} is a {mailbox.type.value} mailbox: certificate logins are "
+                          "for APP and ORG mailboxes", identity.subject, LoginOutcome.NOT_ALLOWED)
+        for note in identity.notes:
+            log.warning("certificate login door=%s %s: %s", door, wanted, note)
+        log.info("certificate login ok door=%s ip=%s mailbox=%s serial=%s", door, client_ip,
+                 wanted, identity.serial)
         return LoginResult(LoginOutcome.OK, mailbox)
 
     def _patient_allowed(self, door: str) -> bool:

@@ -166,6 +166,19 @@ class DkimSettings:
 
 
 @dataclass(frozen=True)
+class PkiSettings:
+    dir: str
+    crl_base_url: str
+    client_certificates: bool
+    crl_fetch: bool
+    crl_timeout: float
+    crl_max_size: int
+    crl_retry_seconds: int
+    login_crl_failure: str
+    smime_crl_failure: str
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str
 
@@ -187,6 +200,7 @@ class Settings:
     trust: TrustSettings
     relay: RelaySettings
     dkim: DkimSettings
+    pki: PkiSettings
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def path(self, relative: str) -> Path:
@@ -223,6 +237,7 @@ _SECTIONS: dict[str, type] = {
     "trust": TrustSettings,
     "relay": RelaySettings,
     "dkim": DkimSettings,
+    "pki": PkiSettings,
 }
 
 
@@ -336,6 +351,14 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("relay.retry_schedule must be a list of seconds") from error
     if not schedule or min(schedule) <= 0:
         raise SettingsError("relay.retry_schedule must list positive numbers of seconds")
+    for name in ("login_crl_failure", "smime_crl_failure"):
+        if getattr(settings.pki, name) not in ("hard", "soft"):
+            raise SettingsError(f"pki.{name} must be \"hard\" or \"soft\"")
+    if settings.pki.crl_timeout <= 0 or settings.pki.crl_max_size <= 0:
+        raise SettingsError("pki.crl_timeout and pki.crl_max_size must be positive")
+    base = settings.pki.crl_base_url
+    if base and not base.startswith(("http://", "https://", "file://")):
+        raise SettingsError("pki.crl_base_url must start with http://, https:// or file://")
     for domain, target in settings.relay.routes.items():
         if not isinstance(target, str) or not target.rpartition(":")[2].isdigit():
             raise SettingsError(f"relay.routes.{domain} must be \"HOST:PORT\", got {target!r}")

@@ -67,8 +67,11 @@ async def authenticate(session: Session, command: Command) -> None:
     token_parsers = {"OAUTHBEARER": parse_oauthbearer, "XOAUTH2": parse_xoauth2}
     if mechanism in token_parsers and session.config.tokens is None:
         raise No("[CANNOT] token logins are not configured here")
-    if mechanism != "PLAIN" and mechanism not in token_parsers:
-        raise No("[CANNOT] mechanisms offered: PLAIN, and OAUTHBEARER / XOAUTH2 if configured")
+    if mechanism == "EXTERNAL" and not session.config.external:
+        raise No("[CANNOT] certificate logins are not set up here")
+    if mechanism not in ("PLAIN", "EXTERNAL") and mechanism not in token_parsers:
+        raise No("[CANNOT] mechanisms offered: PLAIN, EXTERNAL with a TLS client certificate, "
+                 "and OAUTHBEARER / XOAUTH2 if configured")
     if len(command.args) == 2:
         initial = astring(command.args[1], "initial response")
         from mailserver.imap.session import decode_base64
@@ -76,6 +79,11 @@ async def authenticate(session: Session, command: Command) -> None:
         response = b"" if initial == "=" else decode_base64(initial.encode("ascii", "replace"))
     else:
         response = await session.read_sasl_response()
+    if mechanism == "EXTERNAL":
+        # RFC 4422 Appendix A: the message is the authorization identity, maybe empty.
+        await session.authenticate_certificate(response.decode("utf-8", "replace").strip())
+        session.tagged(command.tag, "OK", f"[CAPABILITY {session.capabilities()}] authenticated")
+        return
     if mechanism in token_parsers:
         try:
             credentials = token_parsers[mechanism](response)

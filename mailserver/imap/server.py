@@ -52,6 +52,7 @@ async def start_imap(
             pre_auth_timeout=float(settings.imap.pre_auth_timeout),
             autologout=float(settings.imap.autologout),
             tokens=tokens,
+            external=authenticator.certificates is not None,
         )
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from directory.service import MailboxRecord
 from mailserver.auth import Authenticator, LoginOutcome
+from mailserver.client_cert import peer_certificate
 from mailserver.imap import mutf7, seqset
 from mailserver.imap.names import BadName, check
 from mailserver.imap.state import Selected
@@ -72,6 +73,8 @@ class SessionConfig:
     autologout: float = AUTOLOGOUT
     # OpenID Connect token logins (AUTHENTICATE OAUTHBEARER / XOAUTH2), when configured.
     tokens: TokenVerifier | None = None
+    # TLS client certificate logins (AUTHENTICATE EXTERNAL), when the PKI is set up.
+    external: bool = False
 
 
 BASE_CAPABILITIES = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE"
@@ -147,12 +150,24 @@ class Session:
                 caps.append("STARTTLS LOGINDISABLED")  # RFC 9051 §6.2.3, §11.1
             else:
                 caps.append("AUTH=PLAIN")
+                if self.offers_external():
+                    caps.append("AUTH=EXTERNAL")  # RFC 4422 Appendix A
                 if self.config.tokens is not None:
                     caps.append("AUTH=OAUTHBEARER AUTH=XOAUTH2")  # RFC 7628
         else:
             caps.append(AUTHENTICATED_CAPABILITIES)
             caps.append(f"APPENDLIMIT={self.config.append_limit}")  # RFC 7889
         return " ".join(caps)
+
+    def peer_certificate(self) -> bytes | None:
+        """The TLS client certificate (chain already checked by the TLS layer)."""
+        if not self.tls:
+            return None
+        return peer_certificate(self.writer.get_extra_info("ssl_object"))
+
+    def offers_external(self) -> bool:
+        """EXTERNAL only on a TLS session whose client presented a certificate."""
+        return self.config.external and self.peer_certificate() is not None
 
     @property
     def utf8(self) -> bool:
@@ -308,6 +323,22 @@ class Session:
         self.state = State.AUTHENTICATED
         self.limits = authenticated_limits(self.config.append_limit)
 
+    async def authenticate_certificate(self, authzid: str) -> None:
+        """EXTERNAL (RFC 4422 Appendix A): the TLS client certificate's mailbox."""
+        result = await self.authenticator.login_certificate(
+            self.peer_certificate(), authzid, client_ip=self.client_ip, door="imap")
+        if result.outcome is LoginOutcome.THROTTLED:
+            raise No("[UNAVAILABLE] too many failed logins; try again later")
+        if result.outcome is LoginOutcome.NOT_ALLOWED:
+            raise No("[AUTHENTICATIONFAILED] certificate logins are for application and "
+                     "organisation mailboxes")
+        if result.outcome is not LoginOutcome.OK or result.mailbox is None:
+            raise No("[AUTHENTICATIONFAILED] certificate not accepted for this mailbox")
+        self.mailbox = result.mailbox
+        await self.store.ensure_folders(result.mailbox.id)
+        self.state = State.AUTHENTICATED
+        self.limits = authenticated_limits(self.config.append_limit)
+
     async def read_sasl_response(self) -> bytes:
         """One client line of a SASL exchange (RFC 9051 §6.2.2); '*' cancels."""
         self.send(b"+ ")
@@ -332,7 +363,12 @@ class Session:
         self.reader.discard_buffered()
         self.send(f"{tag} OK Begin TLS negotiation now".encode())
         await self.flush()
-        await self.writer.start_tls(context)  # resumes reading, through TLS
+        try:
+            await self.writer.start_tls(context)  # resumes reading, through TLS
+        except ssl.SSLError as error:
+            # E.g. a client certificate from a CA we do not trust (alert unknown_ca).
+            log.warning("imap %s STARTTLS handshake failed: %s", self.client_ip, error)
+            raise ConnectionClosed() from error
         self.tls = True
 
     # ---- the selected folder and untagged updates ----------------------------------

@@ -78,8 +78,17 @@ def _key_usage(**flags: bool) -> x509.KeyUsage:
     return x509.KeyUsage(**{name: flags.get(name, False) for name in names})
 
 
+def _crl_distribution_point(url: str) -> x509.CRLDistributionPoints:
+    # RFC 5280 §4.2.1.13: one point, full name = the URL of the issuer's CRL.
+    return x509.CRLDistributionPoints([x509.DistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(url)],
+        relative_name=None, reasons=None, crl_issuer=None,
+    )])
+
+
 def _ca_certificate(
     subject: x509.Name, key: PrivateKey, issuer: Authority | None, path_length: int, days: int,
+    crl_url: str | None = None,
 ) -> x509.Certificate:
     now = _now()
     signer_key = issuer.key if issuer else key
@@ -100,6 +109,8 @@ def _ca_certificate(
             critical=False,
         )
     )
+    if crl_url and issuer is not None:
+        builder = builder.add_extension(_crl_distribution_point(crl_url), critical=False)
     return builder.sign(signer_key, hashes.SHA256())
 
 
@@ -115,7 +126,7 @@ def create_root(organisation: str, key_type: str = "rsa3072", days: int = 7300) 
 
 
 def create_sub_ca(root: Authority, name: str, key_type: str = "rsa3072",
-                  days: int = 3650) -> Authority:
+                  days: int = 3650, crl_url: str | None = None) -> Authority:
     if name not in SUB_CAS:
         raise PkiError(f"unknown sub-CA {name!r}")
     key = generate_key(key_type)
@@ -126,7 +137,7 @@ def create_sub_ca(root: Authority, name: str, key_type: str = "rsa3072",
         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "IGC locale"),
         x509.NameAttribute(NameOID.COMMON_NAME, f"AC {SUB_CAS[name]}"),
     ])
-    return Authority(name, _ca_certificate(subject, key, root, 0, days), key)
+    return Authority(name, _ca_certificate(subject, key, root, 0, days, crl_url), key)
 
 
 @dataclass(frozen=True)
@@ -211,13 +222,7 @@ def issue_certificate(
         )
     )
     if crl_url:
-        builder = builder.add_extension(
-            x509.CRLDistributionPoints([x509.DistributionPoint(
-                full_name=[x509.UniformResourceIdentifier(crl_url)],
-                relative_name=None, reasons=None, crl_issuer=None,
-            )]),
-            critical=False,
-        )
+        builder = builder.add_extension(_crl_distribution_point(crl_url), critical=False)
     return key, builder.sign(authority.key, hashes.SHA256())
 
 

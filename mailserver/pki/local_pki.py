@@ -39,12 +39,14 @@ from mailserver.pki.authority import (
     create_sub_ca,
     issue_certificate,
 )
+from mailserver.pki.crl_fetch import CrlFetcher
 from mailserver.pki.registry import (
     Registration,
     find_serial,
     register_certificate,
     registrations,
 )
+from mailserver.settings import Settings
 from mailserver.smime.enveloped import Identity
 from mailserver.smime.trust import TrustStore
 
@@ -100,7 +102,7 @@ def parse_serial(text: str) -> int:
         raise PkiError(f"{text!r} is not a certificate serial number") from error
 
 
-_TRUST_CACHE: dict[tuple[Path, bool], tuple[tuple[tuple[str, int, int], ...], TrustStore]] = {}
+_TRUST_CACHE: dict[tuple[Path, bool, int], tuple[tuple[tuple[str, int, int], ...], TrustStore]] = {}
 _TRUST_LOCK = threading.Lock()
 
 
@@ -114,9 +116,15 @@ class Issued:
 
 
 class LocalPki:
-    def __init__(self, pki_dir: Path, crl_base_url: str = "") -> None:
+    def __init__(self, pki_dir: Path, crl_base_url: str = "",
+                 fetcher: CrlFetcher | None = None) -> None:
         self.dir = pki_dir
-        self.crl_base_url = crl_base_url
+        self.crl_base_url = crl_base_url.rstrip("/")
+        self.fetcher = fetcher  # CRLs of distribution points, for certificates not ours
+
+    def crl_url(self, authority_name: str) -> str | None:
+        """Where the CRL of ``authority_name`` is published (RFC 5280 §4.2.1.13)."""
+        return f"{self.crl_base_url}/{authority_name}.crl" if self.crl_base_url else None
 
     # -- layout ---------------------------------------------------------------------------
     def ca_dir(self, name: str) -> Path:
@@ -144,7 +152,8 @@ class LocalPki:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o700)
         root = create_root(organisation, key_type)
-        authorities = [root] + [create_sub_ca(root, name, key_type) for name in SUB_CAS]
+        authorities = [root] + [create_sub_ca(root, name, key_type, crl_url=self.crl_url(ROOT))
+                                for name in SUB_CAS]
         for authority in authorities:
             self._save_authority(authority)
         self.add_trust_anchors([root.certificate])
@@ -181,7 +190,7 @@ class LocalPki:
             kind = "a host name" if usage == "tls-server" else "a mail address"
             raise PkiError(f"{address!r} is not {kind}")
         authority = self.authority(ISSUER_OF_USAGE[usage])
-        crl_url = f"{self.crl_base_url}/{authority.name}.crl" if self.crl_base_url else None
+        crl_url = self.crl_url(authority.name)
         subject = Subject(address=address, organisation=organisation,
                           display_name=display_name, identifier=identifier)
         key, certificate = issue_certificate(authority, subject, usage, key_type, days, crl_url)
@@ -254,6 +263,26 @@ class LocalPki:
         os.replace(temporary, path)
         return path
 
+    def refresh_crls(self, margin: dt.timedelta = dt.timedelta(days=3)) -> list[Path]:
+        """Publish again the CRLs of our CAs whose nextUpdate is within ``margin`` (or
+        missing), so that a deployment nobody runs `mss pki crl` on never serves a stale
+        CRL (RFC 5280 §5.1.2.5), which would fail every certificate login."""
+        if not self.is_initialised():
+            return []
+        limit = dt.datetime.now(dt.UTC) + margin
+        published = []
+        for name in (ROOT, *SUB_CAS):
+            if not (self.ca_dir(name) / "ca.pem").exists():
+                continue
+            path = self.crl_dir / f"{name}.crl"
+            try:
+                next_update = x509.load_der_x509_crl(path.read_bytes()).next_update_utc
+            except (OSError, ValueError):
+                next_update = None
+            if next_update is None or next_update < limit:
+                published.append(self.publish_crl(name))
+        return published
+
     def publish_crls(self) -> list[Path]:
         return [self.publish_crl(name) for name in (ROOT, *SUB_CAS)]
 
@@ -305,13 +334,14 @@ class LocalPki:
         Parsed once and kept (with its cache of validated paths) until a file changes:
         publishing a CRL or adding an anchor takes effect on the next call."""
         stamp = self._stamp()
-        key = (self.dir.resolve(), require_crl)
+        key = (self.dir.resolve(), require_crl, id(self.fetcher))
         with _TRUST_LOCK:
             cached = _TRUST_CACHE.get(key)
         if cached is not None and cached[0] == stamp:
             return cached[1]
         store = TrustStore(self.trust_anchors(), self.intermediates(), self.crls(),
-                           require_crl=require_crl)
+                           require_crl=require_crl,
+                           crl_source=self.fetcher.crls_for if self.fetcher else None)
         with _TRUST_LOCK:
             _TRUST_CACHE[key] = (stamp, store)
         return store
@@ -339,3 +369,13 @@ class LocalPki:
     def chain_of(self, registration_issuer: str) -> list[x509.Certificate]:
         """The certificates to send with a signature: the issuing sub-CA."""
         return [self.authority(registration_issuer).certificate]
+
+
+def deployment_pki(settings: Settings) -> LocalPki:
+    """The deployment's PKI folder and CRL fetching, as ``[pki]`` of mss.toml says."""
+    pki_dir = settings.path(settings.pki.dir)
+    fetcher = CrlFetcher(
+        pki_dir / "crl-cache", timeout=settings.pki.crl_timeout,
+        max_size=settings.pki.crl_max_size, retry_seconds=settings.pki.crl_retry_seconds,
+    ) if settings.pki.crl_fetch else None
+    return LocalPki(pki_dir, crl_base_url=settings.pki.crl_base_url, fetcher=fetcher)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +27,12 @@ from mailserver.smime.algorithms import DIGESTS, AlgorithmRefused, check_public_
 Purpose = Literal["smime-sign", "smime-encrypt", "tls-client", "tls-server"]
 MAX_PATH = 6  # certificates in a path, anchor included
 MAX_CANDIDATES = 64  # certificates considered when building a path (hostile bundles)
+# A path whose revocation could not be checked is validated again after this long
+# (the distribution point may be back).
+UNCHECKED_CACHE = dt.timedelta(minutes=5)
+
+# Fetches the CRLs named by a certificate's distribution points (pki/crl_fetch.py).
+CrlSource = Callable[[x509.Certificate], Iterable[x509.CertificateRevocationList]]
 
 _ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
 _EKU_FOR: dict[str, x509.ObjectIdentifier] = {
@@ -77,8 +83,10 @@ class TrustStore:
         crls: Iterable[x509.CertificateRevocationList] = (),
         *,
         require_crl: bool = False,
+        crl_source: CrlSource | None = None,
     ) -> None:
         self.anchors = list(anchors)
+        self.crl_source = crl_source
         self.intermediates = list(intermediates)
         self.require_crl = require_crl
         self._anchor_prints = {_fingerprint(c) for c in self.anchors}
@@ -183,10 +191,14 @@ class TrustStore:
                 raise ValidationError(f"the certificate's extended key usage excludes "
                                       f"{wanted._name}")
 
-    def _check_revocation(self, certificate: x509.Certificate, issuer: x509.Certificate,
-                          at: dt.datetime) -> tuple[str | None, dt.datetime | None]:
-        """(note, crl next update); raises when revoked."""
-        for crl in self._crls.get(issuer.subject.public_bytes(), []):
+    def _current_crl(self, crls: Iterable[x509.CertificateRevocationList],
+                     issuer: x509.Certificate, at: dt.datetime,
+                     ) -> x509.CertificateRevocationList | None:
+        """The first of ``crls`` issued and signed by ``issuer`` and not stale."""
+        name = issuer.subject.public_bytes()
+        for crl in crls:
+            if crl.issuer.public_bytes() != name:
+                continue
             try:
                 if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
                     continue
@@ -195,12 +207,23 @@ class TrustStore:
             next_update = crl.next_update_utc
             if next_update is not None and next_update < at:
                 continue  # stale CRL: RFC 5280 §6.3.3 (a)
+            return crl
+        return None
+
+    def _check_revocation(self, certificate: x509.Certificate, issuer: x509.Certificate,
+                          at: dt.datetime) -> tuple[str | None, dt.datetime | None]:
+        """(note, crl next update); raises when revoked. Known CRLs first, then those
+        of the certificate's distribution points (RFC 5280 §4.2.1.13)."""
+        crl = self._current_crl(self._crls.get(issuer.subject.public_bytes(), []), issuer, at)
+        if crl is None and self.crl_source is not None:
+            crl = self._current_crl(self.crl_source(certificate), issuer, at)
+        if crl is not None:
             revoked = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
             if revoked is not None:
                 raise ValidationError(f"certificate {certificate.serial_number:X} of "
                                       f"{_name(certificate)} was revoked on "
                                       f"{revoked.revocation_date_utc:%Y-%m-%d}")
-            return None, next_update
+            return None, crl.next_update_utc
         note = f"revocation of {_name(certificate)} not checked: no current CRL from its issuer"
         if self.require_crl:
             raise ValidationError(note.replace("not checked", "unknown"))
@@ -234,6 +257,8 @@ class TrustStore:
                 notes.append(note)
             if next_update is not None:
                 expiries.append(next_update)
+        if notes:
+            expiries.append(at + UNCHECKED_CACHE)
         path = ValidatedPath(tuple(chain), tuple(notes),
                              max(c.not_valid_before_utc for c in chain), min(expiries))
         with self._lock:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiosmtpd.smtp as aiosmtpd_smtp
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, TLSSetupException, syntax
 
 from mailserver.auth import Authenticator, LoginOutcome
 from mailserver.oidc import TokenVerifier
@@ -44,6 +44,8 @@ _HOLDABLE = frozenset({"250", "251", "252", "450", "451", "452", "550", "551", "
 REPLY_THROTTLED = "454 4.7.0 Too many failed logins, try again later"
 REPLY_INVALID = "535 5.7.8 Authentication credentials invalid"
 REPLY_NOT_ALLOWED = "535 5.7.8 This mailbox may not log in on SMTP; use the webmail"
+REPLY_CERTIFICATE_NOT_ALLOWED = (
+    "535 5.7.8 Certificate logins are for application and organisation mailboxes")
 
 
 # RFC 5321 §4.1.2 Mailbox in angle brackets, the common shape: a dot-atom local
@@ -199,11 +201,18 @@ class MssSMTP(SMTP):
         await self._writer.drain()
 
     async def smtp_EHLO(self, hostname: str) -> None:
+        # EXTERNAL is offered only on a TLS session whose client presented a
+        # certificate (RFC 4422 Appendix A: the credentials are the TLS layer's).
+        hidden = None
+        if "EXTERNAL" in self._auth_methods and self.peer_certificate_der() is None:
+            hidden = self._auth_methods.pop("EXTERNAL")
         self._in_helo = True  # nor in the EHLO / HELO reply; its lines go in one write
         try:
             await super().smtp_EHLO(hostname)
         finally:
             self._in_helo = False
+            if hidden is not None:
+                self._auth_methods["EXTERNAL"] = hidden
         await self._flush()
 
     async def smtp_HELO(self, hostname: str) -> None:
@@ -301,6 +310,16 @@ class MssSMTP(SMTP):
         log.info("smtp %s connected door=%s", ip, getattr(self.event_handler, "door", "?"))
         await super()._handle_client()
 
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # E.g. a client certificate from a CA we do not trust (alert unknown_ca):
+            # aiosmtpd closes the connection; the reason goes to the log.
+            log.warning("smtp %s STARTTLS handshake failed: %s", self.peer_ip,
+                        error.__cause__ or "no reason given")
+            return "421 4.7.0 TLS handshake failed"
+        status: str = await super().handle_exception(error)
+        return status
+
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted_ip is not None:
             self._limiter.release(self._counted_ip)
@@ -316,6 +335,8 @@ class MssSMTP(SMTP):
         if len(args) == 1:
             response = await self.challenge_auth("")
             return None if response is MISSING else bytes(response)
+        if args[1] == "=":  # RFC 4954 §4: a zero-length initial response
+            return b""
         try:
             return b64decode(args[1].encode(), validate=True)
         except (binascii.Error, ValueError):
@@ -358,6 +379,27 @@ class MssSMTP(SMTP):
 
     async def auth_XOAUTH2(self, _: Any, args: list[str]) -> AuthResult:
         return await self._bearer(args, parse_xoauth2)
+
+    async def auth_EXTERNAL(self, _: Any, args: list[str]) -> AuthResult:
+        """RFC 4422 Appendix A: the client's message is the authorization identity
+        (empty: the one mailbox its TLS certificate is bound to)."""
+        response = await self._initial_response(args)
+        if response is None:
+            return AuthResult(success=False, handled=True)
+        try:
+            authzid = response.decode("utf-8")
+        except UnicodeDecodeError:
+            await self.push("501 5.5.2 The authorization identity must be UTF-8")
+            return AuthResult(success=False, handled=True)
+        result = await self._logins.login_certificate(
+            self.peer_certificate_der(), authzid.strip(), client_ip=self.peer_ip, door="smtp")
+        if result.outcome is LoginOutcome.OK:
+            return AuthResult(success=True, auth_data=result.mailbox)
+        reply = {
+            LoginOutcome.THROTTLED: REPLY_THROTTLED,
+            LoginOutcome.NOT_ALLOWED: REPLY_CERTIFICATE_NOT_ALLOWED,
+        }.get(result.outcome, REPLY_INVALID)
+        return AuthResult(success=False, handled=False, message=reply)
 
     async def _bearer(
         self, args: list[str], parse: Callable[[bytes], BearerCredentials]

@@ -49,6 +49,7 @@ async def start_smtp(
     share: int = 1,
     tokens: TokenVerifier | None = None,
     relay_tls_context: ssl.SSLContext | None = None,
+    submission_tls_context: ssl.SSLContext | None = None,
 ) -> list[asyncio.Server]:
     """Bind every enabled SMTP listener; return the servers (to close on shutdown).
 
@@ -63,6 +64,8 @@ async def start_smtp(
     )
     servers = []
     loop = asyncio.get_running_loop()
+    # SASL EXTERNAL needs the PKI (client certificates checked against its anchors).
+    external = [] if authenticator.certificates is not None else ["EXTERNAL"]
     for listener in LISTENERS:
         if listener.door is Door.RELAY and not settings.smtp.enable_relay_port:
             continue
@@ -72,6 +75,8 @@ async def start_smtp(
         context = tls_context
         if listener.door is Door.RELAY and relay_tls_context is not None:
             context = relay_tls_context  # asks for the peer operator's certificate
+        elif listener.door is Door.SUBMISSION and submission_tls_context is not None:
+            context = submission_tls_context  # asks for an optional client certificate
 
         def factory(listener: SmtpListener = listener, handler: SmtpHandler = handler,
                     context: ssl.SSLContext = context) -> MssSMTP:
@@ -92,8 +97,8 @@ async def start_smtp(
                 auth_require_tls=not listener.implicit_tls,
                 tokens=tokens,
                 auth_exclude_mechanism=(
-                    ([] if tokens is not None else TOKEN_MECHANISMS) if listener.auth
-                    else ["PLAIN", "LOGIN", *TOKEN_MECHANISMS]
+                    ([] if tokens is not None else TOKEN_MECHANISMS) + external if listener.auth
+                    else ["PLAIN", "LOGIN", "EXTERNAL", *TOKEN_MECHANISMS]
                 ),
                 loop=loop,
             )
@@ -102,7 +107,7 @@ async def start_smtp(
             factory,
             host=settings.listen.bind_address(),
             port=settings.listen.port(listener.name),
-            ssl=tls_context if listener.implicit_tls else None,
+            ssl=context if listener.implicit_tls else None,
             reuse_address=True,
             reuse_port=True,
         )
