@@ -55,12 +55,24 @@ def _smime_capabilities() -> bytes:
 _SMIME_CAPABILITIES = _smime_capabilities()
 
 
-@functools.lru_cache(maxsize=1024)
+# Keyed by the object's identity: hashing a certificate (its whole DER) costs more than
+# the rest of building a signature. The entry holds the certificate, so its id cannot be
+# reused by another object while the entry lives.
+_PARTS: dict[int, tuple[x509.Certificate, bytes, bytes]] = {}
+_PARTS_MAX = 1024
+
+
 def certificate_parts(certificate: x509.Certificate) -> tuple[bytes, bytes]:
     """(DER of the certificate, DER IssuerAndSerialNumber) — RFC 5652 §10.2.4."""
-    return (certificate.public_bytes(serialization.Encoding.DER),
-            der.sequence(certificate.issuer.public_bytes(),
-                         der.integer(certificate.serial_number)))
+    entry = _PARTS.get(id(certificate))
+    if entry is None or entry[0] is not certificate:
+        if len(_PARTS) >= _PARTS_MAX:
+            _PARTS.clear()
+        entry = (certificate, certificate.public_bytes(serialization.Encoding.DER),
+                 der.sequence(certificate.issuer.public_bytes(),
+                              der.integer(certificate.serial_number)))
+        _PARTS[id(certificate)] = entry
+    return entry[1], entry[2]
 
 
 def _signing_time(when: dt.datetime) -> bytes:
