@@ -81,8 +81,12 @@ class EccCmsSharedInfo(core.Sequence):  # type: ignore[misc]
     ]
 
 
+_OAEP_SHA256_PADDING = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                    algorithm=hashes.SHA256(), label=None)
+
+
 def _oaep_sha256() -> padding.OAEP:
-    return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    return _OAEP_SHA256_PADDING  # immutable: one object serves every call
 
 
 def _issuer_and_serial(certificate: x509.Certificate) -> cms.IssuerAndSerialNumber:

@@ -284,6 +284,19 @@ def _load_certificate(encoded: bytes) -> x509.Certificate:
         return x509.load_der_x509_certificate(encoded)
 
 
+@functools.lru_cache(maxsize=256)
+def _certificate_set(encoded: bytes) -> tuple[tuple[x509.Certificate, bytes], ...] | None:
+    """The certificates of a CertificateSet's contents with their IssuerAndSerialNumber;
+    a sender sends the same set with every message, so it is read once."""
+    found = []
+    for tag, _, end, start in der.children(encoded, 0, len(encoded), MAX_CERTIFICATES):
+        if tag != der.SEQUENCE:
+            return None
+        certificate = _load_certificate(encoded[start:end])
+        found.append((certificate, certificate_parts(certificate)[1]))
+    return tuple(found)
+
+
 def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore,
                  at: dt.datetime, purpose: Purpose) -> VerifyResult | None:
     """The common DER shape (one signer, SHA-256, RSA PKCS#1 v1.5 or ECDSA, signed
@@ -314,12 +327,9 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
         if tag != der.OCTET_STRING:
             return None
         content = encoded[start:end]
-    certificates = []
-    for cert_tag, _, cert_end, cert_start in der.children(encoded, fields[3][1], fields[3][2],
-                                                         MAX_CERTIFICATES):
-        if cert_tag != der.SEQUENCE:
-            return None
-        certificates.append(_load_certificate(encoded[cert_start:cert_end]))
+    certificate_set = _certificate_set(encoded[fields[3][1]:fields[3][2]])
+    if certificate_set is None:
+        return None
     signer_infos = der.children(encoded, fields[4][1], fields[4][2])
     if len(signer_infos) != 1 or signer_infos[0][0] != der.SEQUENCE:
         return None
@@ -332,7 +342,7 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
     if encoded[info[2][3]:info[2][2]] not in _FAST_SHA256 \
             or signature_algorithm not in (*_FAST_RSA, _ECDSA_SHA256):
         return None
-    found = [c for c in certificates if certificate_parts(c)[1] == sid]
+    found = [c for c, issuer_and_serial in certificate_set if issuer_and_serial == sid]
     if len(found) != 1:
         return None
     certificate = found[0]
@@ -375,7 +385,8 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
     except InvalidSignature as error:
         raise _Invalid(Status.FAIL, "the signature does not match (content altered or "
                                     "wrong key)") from error
-    return _trusted(certificate, certificates, trust, at, purpose, signer, content)
+    return _trusted(certificate, [c for c, _ in certificate_set], trust, at, purpose, signer,
+                    content)
 
 
 def verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore, *,
