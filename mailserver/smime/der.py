@@ -97,7 +97,7 @@ def read(data: bytes, offset: int, end: int) -> tuple[int, int, int]:
 def children(data: bytes, start: int, end: int,
              limit: int = 4096) -> list[tuple[int, int, int, int]]:
     """[(tag, content start, content end, TLV start)] of the TLVs in data[start:end]."""
-    found = []
+    found: list[tuple[int, int, int, int]] = []
     append = found.append
     offset = start
     while offset < end:
