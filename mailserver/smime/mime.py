@@ -17,6 +17,8 @@ import struct
 from collections.abc import Mapping
 from types import MappingProxyType
 
+import pybase64
+
 MAX_HEADER_FIELDS = 1000
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
@@ -204,7 +206,7 @@ def _lines_of_76(count: int) -> struct.Struct:
 
 
 def _base64_lines(data: bytes) -> bytes:
-    encoded = base64.b64encode(data)  # RFC 2045 §6.8: lines of at most 76 characters
+    encoded = pybase64.b64encode(data)  # RFC 2045 §6.8: lines of at most 76 characters
     full, rest = divmod(len(encoded), 76)
     # One C call cuts the full lines (a slice per line costs more than the encoding).
     lines = list(_lines_of_76(full).unpack_from(encoded)) if full <= 4096 else \
@@ -273,13 +275,26 @@ def split_multipart_signed(head: bytes, body: bytes) -> tuple[bytes, bytes, byte
     return signed, signature_head, signature_body
 
 
+def base64_decode(data: bytes) -> bytes:
+    """RFC 2045 §6.8: characters outside the base64 alphabet are ignored. pybase64
+    (SIMD) decodes the usual shape, padding at the end only, ten times faster than
+    binascii; anything else goes to binascii, whose result is the reference (the two
+    differ on data after padding)."""
+    padding = data.find(b"=")
+    if padding < 0 or not data[padding:].strip(b"= \t\r\n"):
+        try:
+            return pybase64.b64decode(data, validate=False)
+        except binascii.Error:
+            pass  # binascii says what is wrong, or accepts what it accepts
+    return binascii.a2b_base64(data)
+
+
 def decode_body(head: bytes, body: bytes) -> bytes:
     """The body of a part per its Content-Transfer-Encoding (base64 or binary)."""
     encoding = (header_value(head, "content-transfer-encoding") or "binary").strip().lower()
     if encoding == "base64":
         try:
-            # RFC 2045 §6.8: characters outside the base64 alphabet are ignored.
-            return binascii.a2b_base64(body)
+            return base64_decode(body)
         except binascii.Error as error:
             raise MimeError(f"invalid base64: {error}") from error
     if encoding in ("binary", "8bit", "7bit"):
