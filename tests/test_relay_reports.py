@@ -170,3 +170,24 @@ def test_refused_relayed_message_gets_a_processed_error_mdn(
     wait_for(lambda: queue_size(b) == 0, what="B's queue drained")
     assert len(a.inbox(ALICE)) == 2
     assert b.inbox(BRUNO) == []
+
+
+def test_no_refusal_notice_for_a_temporary_refusal_or_a_null_sender() -> None:
+    """4xx: the sending server tries again, nothing is final; <>: a report is never
+    answered (RFC 3834 §2)."""
+    from email import message_from_bytes
+
+    from mailserver.queue.mdn import refusal_notice
+    from policies.decision import Reject
+
+    headers = message_from_bytes(f"Disposition-Notification-To: {ALICE}\r\n\r\n".encode())
+    def notice(mail_from: str, decision: Reject) -> tuple[str, bytes] | None:
+        return refusal_notice(mail_from=mail_from, headers=headers, final_recipients=[BRUNO],
+                              problems=(), decision=decision,
+                              reporting_host=f"mx.{DOMAIN_B}")
+
+    refused = Reject(554, "5.6.0", "refused", "refusé", "rule")
+    found = notice(ALICE, refused)
+    assert found is not None and found[0] == ALICE and b"Error: 5.6.0^refuse" in found[1]
+    assert notice(ALICE, Reject(451, "4.3.0", "later", "plus tard", "rule")) is None
+    assert notice("", refused) is None

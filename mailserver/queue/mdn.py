@@ -110,6 +110,8 @@ def refusal_notice(
     reason). Asked means a Disposition-Notification-To naming the envelope sender
     (§2.1, never a third party), or the Direct Project's final-delivery option, which
     answers the envelope sender. ``None`` when nothing is owed."""
+    if not decision.permanent:
+        return None  # 4xx: the sender's server tries again; nothing is final yet
     if not mail_from or mail_from == "<>" or _auto_submitted(headers):
         return None
     if headers.get("Disposition-Notification-To") is not None:
