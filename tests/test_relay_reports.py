@@ -181,6 +181,7 @@ def test_no_refusal_notice_for_a_temporary_refusal_or_a_null_sender() -> None:
     from policies.decision import Reject
 
     headers = message_from_bytes(f"Disposition-Notification-To: {ALICE}\r\n\r\n".encode())
+
     def notice(mail_from: str, decision: Reject) -> tuple[str, bytes] | None:
         return refusal_notice(mail_from=mail_from, headers=headers, final_recipients=[BRUNO],
                               problems=(), decision=decision,
