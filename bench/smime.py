@@ -1,6 +1,6 @@
 """S/MIME throughput on one core, next to the physical limit measured by openssl.
 
-    /work/main/.venv/bin/python bench/smime.py [--seconds 3]
+    .venv/bin/python bench/smime.py [--seconds 2] [--rounds 3]
 
 Sign+encrypt (Direct-style ``protect``: wrap, sign, encrypt to the recipient) and
 decrypt+verify (``unprotect``: decrypt, verify signature and chain with CRLs, unwrap) of
@@ -64,7 +64,9 @@ def rate(function: Callable[[], object], seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=2, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="measurements of each rate, interleaved; the best counts")
     arguments = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
@@ -86,15 +88,23 @@ def main() -> None:
         check = unprotect(protected, [reader], trust, authserv_id="bench")
         assert check.verify.ok and check.decrypt.ok, check.verify.reason
 
-        limit, public = openssl_rsa2048_per_second(arguments.seconds)
         key = issued[ALICE, "sign"].key
-        in_process = rate(lambda: key.sign(b"x" * 32, padding.PKCS1v15(), hashes.SHA256()),
-                          arguments.seconds)
-        outgoing = rate(lambda: protect(message, signer, recipients, chain=chain),
-                        arguments.seconds)
-        incoming = rate(lambda: unprotect(protected, [reader], trust, authserv_id="bench"),
-                        arguments.seconds)
-    print(f"message size                          {len(message)} bytes, RSA-2048, one core")
+        limit = public = in_process = outgoing = incoming = 0.0
+        # Each side's best round: a load spike on a shared machine during one
+        # measurement would otherwise decide the ratio.
+        for _ in range(arguments.rounds):
+            openssl_private, openssl_public = openssl_rsa2048_per_second(arguments.seconds)
+            limit, public = max(limit, openssl_private), max(public, openssl_public)
+            in_process = max(in_process, rate(
+                lambda: key.sign(b"x" * 32, padding.PKCS1v15(), hashes.SHA256()),
+                arguments.seconds))
+            outgoing = max(outgoing, rate(
+                lambda: protect(message, signer, recipients, chain=chain), arguments.seconds))
+            incoming = max(incoming, rate(
+                lambda: unprotect(protected, [reader], trust, authserv_id="bench"),
+                arguments.seconds))
+    print(f"message size                          {len(message)} bytes, RSA-2048, one core, "
+          f"best of {arguments.rounds} rounds")
     both = 1 / (1 / limit + 1 / public)
     print(f"openssl speed rsa2048 private ops/s   {limit:8.0f}   (the limit)")
     print(f"openssl speed rsa2048 public ops/s    {public:8.0f}")
