@@ -28,7 +28,13 @@ from mailserver.trust.anchors import (
     parse_bundle,
 )
 from mailserver.trust.service import TrustSpace, read_source
-from mailserver.trust.whitelist import WhiteListError, parse_whitelist
+from mailserver.trust.signature import (
+    EXCLUSIVE_C14N,
+    policy_for,
+    read_whitelist,
+    sign_whitelist,
+)
+from mailserver.trust.whitelist import WhiteListError
 
 T = TypeVar("T")
 ERRORS = (QueueError, WhiteListError, AnchorError, dkim_keys.DkimKeyError, SettingsError,
@@ -100,7 +106,7 @@ def trust_import(source: str) -> None:
                    "running servers use them within seconds")
         return
     try:
-        whitelist = parse_whitelist(data)
+        whitelist = read_whitelist(data, policy_for(settings))
     except WhiteListError as error:
         raise click.ClickException(f"{source}: {error}; the previous list stays in force") \
             from error
@@ -112,6 +118,43 @@ def trust_import(source: str) -> None:
     _run(go())
     click.echo(f"Imported {len(whitelist.domains)} domains (list generated "
                f"{whitelist.generated})")
+
+
+@trust.command("sign")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--cert", "cert_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM: the signing certificate, then its chain.")
+@click.option("--key", "key_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM private key of the certificate (unencrypted).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the signed list (default: standard output).")
+@click.option("--inclusive", is_flag=True, help="Inclusive C14N 1.1 instead of exclusive.")
+def trust_sign(source: Path, cert_file: Path, key_file: Path, out_file: Path | None,
+               inclusive: bool) -> None:
+    """Sign a white list (enveloped XML-DSig, RSA-SHA256), as the national authority does:
+    for tests and demonstrations with the local PKI."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from signxml.algorithms import CanonicalizationMethod
+
+    try:
+        certificates = x509.load_pem_x509_certificates(cert_file.read_bytes())
+        key = load_pem_private_key(key_file.read_bytes(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise ValueError("the key must be RSA or ECDSA")
+        c14n = CanonicalizationMethod.CANONICAL_XML_1_1 if inclusive else EXCLUSIVE_C14N
+        signed = sign_whitelist(source.read_bytes(), certificates[0], key, certificates[1:],
+                                c14n=c14n)
+    except (OSError, ValueError, TypeError) as error:  # WhiteListError is a ValueError
+        raise click.ClickException(f"cannot sign {source}: {error}") from error
+    if out_file is None:
+        click.echo(signed.decode("utf-8"), nl=False)
+    else:
+        out_file.write_bytes(signed)
+        click.echo(f"Signed list written to {out_file}")
 
 
 @trust.command("list")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import ssl
@@ -33,6 +34,7 @@ from mailserver.store.vault import open_vault
 from mailserver.tls import relay_server_context, server_context
 from mailserver.trust.anchors import anchors_pem
 from mailserver.trust.service import TrustSpace, refresh_forever
+from mailserver.trust.signature import policy_for
 from mailserver.web import DirectoryWeb
 
 log = logging.getLogger("mailserver")
@@ -194,6 +196,7 @@ class Application:
             self._refresh = asyncio.create_task(refresh_forever(
                 self.trust, self.settings.trust.url, self.settings.trust.refresh_minutes,
                 self.settings.path(self.settings.trust.anchors_dir),
+                functools.partial(policy_for, self.settings),
             ), name="trust-refresh")
         for server in self.servers:
             for sock in server.sockets:

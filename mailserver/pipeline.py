@@ -33,6 +33,7 @@ from cryptography import x509
 import policies
 from directory.service import Directory, MailboxRecord
 from mailserver.dkim.authres import result_header, strip_ours
+from mailserver.dkim.reports import sign_report
 from mailserver.dkim.signer import DkimSigner
 from mailserver.health.content import analyse, needs_content_check
 from mailserver.health.mdn import error_mdn
@@ -269,6 +270,10 @@ class Pipeline:
                 submission.rcpt_tos), queue_id)
             if context is not None and decision.rule == "structured_message_is_consistent":
                 await self._error_mdn(context, headers)
+            if submission.door is Door.RELAY and context is not None:  # RFC 8098 §3.2.6
+                await mdn.send_refusal_notice(
+                    self.send_report, submission.mail_from, submission.rcpt_tos, headers,
+                    context, decision, self._settings.server.hostname)
             return Outcome(decision, queue_id=queue_id)
 
         auth_results = await self._authentication_results(submission)
@@ -385,6 +390,8 @@ class Pipeline:
             log.info("report to <%s> dropped: neither local nor in the trust space", address)
             return
         queue_id = uuid.uuid4().hex[:16].upper()
+        report = sign_report(self._dkim, report, self._settings.server.hostname,
+                             self._settings.server.domains)
         await self._store.deliver([], b"", also=self._queue.enqueue_work(
             queue_id=queue_id, mail_from="", data=report,
             recipients=[OutboundRecipient(sender.address)],

@@ -141,6 +141,8 @@ class TrustSettings:
     url: str
     refresh_minutes: int
     anchors_dir: str
+    signer: str  # PEM: the list's signing certificate, or the CA(s) it chains to
+    require_signature: bool
 
 
 @dataclass(frozen=True)

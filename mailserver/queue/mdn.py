@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from email.message import Message
 from email.utils import getaddresses
 
+from mailserver.health.mdn import error_mdn
+from mailserver.health.mssante import decoded
 from mailserver.queue.dsn import headers_of
+from policies.context import Finding, MessageContext
+from policies.decision import Reject
+
+log = logging.getLogger("mailserver.queue")
 
 FINAL_DELIVERY_OPTION = "x-direct-final-destination-delivery"
 
@@ -83,3 +91,62 @@ def build_mdn(
         f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
     )
     return (head + body).encode("utf-8") + headers_of(original) + f"\r\n--{boundary}--\r\n".encode()
+
+
+def _auto_submitted(headers: Message) -> bool:
+    # RFC 3834 §2 / RFC 8098 §2.1: never answer an automatic message with another.
+    value = str(headers.get("Auto-Submitted", "no")).split(";")[0].strip().lower()
+    return value != "no"
+
+
+def refusal_notice(
+    *, mail_from: str, headers: Message, final_recipients: Sequence[str],
+    problems: Sequence[Finding], decision: Reject, reporting_host: str,
+) -> tuple[str, bytes] | None:
+    """A message from another operator refused after DATA, whose sender asked for a
+    notification: ``(address, MDN processed/error)`` to send back through the queue
+    (RFC 8098 §3.2.6 ``Error:`` fields, ``<code>^<label>`` as MSSanté software reads
+    them: the structured message's problems, else the refusal's enhanced status and
+    reason). Asked means a Disposition-Notification-To naming the envelope sender
+    (§2.1, never a third party), or the Direct Project's final-delivery option, which
+    answers the envelope sender. ``None`` when nothing is owed."""
+    if not decision.permanent:
+        return None  # 4xx: the sender's server tries again; nothing is final yet
+    if not mail_from or mail_from == "<>" or _auto_submitted(headers):
+        return None
+    if headers.get("Disposition-Notification-To") is not None:
+        to = requested_to(headers, mail_from)
+    else:
+        to = mail_from if wants_final_delivery(headers) else None
+    if to is None:
+        return None
+    findings = list(problems) or [Finding(decision.status, decision.reason_en,
+                                          decision.reason_fr)]
+    message_id = str(headers.get("Message-ID", "")).strip() or None
+    report = error_mdn(
+        reporting_host=reporting_host, to=to, final_recipients=final_recipients,
+        original_message_id=message_id, original_subject=decoded(str(headers.get("Subject", ""))),
+        problems=findings,
+    )
+    return to, report
+
+
+async def send_refusal_notice(
+    send: Callable[[str, bytes], Awaitable[None]], mail_from: str,
+    rcpt_tos: Sequence[str], headers: Message, context: MessageContext, decision: Reject,
+    reporting_host: str,
+) -> None:
+    """``refusal_notice`` sent with ``send`` (the pipeline's ``send_report``: queued to
+    the sender's operator, DKIM-signed); best effort, never an error for the session."""
+    structured = context.content.structured if context.content is not None else None
+    try:
+        notice = refusal_notice(
+            mail_from=mail_from, headers=headers, final_recipients=rcpt_tos,
+            problems=structured.problems if structured is not None else (),
+            decision=decision, reporting_host=reporting_host,
+        )
+        if notice is not None:
+            await send(*notice)
+            log.info("mdn processed/error to=<%s> (refused from another operator)", notice[0])
+    except Exception:
+        log.exception("MDN processed/error to <%s> failed", mail_from)

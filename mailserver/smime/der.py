@@ -97,11 +97,30 @@ def read(data: bytes, offset: int, end: int) -> tuple[int, int, int]:
 def children(data: bytes, start: int, end: int,
              limit: int = 4096) -> list[tuple[int, int, int, int]]:
     """[(tag, content start, content end, TLV start)] of the TLVs in data[start:end]."""
-    found = []
+    found: list[tuple[int, int, int, int]] = []
+    append = found.append
     offset = start
     while offset < end:
-        tag, content_start, content_end = read(data, offset, end)
-        found.append((tag, content_start, content_end, offset))
+        # read() inlined: this loop runs for every TLV on the hot path.
+        if offset + 2 > end:
+            raise DerError("truncated")
+        tag = data[offset]
+        if tag & 0x1F == 0x1F:
+            raise DerError("high tag number")
+        first = data[offset + 1]
+        position = offset + 2
+        if first >= 0x80:
+            count = first & 0x7F
+            if count == 0:
+                raise DerError("indefinite length")
+            if count > 4 or position + count > end:
+                raise DerError("bad length")
+            first = int.from_bytes(data[position:position + count], "big")
+            position += count
+        content_end = position + first
+        if content_end > end:
+            raise DerError("truncated")
+        append((tag, position, content_end, offset))
         offset = content_end
         if len(found) > limit:
             raise DerError("too many elements")

@@ -81,8 +81,12 @@ class EccCmsSharedInfo(core.Sequence):  # type: ignore[misc]
     ]
 
 
+_OAEP_SHA256_PADDING = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                    algorithm=hashes.SHA256(), label=None)
+
+
 def _oaep_sha256() -> padding.OAEP:
-    return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    return _OAEP_SHA256_PADDING  # immutable: one object serves every call
 
 
 def _issuer_and_serial(certificate: x509.Certificate) -> cms.IssuerAndSerialNumber:
@@ -406,7 +410,7 @@ def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes
     name = (_FAST_GCM if kind == "auth" else _FAST_CBC).get(algorithm_oid)
     if name is None:
         return None
-    ciphertext = encoded[content_info[2][1]:content_info[2][2]]
+    ciphertext_at = content_info[2][1], content_info[2][2]
     # Recipients: only v0 KeyTransRecipientInfo by issuer and serial number here.
     content_key = None
     for info_tag, info_start, info_end, _ in der.children(encoded, fields[1][1], fields[1][2],
@@ -459,11 +463,14 @@ def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes
         if len(nonce) != 12:
             return None
         try:
-            plain = AESGCM(content_key).decrypt(nonce, ciphertext + mac, None)
+            # One copy: ciphertext and tag are apart in the DER, AES-GCM wants them joined.
+            sealed = b"".join((memoryview(encoded)[ciphertext_at[0]:ciphertext_at[1]], mac))
+            plain = AESGCM(content_key).decrypt(nonce, sealed, None)
         except InvalidTag as error:
             raise _Failed(DecryptStatus.FAILED, "authentication tag mismatch: the encrypted "
                           "part was altered, swapped or is not for this key") from error
         return plain, f"AuthEnvelopedData {name}"
+    ciphertext = encoded[ciphertext_at[0]:ciphertext_at[1]]
     tag, iv_start, iv_end = der.read(parameters, 0, len(parameters))
     if tag != der.OCTET_STRING or iv_end - iv_start != 16 or not ciphertext \
             or len(ciphertext) % 16:

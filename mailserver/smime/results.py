@@ -78,8 +78,11 @@ def _comment(text: str) -> str:
     return _UNSAFE_COMMENT.sub(" ", text)[:300].strip()
 
 
+_CONTROL = re.compile(r"[\r\n\x00-\x1f\x7f]")
+
+
 def _quoted(text: str) -> str:
-    cleaned = re.sub(r"[\r\n\x00-\x1f\x7f]", " ", text)
+    cleaned = _CONTROL.sub(" ", text)
     return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import time
 import warnings
 from collections.abc import Sequence
 
@@ -38,6 +40,8 @@ _ECDSA_SHA256 = der.algorithm("1.2.840.10045.4.3.2")  # RFC 5758 §3.2
 _CONTENT_TYPE_DATA = der.sequence(der.oid("1.2.840.113549.1.9.3"),
                                   der.set_of(der.oid(_OID_DATA)))
 _SIGNING_TIME = der.oid("1.2.840.113549.1.9.5")
+_PKCS1 = padding.PKCS1v15()
+_SHA256_HASH = hashes.SHA256()
 _MESSAGE_DIGEST = der.oid("1.2.840.113549.1.9.4")
 
 
@@ -55,12 +59,24 @@ def _smime_capabilities() -> bytes:
 _SMIME_CAPABILITIES = _smime_capabilities()
 
 
-@functools.lru_cache(maxsize=1024)
+# Keyed by the object's identity: hashing a certificate (its whole DER) costs more than
+# the rest of building a signature. The entry holds the certificate, so its id cannot be
+# reused by another object while the entry lives.
+_PARTS: dict[int, tuple[x509.Certificate, bytes, bytes]] = {}
+_PARTS_MAX = 1024
+
+
 def certificate_parts(certificate: x509.Certificate) -> tuple[bytes, bytes]:
     """(DER of the certificate, DER IssuerAndSerialNumber) — RFC 5652 §10.2.4."""
-    return (certificate.public_bytes(serialization.Encoding.DER),
-            der.sequence(certificate.issuer.public_bytes(),
-                         der.integer(certificate.serial_number)))
+    entry = _PARTS.get(id(certificate))
+    if entry is None or entry[0] is not certificate:
+        if len(_PARTS) >= _PARTS_MAX:
+            _PARTS.clear()
+        entry = (certificate, certificate.public_bytes(serialization.Encoding.DER),
+                 der.sequence(certificate.issuer.public_bytes(),
+                              der.integer(certificate.serial_number)))
+        _PARTS[id(certificate)] = entry
+    return entry[1], entry[2]
 
 
 def _signing_time(when: dt.datetime) -> bytes:
@@ -73,6 +89,47 @@ def _signing_time(when: dt.datetime) -> bytes:
     return der.sequence(_SIGNING_TIME, der.set_of(value))
 
 
+_now_attribute: tuple[int, bytes] = (-1, b"")
+
+
+def _signing_time_now() -> bytes:
+    """The signingTime attribute for now, made once per second (it has one-second
+    resolution)."""
+    global _now_attribute
+    now = time.time()
+    second = int(now)
+    if _now_attribute[0] != second:
+        _now_attribute = (second, _signing_time(dt.datetime.fromtimestamp(second, dt.UTC)))
+    return _now_attribute[1]
+
+
+# The parts of a SignedData that depend only on the signer and chain, built once:
+# (signer certificate, chain, SignerInfo prefix, [0] CertificateSet). Keyed by the
+# objects' identities (their hash costs a DER hash); the entry holds them, so an id
+# cannot be reused while it lives.
+_TEMPLATES: dict[tuple[int, ...], tuple[x509.Certificate, tuple[x509.Certificate, ...],
+                                         bytes, bytes]] = {}
+_VERSION_AND_DIGESTS = der.integer(1) + der.set_of(_SHA256)
+_DETACHED = der.sequence(der.oid(_OID_DATA))
+
+
+def _template(certificate: x509.Certificate,
+              chain: Sequence[x509.Certificate]) -> tuple[bytes, bytes]:
+    key = (id(certificate), *map(id, chain))
+    entry = _TEMPLATES.get(key)
+    if entry is None or entry[0] is not certificate or any(
+            a is not b for a, b in zip(entry[1], chain, strict=True)):
+        if len(_TEMPLATES) >= _PARTS_MAX:
+            _TEMPLATES.clear()
+        certificate_der, issuer_and_serial = certificate_parts(certificate)
+        certificates = sorted([certificate_der, *(certificate_parts(c)[0] for c in chain)])
+        entry = (certificate, tuple(chain),
+                 der.integer(1) + issuer_and_serial + _SHA256,
+                 der.context(0, b"".join(certificates)))  # [0] IMPLICIT CertificateSet
+        _TEMPLATES[key] = entry
+    return entry[2], entry[3]
+
+
 def sign(
     content: bytes, certificate: x509.Certificate, key: PrivateKey,
     chain: Sequence[x509.Certificate] = (), *, detached: bool = True,
@@ -80,38 +137,33 @@ def sign(
 ) -> bytes:
     """DER ContentInfo(SignedData) over ``content`` (the canonical MIME entity), with
     signed attributes contentType, signingTime, messageDigest, smimeCapabilities."""
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(content)
     attributes = (
         _CONTENT_TYPE_DATA,
-        _signing_time(signing_time or dt.datetime.now(dt.UTC)),
-        der.sequence(_MESSAGE_DIGEST, der.set_of(der.octet_string(digest.finalize()))),
+        _signing_time(signing_time) if signing_time is not None else _signing_time_now(),
+        der.sequence(_MESSAGE_DIGEST, der.set_of(der.octet_string(
+            hashlib.sha256(content).digest()))),
         _SMIME_CAPABILITIES,
     )
     signed_attributes = der.set_of(*attributes)  # RFC 5652 §5.4: signed as a SET OF
     if isinstance(key, rsa.RSAPrivateKey):
-        signature = key.sign(signed_attributes, padding.PKCS1v15(), hashes.SHA256())
+        signature = key.sign(signed_attributes, _PKCS1, _SHA256_HASH)
         signature_algorithm = _RSA_PKCS1
     else:
         signature = key.sign(signed_attributes, ec.ECDSA(hashes.SHA256()))
         signature_algorithm = _ECDSA_SHA256
-    certificate_der, issuer_and_serial = certificate_parts(certificate)
+    signer_prefix, certificate_set = _template(certificate, chain)
     signer_info = der.sequence(
-        der.integer(1),
-        issuer_and_serial,
-        _SHA256,
+        signer_prefix,  # version 1, IssuerAndSerialNumber, SHA-256
         b"\xa0" + signed_attributes[1:],  # [0] IMPLICIT SET OF Attribute
         signature_algorithm,
         der.octet_string(signature),
     )
-    encapsulated = der.sequence(der.oid(_OID_DATA)) if detached else der.sequence(
+    encapsulated = _DETACHED if detached else der.sequence(
         der.oid(_OID_DATA), der.context(0, der.octet_string(content)))
-    certificates = sorted([certificate_der, *(certificate_parts(c)[0] for c in chain)])
     signed_data = der.sequence(
-        der.integer(1),
-        der.set_of(_SHA256),
+        _VERSION_AND_DIGESTS,
         encapsulated,
-        der.context(0, b"".join(certificates)),  # [0] IMPLICIT CertificateSet
+        certificate_set,
         der.set_of(signer_info),
     )
     return der.sequence(der.oid(_OID_SIGNED_DATA), der.context(0, signed_data))
@@ -126,8 +178,21 @@ class _Invalid(Exception):
         self.reason = reason
 
 
-@functools.lru_cache(maxsize=1024)
+_SIGNERS: dict[int, tuple[x509.Certificate, Signer]] = {}
+
+
 def _signer_of(certificate: x509.Certificate) -> Signer:
+    """The signer's names, kept per certificate object (as ``certificate_parts``)."""
+    entry = _SIGNERS.get(id(certificate))
+    if entry is None or entry[0] is not certificate:
+        if len(_SIGNERS) >= _PARTS_MAX:
+            _SIGNERS.clear()
+        entry = (certificate, _read_signer(certificate))
+        _SIGNERS[id(certificate)] = entry
+    return entry[1]
+
+
+def _read_signer(certificate: x509.Certificate) -> Signer:
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         addresses = tuple(str(a) for a in names.value.get_values_for_type(x509.RFC822Name))
@@ -272,6 +337,19 @@ def _load_certificate(encoded: bytes) -> x509.Certificate:
         return x509.load_der_x509_certificate(encoded)
 
 
+@functools.lru_cache(maxsize=256)
+def _certificate_set(encoded: bytes) -> tuple[tuple[x509.Certificate, bytes], ...] | None:
+    """The certificates of a CertificateSet's contents with their IssuerAndSerialNumber;
+    a sender sends the same set with every message, so it is read once."""
+    found = []
+    for tag, _, end, start in der.children(encoded, 0, len(encoded), MAX_CERTIFICATES):
+        if tag != der.SEQUENCE:
+            return None
+        certificate = _load_certificate(encoded[start:end])
+        found.append((certificate, certificate_parts(certificate)[1]))
+    return tuple(found)
+
+
 def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore,
                  at: dt.datetime, purpose: Purpose) -> VerifyResult | None:
     """The common DER shape (one signer, SHA-256, RSA PKCS#1 v1.5 or ECDSA, signed
@@ -302,12 +380,9 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
         if tag != der.OCTET_STRING:
             return None
         content = encoded[start:end]
-    certificates = []
-    for cert_tag, _, cert_end, cert_start in der.children(encoded, fields[3][1], fields[3][2],
-                                                         MAX_CERTIFICATES):
-        if cert_tag != der.SEQUENCE:
-            return None
-        certificates.append(_load_certificate(encoded[cert_start:cert_end]))
+    certificate_set = _certificate_set(encoded[fields[3][1]:fields[3][2]])
+    if certificate_set is None:
+        return None
     signer_infos = der.children(encoded, fields[4][1], fields[4][2])
     if len(signer_infos) != 1 or signer_infos[0][0] != der.SEQUENCE:
         return None
@@ -320,7 +395,7 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
     if encoded[info[2][3]:info[2][2]] not in _FAST_SHA256 \
             or signature_algorithm not in (*_FAST_RSA, _ECDSA_SHA256):
         return None
-    found = [c for c in certificates if certificate_parts(c)[1] == sid]
+    found = [c for c, issuer_and_serial in certificate_set if issuer_and_serial == sid]
     if len(found) != 1:
         return None
     certificate = found[0]
@@ -344,9 +419,7 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
     signer = _signer_of(certificate)
     if content_types[0] != _FAST_DATA:
         raise _Invalid(Status.FAIL, "the signed content-type attribute does not match")
-    hasher = hashes.Hash(hashes.SHA256())
-    hasher.update(content)
-    if digests[0] != der.octet_string(hasher.finalize()):
+    if digests[0] != der.octet_string(hashlib.sha256(content).digest()):
         raise _Invalid(Status.FAIL, "the message digest does not match: the content was "
                                     "altered after signing")
     signed_bytes = der.tlv(der.SET, encoded[info[3][1]:info[3][2]])  # RFC 5652 §5.4
@@ -354,7 +427,7 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
     public_key = certificate.public_key()
     try:
         if signature_algorithm in _FAST_RSA and isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, signed_bytes, padding.PKCS1v15(), hashes.SHA256())
+            public_key.verify(signature, signed_bytes, _PKCS1, _SHA256_HASH)
         elif signature_algorithm == _ECDSA_SHA256 \
                 and isinstance(public_key, ec.EllipticCurvePublicKey):
             public_key.verify(signature, signed_bytes, ec.ECDSA(hashes.SHA256()))
@@ -363,7 +436,8 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
     except InvalidSignature as error:
         raise _Invalid(Status.FAIL, "the signature does not match (content altered or "
                                     "wrong key)") from error
-    return _trusted(certificate, certificates, trust, at, purpose, signer, content)
+    return _trusted(certificate, [c for c, _ in certificate_set], trust, at, purpose, signer,
+                    content)
 
 
 def verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore, *,

@@ -94,6 +94,9 @@ class TrustStore:
         for crl in crls:
             self._crls.setdefault(crl.issuer.public_bytes(), []).append(crl)
         self._cache: dict[tuple[x509.Certificate, str], ValidatedPath] = {}
+        # The same cache by object identity first: hashing a certificate hashes its DER,
+        # which costs more than the look-up; the entry holds the object (no id reuse).
+        self._by_id: dict[tuple[int, str], tuple[x509.Certificate, ValidatedPath]] = {}
         self._lock = threading.Lock()
 
     # -- path building --------------------------------------------------------------------
@@ -233,10 +236,15 @@ class TrustStore:
                  purpose: Purpose = "smime-sign", at: dt.datetime | None = None) -> ValidatedPath:
         """The validated path of ``certificate``, or :class:`ValidationError`."""
         at = at or dt.datetime.now(dt.UTC)
+        same = self._by_id.get((id(certificate), purpose))
+        if same is not None and same[0] is certificate \
+                and same[1].valid_from <= at <= same[1].valid_until:
+            return same[1]
         key = (certificate, purpose)  # certificates hash and compare by their DER
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None and cached.valid_from <= at <= cached.valid_until:
+            self._remember(certificate, purpose, cached)
             return cached
         pool = [*self.intermediates, *extra[:MAX_CANDIDATES]]
         chain = self._build([certificate], pool)
@@ -265,4 +273,12 @@ class TrustStore:
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[key] = path
+        self._remember(certificate, purpose, path)
         return path
+
+    def _remember(self, certificate: x509.Certificate, purpose: str,
+                  path: ValidatedPath) -> None:
+        with self._lock:
+            if len(self._by_id) > 4096:
+                self._by_id.clear()
+            self._by_id[(id(certificate), purpose)] = (certificate, path)

@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -22,7 +23,8 @@ from mailserver.store.database import writer
 from mailserver.trust.anchors import anchors_pem
 from mailserver.trust.dn import parse_dn, same_dn
 from mailserver.trust.models import TrustDomain
-from mailserver.trust.whitelist import MAX_LIST_BYTES, TrustedDomain, WhiteList, parse_whitelist
+from mailserver.trust.signature import SignaturePolicy, read_whitelist
+from mailserver.trust.whitelist import MAX_LIST_BYTES, TrustedDomain, WhiteList
 
 log = logging.getLogger("mailserver.trust")
 
@@ -116,12 +118,14 @@ def read_source(source: str, anchors_dir: Path, timeout: float = 60) -> bytes:
     return data
 
 
-async def refresh_once(trust: TrustSpace, source: str, anchors_dir: Path) -> bool:
-    """Fetch and put in force the list at ``source``; a list that cannot be fetched
-    or read leaves the previous one in force (and says so in the log)."""
+async def refresh_once(trust: TrustSpace, source: str, anchors_dir: Path,
+                       policy: Callable[[], SignaturePolicy] = SignaturePolicy) -> bool:
+    """Fetch and put in force the list at ``source``; a list that cannot be fetched,
+    read or verified (``policy()``, read anew each time: a renewed signer certificate
+    is taken up) leaves the previous one in force (and says so in the log)."""
     try:
         data = await asyncio.to_thread(read_source, source, anchors_dir)
-        whitelist = parse_whitelist(data)
+        whitelist = read_whitelist(data, policy())
         await trust.replace(whitelist)
     except asyncio.CancelledError:
         raise
@@ -134,9 +138,10 @@ async def refresh_once(trust: TrustSpace, source: str, anchors_dir: Path) -> boo
 
 
 async def refresh_forever(
-    trust: TrustSpace, url: str, every_minutes: int, anchors_dir: Path
+    trust: TrustSpace, url: str, every_minutes: int, anchors_dir: Path,
+    policy: Callable[[], SignaturePolicy] = SignaturePolicy,
 ) -> None:
     """Refresh the list from ``url`` now, then every ``every_minutes``."""
     while True:
-        await refresh_once(trust, url, anchors_dir)
+        await refresh_once(trust, url, anchors_dir, policy)
         await asyncio.sleep(max(1, every_minutes) * 60)
