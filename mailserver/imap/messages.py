@@ -24,6 +24,7 @@ from mailserver.imap.syntax import (
 )
 from mailserver.mime import threading as mime_threading
 from mailserver.mime.parse import ParsedMessage
+from mailserver.mime.summary import HEAD_FIELDS, Rendered
 from mailserver.store import MessageInfo, StoreError
 
 SYSTEM_FLAGS = {f.upper(): f for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen",
@@ -232,6 +233,12 @@ async def _fetch_messages(
     cache: fetchitems.ParseCache = _cache(session)
     written = 0
     raws: dict[str, bytes] = {}
+    # ENVELOPE, BODYSTRUCTURE, BODY alone: from the summaries, no body opened.
+    from_summary = request.needs_body and not request.needs_whole_body
+    summaries: dict[int, Rendered] = {}
+    if from_summary:
+        summaries = await session.store.rendered(
+            selected.folder.id, _mailbox_id(session), [m.uid for m in infos])
     for position, info in enumerate(infos):
         seq = selected.seq_of(info.uid)
         if seq is None or info.uid in selected.pending_expunge:
@@ -239,7 +246,10 @@ async def _fetch_messages(
         selected.flags[info.uid] = info.flags
         raw: bytes | None = None
         parsed: ParsedMessage | None = None
-        if request.needs_body:
+        summary = summaries.get(info.uid)
+        if from_summary and summary is None:
+            continue  # expunged meanwhile
+        if request.needs_body and not from_summary:
             if info.blob_sha256 not in raws:
                 raws = await session.store.bodies(
                     [m.blob_sha256 for m in infos[position:position + 100]],
@@ -251,7 +261,8 @@ async def _fetch_messages(
             try:
                 parts.append(fetchitems.render(item, info, info.flags, raw, parsed,
                                                utf8=session.utf8,
-                                               flag_text=format_flags(info.flags)))
+                                               flag_text=format_flags(info.flags),
+                                               summary=summary))
             except fetchitems.UnfetchableData as error:
                 raise No(f"[UNKNOWN-CTE] {error}") from error
         session.untagged(f"{seq} FETCH (".encode() + b" ".join(parts) + b")")
@@ -415,42 +426,69 @@ async def expunge(session: Session, command: Command) -> None:
 # ---- SEARCH / SORT / THREAD -----------------------------------------------------------------
 
 
+Match = tuple[int, int, MessageInfo | None, Callable[[], ParsedMessage]]
+
+
 async def _matching(
-    session: Session, tokens: list[Token], *, need_headers: bool = False
-) -> list[tuple[int, MessageInfo, Callable[[], ParsedMessage]]]:
+    session: Session, tokens: list[Token], *, need_headers: bool = False,
+    need_info: bool = False,
+) -> list[Match]:
+    """(sequence number, UID, message or None, parsed header) of the matching messages.
+
+    Header keys are answered from the message summaries when they have every field
+    asked (no body opened); the message rows are loaded only when a key needs them."""
     selected = session.require_selected()
     tokens = searching.strip_charset(tokens)
     context = searching.Context(uids=selected.uids, saved=selected.saved)
     predicate = searching.compile_keys(tokens, context)
-    infos = [m for m in await session.store.messages(selected.folder.id)
-             if m.uid not in selected.pending_expunge and m.uid in selected.flags]
-    cache = _cache(session)
+    pending, flags = selected.pending_expunge, selected.flags
+    view = [(seq, uid) for seq, uid in enumerate(selected.uids, start=1)
+            if uid in flags and uid not in pending]
     whole = context.needs_body
-    headers = need_headers or context.needs_headers
-    found = []
-    for start in range(0, len(infos), 500):
-        chunk = infos[start:start + 500]
+    wants_headers = need_headers or context.needs_headers
+    from_summary = wants_headers and not whole and context.header_fields <= HEAD_FIELDS
+    from_body = whole or (wants_headers and not from_summary)
+    infos: dict[int, MessageInfo] = {}
+    loaded = need_info or context.needs_info or from_body
+    if loaded:
+        infos = {m.uid: m for m in await session.store.messages(selected.folder.id)}
+    heads: dict[int, bytes] = {}
+    if from_summary:
+        heads = await session.store.summary_heads(
+            selected.folder.id, _mailbox_id(session), [uid for _, uid in view])
+    cache = _cache(session)
+    found: list[Match] = []
+    for start in range(0, len(view), 500 if from_body else len(view) or 1):
+        chunk = view[start:start + 500] if from_body else view
         raws: dict[str, bytes] = {}
         if whole:
-            raws = await session.store.bodies([m.blob_sha256 for m in chunk],
-                                              mailbox_id=_mailbox_id(session))
-        elif headers:
-            raws = await _header_blocks(session, [m.blob_sha256 for m in chunk])
-        for info in chunk:
-            seq = selected.seq_of(info.uid)
-            if seq is None:
-                continue
+            raws = await session.store.bodies(
+                [infos[uid].blob_sha256 for _, uid in chunk if uid in infos],
+                mailbox_id=_mailbox_id(session))
+        elif from_body:
+            raws = await _header_blocks(
+                session, [infos[uid].blob_sha256 for _, uid in chunk if uid in infos])
+        for seq, uid in chunk:
+            info = infos.get(uid)
             getter = _no_body
             head = None
-            if whole:
-                getter = _parsed_from(cache, info.blob_sha256, raws[info.blob_sha256])
-            elif headers:
-                head = raws[info.blob_sha256]
-                getter = _parsed_from(None, info.blob_sha256, head)
-            candidate = searching.Candidate(seq, info, selected.flags.get(info.uid, info.flags),
-                                            getter, head)
-            if predicate(candidate):
-                found.append((seq, info, getter))
+            if from_summary:
+                head = heads.get(uid)
+                if head is None:
+                    continue  # expunged meanwhile
+                getter = _parsed_from(None, "", head)
+            elif from_body:
+                if info is None:
+                    continue
+                if whole:
+                    getter = _parsed_from(cache, info.blob_sha256, raws[info.blob_sha256])
+                else:
+                    head = raws[info.blob_sha256]
+                    getter = _parsed_from(None, info.blob_sha256, head)
+            elif loaded and info is None:
+                continue  # expunged meanwhile
+            if predicate(searching.Candidate(seq, uid, info, flags[uid], getter, head)):
+                found.append((seq, uid, info, getter))
     return found
 
 
@@ -524,9 +562,9 @@ async def search(session: Session, command: Command) -> None:
         if not returns:
             returns = ["ALL"]
     found = await _matching(session, args)
-    numbers = [info.uid if uid_form else seq for seq, info, _ in found]
+    numbers = [uid if uid_form else seq for seq, uid, _, _ in found]
     if returns is not None and "SAVE" in returns:
-        selected.saved = [info.uid for _, info, _ in found]
+        selected.saved = [uid for _, uid, _, _ in found]
         if returns == ["SAVE"]:
             session.tagged(command.tag, "OK", f"{command.name} completed (saved)")
             return
@@ -534,7 +572,7 @@ async def search(session: Session, command: Command) -> None:
     if not esearch:
         text = "SEARCH" + "".join(f" {n}" for n in numbers)
         if session.condstore and found and _uses_modseq(args):
-            text += f" (MODSEQ {max(info.modseq for _, info, _ in found)})"
+            text += f" (MODSEQ {max(info.modseq for _, _, info, _ in found if info)})"
         session.untagged(text)
     else:
         wanted = returns or ["ALL"]
@@ -571,11 +609,12 @@ async def sort(session: Session, command: Command) -> None:
     if (not criteria or set(criteria) - {*mime_threading.SORT_CRITERIA, "REVERSE"}
             or criteria[-1] == "REVERSE"):
         raise SyntaxFault("invalid sort criteria")
-    found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_headers=True)
+    found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_headers=True,
+                            need_info=True)
     items = [
-        mime_threading.SortItem(info.uid if uid_form else seq, parsed(), info.internal_date,
+        mime_threading.SortItem(uid if uid_form else seq, parsed(), info.internal_date,
                                 info.size)
-        for seq, info, parsed in found
+        for seq, uid, info, parsed in found if info is not None
     ]
     numbers = mime_threading.sort_messages(items, criteria)
     session.untagged("SORT" + "".join(f" {n}" for n in numbers))
@@ -591,10 +630,11 @@ async def thread(session: Session, command: Command) -> None:
     algorithm = astring(args[0], "algorithm").upper()
     if algorithm not in ("REFERENCES", "ORDEREDSUBJECT"):
         raise No("[CANNOT] THREAD algorithms: REFERENCES, ORDEREDSUBJECT")
-    found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_headers=True)
+    found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_headers=True,
+                            need_info=True)
     items = [
-        mime_threading.thread_item(info.uid if uid_form else seq, parsed(), info.internal_date)
-        for seq, info, parsed in found
+        mime_threading.thread_item(uid if uid_form else seq, parsed(), info.internal_date)
+        for seq, uid, info, parsed in found if info is not None
     ]
     if algorithm == "REFERENCES":
         threads = mime_threading.thread_references(items)

@@ -28,6 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mailserver.mime.summary import Rendered, Summary, decode_render, summarize
+from mailserver.store import summaries
 from mailserver.store.batch import WriteBatcher
 from mailserver.store.crypto import CryptoError
 from mailserver.store.database import Reader
@@ -267,6 +269,7 @@ class Store:
             return []
         when = internal_date or dt.datetime.now(dt.UTC)
         digest = hashlib.sha256(raw).hexdigest()
+        summary = summarize(raw) if mailbox_ids else None
 
         def work(connection: Connection) -> list[Delivered]:
             if also is not None:
@@ -281,7 +284,7 @@ class Store:
                 delivered.append(
                     self._insert_message(
                         connection, mailbox_id, folder_id, blob_id, len(raw),
-                        when, "", message_id, thread_id,
+                        when, "", message_id, thread_id, summary,
                     )
                 )
             return delivered
@@ -315,6 +318,7 @@ class Store:
         when = internal_date or dt.datetime.now(dt.UTC)
         digest = hashlib.sha256(raw).hexdigest()
         flag_text = " ".join(sorted(set(flags)))
+        summary = summarize(raw)
 
         def work(connection: Connection) -> list[Delivered]:
             folder_id = self._existing_folder_id(connection, mailbox_id, folder)
@@ -322,7 +326,7 @@ class Store:
             return [
                 self._insert_message(
                     connection, mailbox_id, folder_id, blob_id, len(raw),
-                    when, flag_text, message_id, None,
+                    when, flag_text, message_id, None, summary,
                 )
             ]
 
@@ -788,6 +792,62 @@ class Store:
             ).scalars().all()
         return sorted(set(int(u) for u in uids))
 
+    # ---- message summaries (FETCH ENVELOPE/BODYSTRUCTURE, SEARCH, SORT, THREAD) ----------
+
+    async def summary_heads(
+        self, folder_id: int, mailbox_id: int, uids: Sequence[int]
+    ) -> dict[int, bytes]:
+        """The summary header block (``mime.summary.HEAD_FIELDS``) of each message of
+        ``uids``, opened with ``mailbox_id``'s key."""
+        whole = len(uids) > 2000  # most of a large folder: one scan beats lists of UIDs
+        found, missing = await self._read(
+            lambda c: summaries.heads(self._vault, c, folder_id, mailbox_id,
+                                      None if whole else uids))
+        missing = sorted(set(missing) | {u for u in uids if u not in found})
+        if missing:
+            filled = await self._backfill(folder_id, mailbox_id, missing)
+            found.update((uid, summary.head) for uid, summary in filled.items())
+        return found
+
+    async def rendered(
+        self, folder_id: int, mailbox_id: int, uids: Sequence[int]
+    ) -> dict[int, Rendered]:
+        """Pre-rendered ENVELOPE / BODYSTRUCTURE / BODY of each message of ``uids``."""
+        found, missing = await self._read(
+            lambda c: summaries.renders(self._vault, c, folder_id, mailbox_id, uids))
+        out: dict[int, Rendered] = {}
+        for uid, data in found.items():
+            try:
+                out[uid] = decode_render(data)
+            except ValueError:
+                missing.append(uid)
+        missing = sorted(set(missing) | {u for u in uids if u not in found})
+        if missing:
+            filled = await self._backfill(folder_id, mailbox_id, missing)
+            out.update((uid, decode_render(s.render)) for uid, s in filled.items())
+        return out
+
+    async def _backfill(
+        self, folder_id: int, mailbox_id: int, uids: Sequence[int]
+    ) -> dict[int, Summary]:
+        """Summaries of messages that have none (stored before summaries existed, or
+        damaged), computed from their bodies and stored for next time."""
+        made: dict[int, Summary] = {}
+        for start in range(0, len(uids), 200):
+            infos = await self.messages_by_uid(folder_id, uids[start:start + 200])
+            raws = await self.bodies([m.blob_sha256 for m in infos], mailbox_id=mailbox_id)
+            for info in infos:
+                made[info.uid] = summarize(raws[info.blob_sha256])
+        if made:
+            def work(connection: Connection) -> None:
+                summaries.replace(connection, folder_id, {
+                    uid: summaries.sealed(self._vault, connection, mailbox_id, summary)
+                    for uid, summary in made.items()
+                })
+
+            await self._writer.submit(work)
+        return made
+
     async def store_flags(
         self,
         folder_id: int,
@@ -874,6 +934,7 @@ class Store:
                 uidvalidity = item.uidvalidity
                 pairs.append((int(row.uid), item.uid))
                 delivered.append(item)
+            summaries.copy(connection, folder_id, dest_folder_id, pairs)
             if not uidvalidity:
                 folder = (
                     connection.execute(
@@ -1046,6 +1107,7 @@ class Store:
         flags: str,
         message_id: str | None,
         thread_id: int | None,
+        summary: Summary | None = None,
     ) -> Delivered:
         modseq, uid, uidvalidity = self._bump(connection, folder_id, uidnext=True)
         connection.execute(
@@ -1063,6 +1125,9 @@ class Store:
                 "thread_id": thread_id,
             },
         )
+        if summary is not None:
+            summaries.insert_one(connection, folder_id, uid,
+                                 summaries.sealed(self._vault, connection, mailbox_id, summary))
         return Delivered(mailbox_id, folder_id, uidvalidity, uid, modseq)
 
     def _announce_new(self, delivered: list[Delivered]) -> None:
