@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import cast
 
 from mailserver.imap import fetchitems, seqset
@@ -276,16 +276,39 @@ def _fetch_flags_from_view(
     session: Session, selected: Selected, wanted: list[int], request: fetchitems.FetchRequest
 ) -> None:
     names = [item.kind for item in request.items]
-    for uid in wanted:
-        if uid in selected.pending_expunge:
+    uid_first = names == ["UID", "FLAGS"]
+    pending, flags_of = selected.pending_expunge, selected.flags
+    texts: dict[frozenset[str], str] = {}  # few distinct flag sets: format each once
+    lines: list[str] = []
+    for seq, uid in _positions(selected, wanted):
+        if uid in pending:
             continue
-        flags = selected.flags.get(uid)
-        seq = selected.seq_of(uid)
-        if flags is None or seq is None:
+        flags = flags_of.get(uid)
+        if flags is None:
             continue
-        parts = [f"UID {uid}" if kind == "UID" else f"FLAGS ({format_flags(flags)})"
-                 for kind in names]
-        session.untagged(f"{seq} FETCH ({' '.join(parts)})")
+        text = texts.get(flags)
+        if text is None:
+            text = texts[flags] = f"FLAGS ({format_flags(flags)})"
+        if uid_first:  # the usual UID FETCH 1:* (FLAGS)
+            lines.append(f"* {seq} FETCH (UID {uid} {text})")
+        else:
+            parts = " ".join(f"UID {uid}" if kind == "UID" else text for kind in names)
+            lines.append(f"* {seq} FETCH ({parts})")
+        if len(lines) >= 10_000:
+            session.send("\r\n".join(lines).encode())
+            lines.clear()
+    if lines:
+        session.send("\r\n".join(lines).encode())
+
+
+def _positions(selected: Selected, wanted: list[int]) -> Iterator[tuple[int, int]]:
+    """(sequence number, UID) of each UID of ``wanted`` (ascending) in the view."""
+    uids = selected.uids
+    if len(wanted) * 8 >= len(uids):  # much of the folder: one walk, no look-ups
+        chosen = set(wanted)
+        return ((seq, uid) for seq, uid in enumerate(uids, start=1) if uid in chosen)
+    return ((seq, uid) for seq, uid in ((selected.seq_of(u), u) for u in wanted)
+            if seq is not None)
 
 
 def _cache(session: Session) -> fetchitems.ParseCache:
@@ -433,7 +456,8 @@ async def _matching(
     session: Session, tokens: list[Token], *, need_headers: bool = False,
     need_info: bool = False,
 ) -> list[Match]:
-    """(sequence number, UID, message or None, parsed header) of the matching messages.
+    """(sequence number, UID, message or None, parsed header) of the matching messages
+    (with ``need_headers`` the parsed header is kept for SORT and THREAD).
 
     Header keys are answered from the message summaries when they have every field
     asked (no body opened); the message rows are loaded only when a key needs them."""
@@ -452,44 +476,80 @@ async def _matching(
     loaded = need_info or context.needs_info or from_body
     if loaded:
         infos = {m.uid: m for m in await session.store.messages(selected.folder.id)}
-    heads: dict[int, bytes] = {}
-    if from_summary:
-        heads = await session.store.summary_heads(
-            selected.folder.id, _mailbox_id(session), [uid for _, uid in view])
+    if not from_body:
+        heads: dict[int, bytes] = {}
+        if from_summary:
+            heads = await session.store.summary_heads(
+                selected.folder.id, _mailbox_id(session), [uid for _, uid in view])
+        return _match_view(view, predicate, flags, infos if loaded else None,
+                           heads if from_summary else None, keep=need_headers)
     cache = _cache(session)
     found: list[Match] = []
-    for start in range(0, len(view), 500 if from_body else len(view) or 1):
-        chunk = view[start:start + 500] if from_body else view
-        raws: dict[str, bytes] = {}
+    for start in range(0, len(view), 500):
+        chunk = [(seq, uid, infos[uid]) for seq, uid in view[start:start + 500]
+                 if uid in infos]  # others were expunged meanwhile
+        raws: dict[str, bytes]
         if whole:
-            raws = await session.store.bodies(
-                [infos[uid].blob_sha256 for _, uid in chunk if uid in infos],
-                mailbox_id=_mailbox_id(session))
-        elif from_body:
-            raws = await _header_blocks(
-                session, [infos[uid].blob_sha256 for _, uid in chunk if uid in infos])
-        for seq, uid in chunk:
-            info = infos.get(uid)
-            getter = _no_body
+            raws = await session.store.bodies([info.blob_sha256 for _, _, info in chunk],
+                                              mailbox_id=_mailbox_id(session))
+        else:
+            raws = await _header_blocks(session, [info.blob_sha256 for _, _, info in chunk])
+        for seq, uid, info in chunk:
             head = None
-            if from_summary:
-                head = heads.get(uid)
-                if head is None:
-                    continue  # expunged meanwhile
-                getter = _parsed_from(None, "", head)
-            elif from_body:
-                if info is None:
-                    continue
-                if whole:
-                    getter = _parsed_from(cache, info.blob_sha256, raws[info.blob_sha256])
-                else:
-                    head = raws[info.blob_sha256]
-                    getter = _parsed_from(None, info.blob_sha256, head)
-            elif loaded and info is None:
-                continue  # expunged meanwhile
+            if whole:
+                getter = _parsed_from(cache, info.blob_sha256, raws[info.blob_sha256])
+            else:
+                head = raws[info.blob_sha256]
+                getter = _parsed_from(None, info.blob_sha256, head)
             if predicate(searching.Candidate(seq, uid, info, flags[uid], getter, head)):
                 found.append((seq, uid, info, getter))
     return found
+
+
+def _match_view(
+    view: list[tuple[int, int]], predicate: searching.Predicate,
+    flags: dict[int, frozenset[str]], infos: dict[int, MessageInfo] | None,
+    heads: dict[int, bytes] | None, *, keep: bool,
+) -> list[Match]:
+    """The matching loop without bodies: flags, message rows, summary headers. Runs
+    once per message of the folder, so it reuses one candidate."""
+    candidate = searching.Candidate(0, 0, None, frozenset(), _no_body, None)
+    if heads is not None:
+        candidate.parsed = _SummaryHeader(candidate).parsed
+    found: list[Match] = []
+    for seq, uid in view:
+        info = None
+        if infos is not None:
+            info = infos.get(uid)
+            if info is None:
+                continue  # expunged meanwhile
+        if heads is not None:
+            head = heads.get(uid)
+            if head is None:
+                continue
+            candidate.head = head
+        candidate.seq, candidate.uid, candidate.info, candidate.flags = (
+            seq, uid, info, flags[uid])
+        if predicate(candidate):
+            getter = (_parsed_from(None, "", candidate.head or b"") if keep and heads
+                      else _no_body)
+            found.append((seq, uid, info, getter))
+    return found
+
+
+class _SummaryHeader:
+    """The candidate's summary header block, parsed once per message when a key asks."""
+
+    def __init__(self, candidate: searching.Candidate) -> None:
+        self._candidate = candidate
+        self._head: bytes | None = None
+        self._parsed: ParsedMessage | None = None
+
+    def parsed(self) -> ParsedMessage:
+        head = self._candidate.head or b""
+        if self._parsed is None or self._head is not head:
+            self._head, self._parsed = head, ParsedMessage.from_bytes(head)
+        return self._parsed
 
 
 def _mailbox_id(session: Session) -> int:

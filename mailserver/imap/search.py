@@ -182,18 +182,19 @@ class _Reader:
         quick = needle.encode().lower() if needle.isascii() and not any(
             ch.isspace() for ch in needle) else None
 
-        field_line = re.compile(
-            rb"(?im)^" + re.escape(field.encode("utf-8", "replace")) + rb"[ \t]*:"
-            rb"(.*(?:\r?\n[ \t].*)*)"
-        )
+        # The field's lines (folded ones included) in a lower-cased header block
+        # that starts with a line end: a literal search, no per-position anchoring.
+        field_lines = re.compile(
+            rb"\n" + re.escape(field.lower().encode("utf-8", "replace")) + rb"[ \t]*:"
+            rb"([^\n]*(?:\n[ \t][^\n]*)*)"
+        ).findall
 
         def test(c: Candidate) -> bool:
             head = c.head
             if quick is not None and head is not None and head.isascii() and b"=?" not in head:
                 # Plain ASCII without encoded-words: the decoded value is these bytes,
                 # unfolded, and a needle without spaces cannot straddle a fold.
-                values = b"\n".join(m.group(1) for m in field_line.finditer(head))
-                return quick in values.lower()
+                return quick in b"\n".join(field_lines(b"\n" + head.lower()))
             return any(
                 mime_search.contains(value, needle)
                 for value in mime_search.header_text(c.parsed(), field)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,6 +182,27 @@ def seal_summary(key: AESGCM | None, mailbox_id: int, part: bytes, data: bytes) 
         return PLAIN_SUMMARY + data
     nonce = secrets.token_bytes(_NONCE)
     return SUMMARY_FORMAT + nonce + key.encrypt(nonce, data, _summary_aad(mailbox_id, part))
+
+
+def summary_opener(key: AESGCM | None, mailbox_id: int, part: bytes
+                   ) -> Callable[[bytes], bytes]:
+    """``open_summary`` for many summaries of one mailbox: the checks and the associated
+    data worked out once (SEARCH opens one per message of the folder)."""
+    if key is None:
+        return lambda stored: open_summary(None, mailbox_id, part, stored)
+    aad = _summary_aad(mailbox_id, part)
+    decrypt = key.decrypt
+    start = 4 + _NONCE
+
+    def opener(stored: bytes) -> bytes:
+        if stored[:4] != SUMMARY_FORMAT or len(stored) < start + 16:
+            raise CryptoError("not a sealed message summary")
+        try:
+            return decrypt(stored[4:start], stored[start:], aad)
+        except InvalidTag as error:
+            raise CryptoError("summary does not authenticate (wrong key or damaged)") from error
+
+    return opener
 
 
 def open_summary(key: AESGCM | None, mailbox_id: int, part: bytes, stored: bytes) -> bytes:
