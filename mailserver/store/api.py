@@ -187,6 +187,18 @@ _TAKE_MODSEQ = (
     .returning(*_BUMP_RETURNING)
 )
 _INSERT_MESSAGE = insert(Message)
+_FOLDER_BY_ID = select(Folder).where(Folder.id == bindparam("folder_id"))
+_FOLDER_BY_NAME = select(Folder).where(
+    Folder.mailbox_id == bindparam("mailbox_id"), Folder.name == bindparam("name")
+)
+_CHANGED_SINCE = (
+    select(Message)
+    .where(Message.folder_id == bindparam("folder_id"), Message.modseq > bindparam("since"))
+    .order_by(Message.uid)
+)
+_VANISHED_SINCE = select(ExpungedUid.uid).where(
+    ExpungedUid.folder_id == bindparam("folder_id"), ExpungedUid.modseq > bindparam("since")
+)
 _VIEW = (
     select(Message.uid, Message.flags)
     .where(Message.folder_id == bindparam("folder_id"))
@@ -426,28 +438,27 @@ class Store:
         return [_folder_info(row) for row in rows]
 
     async def folder(self, mailbox_id: int, name: str) -> FolderInfo | None:
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name)
-                )
-            ).first()
-        return _folder_info(row) if row is not None else None
+        def read(connection: Connection) -> FolderInfo | None:
+            row = connection.execute(
+                _FOLDER_BY_NAME, {"mailbox_id": mailbox_id, "name": name}).first()
+            return _folder_info(row) if row is not None else None
+
+        return await self._point(read)
 
     async def messages(self, folder_id: int, *, since_uid: int = 0) -> list[MessageInfo]:
         return await self._messages_where(folder_id, Message.uid > since_uid)
 
     async def _messages_where(self, folder_id: int, condition: Any) -> list[MessageInfo]:
         """The folder's messages meeting ``condition``, by UID."""
-        async with self._engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    select(Message)
-                    .where(Message.folder_id == folder_id, condition)
-                    .order_by(Message.uid)
-                )
+
+        def read(connection: Connection) -> list[MessageInfo]:
+            rows = connection.execute(
+                select(Message).where(Message.folder_id == folder_id, condition)
+                .order_by(Message.uid)
             ).all()
-        return [_message_info(row) for row in rows]
+            return [_message_info(row) for row in rows]
+
+        return await self._read(read)
 
     async def body(self, blob_sha256: str, *, mailbox_id: int | None = None) -> bytes:
         """One body, decrypted for ``mailbox_id`` when stored encrypted."""
@@ -504,6 +515,13 @@ class Store:
             return await self._reader.point(read)
         return await self._read(read)
 
+    async def _point(self, fn: Callable[[Connection], T]) -> T:
+        """A read by key or a short index range: Reader.point (SQLite: on the event
+        loop's own connection, no thread hop), else one hop."""
+        if self._reader is not None:
+            return await self._reader.point(fn)
+        return await self._read(fn)
+
     async def _read(self, fn: Callable[[Connection], T]) -> T:
         """Run a synchronous read in one hop: through the server's Reader (SQLite:
         a thread with its own connection), else ``run_sync`` on the async engine."""
@@ -515,11 +533,11 @@ class Store:
     # ---- folders, copies and flags for IMAP ---------------------------------------
 
     async def folder_by_id(self, folder_id: int) -> FolderInfo | None:
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(select(Folder).where(Folder.id == folder_id))
-            ).first()
-        return _folder_info(row) if row is not None else None
+        def read(connection: Connection) -> FolderInfo | None:
+            row = connection.execute(_FOLDER_BY_ID, {"folder_id": folder_id}).first()
+            return _folder_info(row) if row is not None else None
+
+        return await self._point(read)
 
     async def create_folder(
         self, mailbox_id: int, name: str, *, special_use: str | None = None
@@ -656,19 +674,19 @@ class Store:
         return FolderStats(int(row[0]), int(row[2]), int(row[1]), int(row[3]))
 
     async def messages_by_uid(self, folder_id: int, uids: Sequence[int]) -> list[MessageInfo]:
-        found: list[MessageInfo] = []
-        async with self._engine.connect() as connection:
+        def read(connection: Connection) -> list[MessageInfo]:
+            found: list[MessageInfo] = []
             for start in range(0, len(uids), 500):
                 chunk = list(uids[start:start + 500])
-                rows = (
-                    await connection.execute(
-                        select(Message)
-                        .where(Message.folder_id == folder_id, Message.uid.in_(chunk))
-                        .order_by(Message.uid)
-                    )
+                rows = connection.execute(
+                    select(Message)
+                    .where(Message.folder_id == folder_id, Message.uid.in_(chunk))
+                    .order_by(Message.uid)
                 ).all()
                 found.extend(_message_info(row) for row in rows)
-        return found
+            return found
+
+        return await (self._point(read) if len(uids) <= 50 else self._read(read))
 
     async def bodies(
         self, digests: Sequence[str], *, mailbox_id: int | None = None,
@@ -689,21 +707,21 @@ class Store:
                 BlobKey, (BlobKey.blob_sha256 == Blob.sha256)
                 & (BlobKey.mailbox_id == (mailbox_id if mailbox_id is not None else -1)),
             )
-        async with self._engine.connect() as connection:
+        vault = self._vault
+
+        def read(connection: Connection) -> None:
             private = None
-            if self._vault is not None and mailbox_id is not None:
-                private = await self._vault.private_key(connection, mailbox_id)
+            if vault is not None and mailbox_id is not None:
+                private = vault.private_key_sync(connection, mailbox_id)
             for start in range(0, len(wanted), 500):
-                rows = (
-                    await connection.execute(
-                        query.where(Blob.sha256.in_(wanted[start:start + 500]))
-                    )
+                rows = connection.execute(
+                    query.where(Blob.sha256.in_(wanted[start:start + 500]))
                 ).all()
                 for row in rows:
                     data = bytes(row[1])
-                    if self._vault is not None:
+                    if vault is not None:
                         try:
-                            data = self._vault.open(
+                            data = vault.open(
                                 data, bytes(row[2]) if row[2] is not None else None,
                                 private, mailbox_id if mailbox_id is not None else -1,
                             )
@@ -712,6 +730,9 @@ class Store:
                         if prefix is not None:
                             data = data[:prefix]
                     found[str(row[0])] = data
+
+        # A few bodies (a client reading its mail) right here; many in a reader thread.
+        await (self._point(read) if len(wanted) <= 5 else self._read(read))
         missing = [d for d in wanted if d not in found]
         if missing:
             raise StoreError(f"message body {missing[0]} is missing")
@@ -729,25 +750,17 @@ class Store:
             self._deltas = {k: f for k, f in self._deltas.items() if not f.done()}
         future: asyncio.Future[FolderDelta] = asyncio.get_running_loop().create_future()
         self._deltas[key] = future
+        def read(connection: Connection) -> tuple[Any, Sequence[Any], Sequence[Any]]:
+            row = connection.execute(_FOLDER_BY_ID, {"folder_id": folder_id}).first()
+            changed = connection.execute(
+                _CHANGED_SINCE, {"folder_id": folder_id, "since": since}).all()
+            vanished = connection.execute(
+                _VANISHED_SINCE, {"folder_id": folder_id, "since": since}).scalars().all()
+            return row, changed, vanished
+
         try:
-            async with self._engine.connect() as connection:
-                row = (
-                    await connection.execute(select(Folder).where(Folder.id == folder_id))
-                ).first()
-                changed = (
-                    await connection.execute(
-                        select(Message)
-                        .where(Message.folder_id == folder_id, Message.modseq > since)
-                        .order_by(Message.uid)
-                    )
-                ).all()
-                vanished = (
-                    await connection.execute(
-                        select(ExpungedUid.uid).where(
-                            ExpungedUid.folder_id == folder_id, ExpungedUid.modseq > since
-                        )
-                    )
-                ).scalars().all()
+            # Index range reads of what changed since: on SQLite right on the loop.
+            row, changed, vanished = await self._point(read)
             delta = FolderDelta(
                 _folder_info(row) if row is not None else None,
                 [_message_info(r) for r in changed],
