@@ -100,6 +100,8 @@ def decode_render(data: bytes) -> Rendered:
     items: list[bytes] = []
     position = 2
     for _ in range(count):
+        if position + 4 > len(data):
+            raise ValueError("damaged summary")
         (length,) = struct.unpack_from("!I", data, position)
         position += 4
         items.append(data[position:position + length])

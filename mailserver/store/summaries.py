@@ -108,7 +108,7 @@ def heads(vault: Vault | None, connection: Connection, folder_id: int, mailbox_i
             rows = connection.connection.driver_connection.execute(  # type: ignore[union-attr]
                 "SELECT uid, head FROM message_summaries WHERE folder_id = ?", (folder_id,))
         else:
-            rows = connection.execute(_HEADS_OF_FOLDER, {"folder_id": folder_id}).tuples()
+            rows = connection.execute(_HEADS_OF_FOLDER, {"folder_id": folder_id}).all()
         return opened(key, mailbox_id, HEAD, rows)
     return _by_uid(connection, key, folder_id, mailbox_id, uids, MessageSummary.head, HEAD)
 
