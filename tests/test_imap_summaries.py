@@ -15,8 +15,7 @@ from directory.service import Directory
 from mailserver.mime import fetch as mime_fetch
 from mailserver.mime.parse import ParsedMessage
 from mailserver.mime.summary import decode_render, head_block, summarize
-from mailserver.store import Store
-from mailserver.store import crypto
+from mailserver.store import Store, crypto
 from mailserver.store.database import Reader, create_engine
 from mailserver.store.migrate import upgrade
 from mailserver.store.models import MessageSummary
