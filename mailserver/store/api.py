@@ -421,6 +421,9 @@ class Store:
     async def ensure_folders(self, mailbox_id: int) -> None:
         """Create the default folders of a mailbox if they are missing."""
 
+        if (mailbox_id, "INBOX") in self._folder_ids:
+            return  # made or seen by this process already: no write (every LOGIN asks)
+
         def work(connection: Connection) -> None:
             self._folder_id(connection, mailbox_id, "INBOX")
 
@@ -784,20 +787,27 @@ class Store:
 
     async def view(self, folder_id: int) -> tuple[list[int], list[str]]:
         """UIDs and flag texts of every message, by UID: what SELECT needs. On SQLite
-        through the driver's own cursor: 100,000 rows as plain tuples."""
+        through the driver's own cursor: 100,000 rows as plain tuples; a small folder
+        is read right on the loop (``_point``), a large one in a reader thread."""
 
-        def read(connection: Connection) -> tuple[list[int], list[str]]:
+        def read(connection: Connection, limit: int = -1) -> tuple[list[int], list[str]]:
             rows: Sequence[Any]
             if connection.dialect.driver == "pysqlite":
                 cursor = connection.connection.driver_connection.execute(  # type: ignore[union-attr]
-                    "SELECT uid, flags FROM messages WHERE folder_id = ? ORDER BY uid",
-                    (folder_id,),
+                    "SELECT uid, flags FROM messages WHERE folder_id = ? ORDER BY uid LIMIT ?",
+                    (folder_id, limit),
                 )
                 rows = cursor.fetchall()
             else:
-                rows = connection.execute(_VIEW, {"folder_id": folder_id}).all()
+                rows = connection.execute(
+                    _VIEW.limit(limit if limit >= 0 else None), {"folder_id": folder_id}
+                ).all()
             return [row[0] for row in rows], [row[1] for row in rows]
 
+        small = 1000
+        first = await self._point(lambda connection: read(connection, small + 1))
+        if len(first[0]) <= small:
+            return first
         return await self._read(read)
 
     async def uid_flags(self, folder_id: int) -> list[tuple[int, str, int]]:
