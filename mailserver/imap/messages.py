@@ -209,9 +209,9 @@ async def _fetch_messages(
 ) -> None:
     kinds = {item.kind for item in request.items}
     if kinds <= {"UID", "FLAGS"} and changed_since is None:
-        # Flags as this session knows them (kept current by refresh()): no query.
+        # Flags as this session knows them (kept current by refresh()): no query,
+        # and one write with the tagged answer (run() flushes after the command).
         _fetch_flags_from_view(session, selected, wanted, request)
-        await session.flush()
         return
     if len(wanted) > 2000:
         chosen = set(wanted)

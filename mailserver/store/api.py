@@ -187,6 +187,26 @@ _TAKE_MODSEQ = (
     .returning(*_BUMP_RETURNING)
 )
 _INSERT_MESSAGE = insert(Message)
+# Statements IMAP runs on every command, built once: SQLAlchemy then finds their
+# compiled form by a cache key memoised on the statement, not rebuilt per call.
+_UIDS: Any = bindparam("uids", expanding=True)
+_MESSAGES_BY_UID = (
+    select(Message)
+    .where(Message.folder_id == bindparam("folder_id"), Message.uid.in_(_UIDS))
+    .order_by(Message.uid)
+)
+_PRESENT_UIDS = select(Message.uid).where(
+    Message.folder_id == bindparam("folder_id"), Message.uid.in_(_UIDS)
+)
+_DELETE_UIDS = delete(Message).where(
+    Message.folder_id == bindparam("folder_id"), Message.uid.in_(_UIDS)
+)
+_SET_FLAGS = (
+    update(Message)
+    .where(Message.id == bindparam("message_row"))
+    .values(flags=bindparam("new_flags"), modseq=bindparam("new_modseq"))
+)
+_INSERT_BLOB_KEY = insert(BlobKey)
 _FOLDER_BY_ID = select(Folder).where(Folder.id == bindparam("folder_id"))
 _FOLDER_BY_NAME = select(Folder).where(
     Folder.mailbox_id == bindparam("mailbox_id"), Folder.name == bindparam("name")
@@ -253,6 +273,7 @@ class Store:
         # folder_delta(): many IDLE sessions on one folder ask the same question after
         # each change; one query answers them all. Dropped on every change.
         self._deltas: dict[tuple[int, int], asyncio.Future[FolderDelta]] = {}
+        self._bodies_queries: dict[tuple[bool, bool], Any] = {}
         self._generation: dict[int, int] = {}
         self.changes.listeners.append(self._forget_deltas)
 
@@ -394,19 +415,13 @@ class Store:
         """Remove ``uids`` from the folder for good; returns the UIDs removed."""
 
         def work(connection: Connection) -> tuple[list[int], int]:
-            present = (
-                connection.execute(
-                    select(Message.uid).where(
-                        Message.folder_id == folder_id, Message.uid.in_(uids)
-                    )
-                )
+            present = connection.execute(
+                _PRESENT_UIDS, {"folder_id": folder_id, "uids": list(uids)}
             ).scalars().all()
             if not present:
                 return [], 0
             modseq, _, _ = self._bump(connection, folder_id, uidnext=False)
-            connection.execute(
-                delete(Message).where(Message.folder_id == folder_id, Message.uid.in_(present))
-            )
+            connection.execute(_DELETE_UIDS, {"folder_id": folder_id, "uids": list(present)})
             self._record_vanished(connection, folder_id, present, modseq)
             return sorted(present), modseq
 
@@ -680,12 +695,8 @@ class Store:
         def read(connection: Connection) -> list[MessageInfo]:
             found: list[MessageInfo] = []
             for start in range(0, len(uids), 500):
-                chunk = list(uids[start:start + 500])
-                rows = connection.execute(
-                    select(Message)
-                    .where(Message.folder_id == folder_id, Message.uid.in_(chunk))
-                    .order_by(Message.uid)
-                ).all()
+                rows = connection.execute(_MESSAGES_BY_UID, {
+                    "folder_id": folder_id, "uids": list(uids[start:start + 500])}).all()
                 found.extend(_message_info(row) for row in rows)
             return found
 
@@ -700,16 +711,7 @@ class Store:
         block, for SEARCH on headers)."""
         wanted = list(dict.fromkeys(digests))
         found: dict[str, bytes] = {}
-        encrypted = self._vault is not None
-        column: Any = Blob.data if prefix is None or encrypted else func.substr(
-            Blob.data, 1, prefix
-        )
-        query = select(Blob.sha256, column)
-        if encrypted:
-            query = query.add_columns(BlobKey.wrapped_key).outerjoin(
-                BlobKey, (BlobKey.blob_sha256 == Blob.sha256)
-                & (BlobKey.mailbox_id == (mailbox_id if mailbox_id is not None else -1)),
-            )
+        query = self._bodies_query(prefix is not None)
         vault = self._vault
 
         def read(connection: Connection) -> None:
@@ -717,9 +719,9 @@ class Store:
             if vault is not None and mailbox_id is not None:
                 private = vault.private_key_sync(connection, mailbox_id)
             for start in range(0, len(wanted), 500):
-                rows = connection.execute(
-                    query.where(Blob.sha256.in_(wanted[start:start + 500]))
-                ).all()
+                rows = connection.execute(query, {
+                    "digests": wanted[start:start + 500], "prefix": prefix or 0,
+                    "reader": mailbox_id if mailbox_id is not None else -1}).all()
                 for row in rows:
                     data = bytes(row[1])
                     if vault is not None:
@@ -741,6 +743,24 @@ class Store:
             raise StoreError(f"message body {missing[0]} is missing")
         return found
 
+    def _bodies_query(self, prefixed: bool) -> Any:
+        """bodies()' statement, built once for each shape."""
+        key = (self._vault is not None, prefixed)
+        query = self._bodies_queries.get(key)
+        if query is None:
+            encrypted = self._vault is not None
+            column: Any = Blob.data if not prefixed or encrypted else func.substr(
+                Blob.data, 1, bindparam("prefix"))
+            query = select(Blob.sha256, column)
+            if encrypted:
+                query = query.add_columns(BlobKey.wrapped_key).outerjoin(
+                    BlobKey, (BlobKey.blob_sha256 == Blob.sha256)
+                    & (BlobKey.mailbox_id == bindparam("reader")),
+                )
+            query = query.where(Blob.sha256.in_(bindparam("digests", expanding=True)))
+            self._bodies_queries[key] = query
+        return query
+
     async def folder_delta(self, folder_id: int, since: int) -> FolderDelta:
         """The folder's row, messages with MODSEQ above ``since`` and UIDs expunged
         after it (RFC 7162), shared between the sessions that ask at once."""
@@ -753,8 +773,13 @@ class Store:
             self._deltas = {k: f for k, f in self._deltas.items() if not f.done()}
         future: asyncio.Future[FolderDelta] = asyncio.get_running_loop().create_future()
         self._deltas[key] = future
-        def read(connection: Connection) -> tuple[Any, Sequence[Any], Sequence[Any]]:
+        def read(
+            connection: Connection, most: int | None = None
+        ) -> tuple[Any, Sequence[Any], Sequence[Any]] | None:
             row = connection.execute(_FOLDER_BY_ID, {"folder_id": folder_id}).first()
+            # Each changed message took its own MODSEQ: the gap bounds their number.
+            if most is not None and row is not None and row.highestmodseq - since > most:
+                return None
             changed = connection.execute(
                 _CHANGED_SINCE, {"folder_id": folder_id, "since": since}).all()
             vanished = connection.execute(
@@ -762,8 +787,13 @@ class Store:
             return row, changed, vanished
 
         try:
-            # Index range reads of what changed since: on SQLite right on the loop.
-            row, changed, vanished = await self._point(read)
+            # A few changes (the usual case) are read right on the loop (SQLite), many
+            # in a reader thread.
+            found = await self._point(lambda connection: read(connection, 1000))
+            if found is None:
+                found = await self._read(read)
+            assert found is not None
+            row, changed, vanished = found
             delta = FolderDelta(
                 _folder_info(row) if row is not None else None,
                 [_message_info(r) for r in changed],
@@ -910,14 +940,8 @@ class Store:
             changed: list[MessageInfo] = []
             modified: list[int] = []
             for start in range(0, len(uids), 500):
-                rows = (
-                    connection.execute(
-                        select(Message).where(
-                            Message.folder_id == folder_id,
-                            Message.uid.in_(list(uids[start:start + 500])),
-                        ).order_by(Message.uid)
-                    )
-                ).all()
+                rows = connection.execute(_MESSAGES_BY_UID, {
+                    "folder_id": folder_id, "uids": list(uids[start:start + 500])}).all()
                 for row in rows:
                     if unchanged_since is not None and row.modseq > unchanged_since:
                         modified.append(int(row.uid))
@@ -929,11 +953,9 @@ class Store:
                     if new == current:
                         continue
                     modseq, _, _ = self._bump(connection, folder_id, uidnext=False)
-                    connection.execute(
-                        update(Message)
-                        .where(Message.id == row.id)
-                        .values(flags=" ".join(sorted(new)), modseq=modseq)
-                    )
+                    connection.execute(_SET_FLAGS, {
+                        "message_row": row.id, "new_flags": " ".join(sorted(new)),
+                        "new_modseq": modseq})
                     changed.append(_with_flags(_message_info(row), new, modseq))
             return FlagResult(changed, modified)
 
@@ -1068,7 +1090,7 @@ class Store:
         blob_id, stored, wrapped = self._vault.seal(connection, raw, mailbox_ids)
         self._put_blob(connection, blob_id, stored)
         connection.execute(
-            insert(BlobKey),
+            _INSERT_BLOB_KEY,
             [{"blob_sha256": blob_id, "mailbox_id": m, "wrapped_key": k}
              for m, k in wrapped.items()],
         )

@@ -9,6 +9,7 @@ Store computes it from the body on first use and writes it back (lazy backfill).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, bindparam, delete, insert, select
@@ -110,30 +111,41 @@ def heads(vault: Vault | None, connection: Connection, folder_id: int, mailbox_i
         else:
             rows = connection.execute(_HEADS_OF_FOLDER, {"folder_id": folder_id}).all()
         return opened(key, mailbox_id, HEAD, rows)
-    return _by_uid(connection, key, folder_id, mailbox_id, uids, MessageSummary.head, HEAD)
+    return _by_uid(connection, key, folder_id, mailbox_id, uids, HEAD)
 
 
 def renders(vault: Vault | None, connection: Connection, folder_id: int, mailbox_id: int,
             uids: Sequence[int]) -> tuple[dict[int, bytes], list[int]]:
     key = read_key(vault, connection, mailbox_id)
-    return _by_uid(connection, key, folder_id, mailbox_id, uids, MessageSummary.render, RENDER)
+    return _by_uid(connection, key, folder_id, mailbox_id, uids, RENDER)
+
+
+def _statements(column: Any) -> tuple[Any, Any]:
+    """(UIDs in a range, UIDs in a list) of one column, built once."""
+    chosen = select(MessageSummary.uid, column).where(
+        MessageSummary.folder_id == bindparam("folder_id"))
+    return (chosen.where(MessageSummary.uid.between(bindparam("low"), bindparam("high"))),
+            chosen.where(MessageSummary.uid.in_(bindparam("uids", expanding=True))))
+
+
+_BY_UID = {HEAD: _statements(MessageSummary.head), RENDER: _statements(MessageSummary.render)}
 
 
 def _by_uid(connection: Connection, key: AESGCM | None, folder_id: int, mailbox_id: int,
-            uids: Sequence[int], column: object, part: bytes
-            ) -> tuple[dict[int, bytes], list[int]]:
+            uids: Sequence[int], part: bytes) -> tuple[dict[int, bytes], list[int]]:
     found: dict[int, bytes] = {}
     damaged: list[int] = []
     ordered = sorted(uids)
     for start in range(0, len(ordered), _CHUNK):
         chunk = ordered[start:start + _CHUNK]
         # A dense run of UIDs (1:1000) reads best as a range, a sparse set as a list.
-        within = (MessageSummary.uid.between(chunk[0], chunk[-1])
-                  if chunk[-1] - chunk[0] < 2 * len(chunk) else MessageSummary.uid.in_(chunk))
-        statement = select(MessageSummary.uid, column).where(  # type: ignore[call-overload]
-            MessageSummary.folder_id == folder_id, within)
+        in_range, in_list = _BY_UID[part]
+        rows_read = connection.execute(in_range, {
+            "folder_id": folder_id, "low": chunk[0], "high": chunk[-1]}) \
+            if chunk[-1] - chunk[0] < 2 * len(chunk) else connection.execute(in_list, {
+                "folder_id": folder_id, "uids": chunk})
         wanted = set(chunk)
-        rows = [(int(u), bytes(d)) for u, d in connection.execute(statement) if u in wanted]
+        rows = [(int(u), bytes(d)) for u, d in rows_read if u in wanted]
         more, bad = opened(key, mailbox_id, part, rows)
         found.update(more)
         damaged.extend(bad)

@@ -32,6 +32,7 @@ def master_key_id(master_key: bytes) -> str:
     """A short public fingerprint of a master key (which key wrapped a row)."""
     return hashlib.sha256(b"mss-master-key-id" + master_key).hexdigest()[:16]
 
+_DATA_KEYS_KEPT = 4096
 _PRIVATE_KEY = select(MailboxKey.wrapped_private_key, MailboxKey.master_key_id).where(
     MailboxKey.mailbox_id == bindparam("mailbox_id")
 )
@@ -51,6 +52,8 @@ class Vault:
         self._public: dict[int, bytes] = {}
         self._private: dict[int, X25519PrivateKey] = {}
         self._summary: dict[int, AESGCM] = {}
+        # wrapped data key (unique: a fresh ephemeral key each) -> data key
+        self._data_keys: dict[bytes, bytes] = {}
 
     def forget_public_keys(self) -> None:
         """After a rollback: a key pair created by the rolled-back write is gone;
@@ -162,7 +165,15 @@ class Vault:
             return stored
         if wrapped is None or private is None:
             raise crypto.CryptoError("encrypted body without a key for this mailbox")
-        return crypto.decrypt_body(crypto.unwrap_data_key(wrapped, private, mailbox_id), stored)
+        # Clients read a message several times (headers, then parts): keep the last
+        # data keys unwrapped (an X25519 exchange each), in memory only.
+        data_key = self._data_keys.get(wrapped)
+        if data_key is None:
+            data_key = crypto.unwrap_data_key(wrapped, private, mailbox_id)
+            if len(self._data_keys) >= _DATA_KEYS_KEPT:
+                self._data_keys.clear()  # simple bound, safe from any reader thread
+            self._data_keys[wrapped] = data_key
+        return crypto.decrypt_body(data_key, stored)
 
 
 def pending_key_path(settings: Settings) -> Path:
