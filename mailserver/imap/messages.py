@@ -246,10 +246,8 @@ async def _fetch_messages(
         selected.flags[info.uid] = info.flags
         raw: bytes | None = None
         parsed: ParsedMessage | None = None
-        summary = summaries.get(info.uid)
-        if from_summary and summary is None:
-            continue  # expunged meanwhile
-        if request.needs_body and not from_summary:
+        summary = summaries.get(info.uid)  # none: expunged meanwhile, or unrenderable
+        if request.needs_body and summary is None:
             if info.blob_sha256 not in raws:
                 raws = await session.store.bodies(
                     [m.blob_sha256 for m in infos[position:position + 100]],

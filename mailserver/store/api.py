@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from mailserver.store.models import (
 from mailserver.store.notify import ChangeBus, FolderChange
 from mailserver.store.vault import Vault
 
+log = logging.getLogger(__name__)
 FlagMode = Literal["set", "add", "remove"]
 T = TypeVar("T")
 
@@ -248,6 +250,16 @@ _THREAD_WITH_MEMBERS = (
 )
 
 
+def _summary_of(raw: bytes) -> Summary | None:
+    """The message's summary; None (answers then come from the body, as before
+    summaries) if rendering it fails: that must never refuse a delivery."""
+    try:
+        return summarize(raw)
+    except Exception:
+        log.exception("store: cannot summarise a message; IMAP will read its body")
+        return None
+
+
 def _new_uidvalidity() -> int:
     # RFC 9051 §2.3.1.1: a non-zero 32-bit value that changes if UIDs could repeat.
     return max(1, int(time.time()) & 0xFFFFFFFF)
@@ -307,7 +319,7 @@ class Store:
             return []
         when = internal_date or dt.datetime.now(dt.UTC)
         digest = hashlib.sha256(raw).hexdigest()
-        summary = summarize(raw) if mailbox_ids else None
+        summary = _summary_of(raw) if mailbox_ids else None
 
         def work(connection: Connection) -> list[Delivered]:
             if also is not None:
@@ -356,7 +368,7 @@ class Store:
         when = internal_date or dt.datetime.now(dt.UTC)
         digest = hashlib.sha256(raw).hexdigest()
         flag_text = " ".join(sorted(set(flags)))
-        summary = summarize(raw)
+        summary = _summary_of(raw)
 
         def work(connection: Connection) -> list[Delivered]:
             folder_id = self._existing_folder_id(connection, mailbox_id, folder)
@@ -909,11 +921,15 @@ class Store:
         """Summaries of messages that have none (stored before summaries existed, or
         damaged), computed from their bodies and stored for next time."""
         made: dict[int, Summary] = {}
-        for start in range(0, len(uids), 200):
-            infos = await self.messages_by_uid(folder_id, uids[start:start + 200])
+        # By small chunks, each an await: a large folder stored before summaries
+        # existed is filled without holding the event loop for long.
+        for start in range(0, len(uids), 100):
+            infos = await self.messages_by_uid(folder_id, uids[start:start + 100])
             raws = await self.bodies([m.blob_sha256 for m in infos], mailbox_id=mailbox_id)
             for info in infos:
-                made[info.uid] = summarize(raws[info.blob_sha256])
+                summary = _summary_of(raws[info.blob_sha256])
+                if summary is not None:
+                    made[info.uid] = summary
         if made:
             def work(connection: Connection) -> None:
                 summaries.replace(connection, folder_id, {
