@@ -84,12 +84,18 @@ def main() -> None:
             with multiprocessing.Pool(options.clients) as pool:
                 jobs = [(port, cafile, user, began, stop, options.rounds_per_login)
                         for user in users]
-                results = pool.starmap(run, jobs)
+                pending = pool.starmap_async(run, jobs)
+                time.sleep(max(0.0, began - time.time()))
+                cpu = time.process_time()  # this process is the server's
+                results = pending.get()
+                cpu = time.process_time() - cpu
             elapsed = options.seconds
             total = sum(r[0] for r in results)
             errors = [e for r in results for e in r[1]]
             print(f"{options.clients} clients, {elapsed:.1f} s: {total} operations, "
-                  f"{total / elapsed:.0f} ops/s; errors: {len(errors)}")
+                  f"{total / elapsed:.0f} ops/s; errors: {len(errors)}; server CPU "
+                  f"{cpu * 1000 / max(total, 1):.2f} ms per operation "
+                  f"({cpu / elapsed * 100:.0f} % of one core)")
             for error in errors[:5]:
                 print("  ", error)
         finally:

@@ -49,16 +49,25 @@ def test_no_plaintext_at_rest_and_clear_over_imap(
             assert marker.encode() in data[0][1]  # type: ignore[index]
             _, found = imap.search(None, "BODY", marker)
             assert found[0] == b"1"
+            # Header keys and ENVELOPE come from the sealed summaries.
+            _, found = imap.search(None, "SUBJECT", marker)
+            assert found[0] == b"1"
+            _, data = imap.fetch("1", "(ENVELOPE)")
+            assert marker.encode() in data[0]  # type: ignore[operator]
         if backend == "postgresql":
             async def scan() -> list[bytes]:
                 from sqlalchemy import text
 
                 async with server.app.engine.connect() as connection:
-                    rows = await connection.execute(text("SELECT data FROM blobs"))
+                    rows = (await connection.execute(text("SELECT data FROM blobs"))).all()
+                    rows += (await connection.execute(
+                        text("SELECT head FROM message_summaries"))).all()
+                    rows += (await connection.execute(
+                        text("SELECT render FROM message_summaries"))).all()
                     return [bytes(r[0]) for r in rows]
 
             blobs = server.call(scan())
-            assert blobs and all(marker.encode() not in blob for blob in blobs)
+            assert len(blobs) == 3 and all(marker.encode() not in blob for blob in blobs)
     finally:
         server.stop()
     assert files_containing(settings.data_dir, marker.encode()) == []

@@ -12,6 +12,7 @@ from mailserver.imap.syntax import Atom, SyntaxFault, Token, astring
 from mailserver.mime import fetch as mime_fetch
 from mailserver.mime.imap_format import literal, quoted
 from mailserver.mime.parse import ParsedMessage
+from mailserver.mime.summary import Rendered
 from mailserver.store import MessageInfo
 
 _MACROS = {
@@ -27,6 +28,10 @@ _SECTIONED = re.compile(
 )
 _TEXT_SPECS = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+# Items the message summary holds pre-rendered.
+SUMMARY_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY"})
 
 
 class UnfetchableData(Exception):
@@ -64,6 +69,11 @@ class FetchRequest:
     @property
     def sets_seen(self) -> bool:
         return any(i.sets_seen for i in self.items)
+
+    @property
+    def needs_whole_body(self) -> bool:
+        """Whether an item needs more than the message summary (mime/summary.py)."""
+        return any(i.needs_body and i.kind not in SUMMARY_ITEMS for i in self.items)
 
     def has(self, kind: str) -> bool:
         return any(i.kind == kind for i in self.items)
@@ -184,8 +194,10 @@ def render(
     *,
     utf8: bool,
     flag_text: str,
+    summary: Rendered | None = None,
 ) -> bytes:
-    """``LABEL value`` for one item of one message."""
+    """``LABEL value`` for one item of one message (ENVELOPE, BODYSTRUCTURE and BODY
+    from ``summary`` when given)."""
     kind = item.kind
     if kind == "FLAGS":
         return f"FLAGS ({flag_text})".encode()
@@ -197,6 +209,8 @@ def render(
         return f"INTERNALDATE {internal_date(info.internal_date)}".encode()
     if kind == "RFC822.SIZE":
         return f"RFC822.SIZE {info.size}".encode()
+    if summary is not None and kind in SUMMARY_ITEMS:
+        return kind.encode() + b" " + summary.item(kind, utf8)
     assert raw is not None and parsed is not None
     if kind == "ENVELOPE":
         return b"ENVELOPE " + mime_fetch.envelope(parsed, utf8=utf8)

@@ -101,17 +101,14 @@ async def select(session: Session, command: Command) -> None:
     queue = session.store.changes.subscribe(folder.id)
     selected = Selected(folder=folder, readonly=readonly, queue=queue,
                         known_modseq=folder.highestmodseq)
-    rows = await session.store.uid_flags(folder.id)
-    keywords: set[str] = set()
-    first_unseen = 0
-    for position, (uid, flags, _modseq) in enumerate(rows, start=1):
-        flag_set = frozenset(flags.split())
-        selected.uids.append(uid)
-        selected.flags[uid] = flag_set
-        if flags:
-            keywords.update(f for f in flag_set if not f.startswith("\\"))
-        if not first_unseen and "\\Seen" not in flag_set:
-            first_unseen = position
+    uids, texts = await session.store.view(folder.id)
+    # Few distinct flag texts in a folder: one frozenset each, shared by its messages.
+    sets = {text: frozenset(text.split()) for text in set(texts)}
+    selected.uids = uids
+    selected.flags = dict(zip(uids, map(sets.__getitem__, texts), strict=True))
+    keywords = {f for flag_set in sets.values() for f in flag_set if not f.startswith("\\")}
+    unseen = {text for text, flag_set in sets.items() if "\\Seen" not in flag_set}
+    first_unseen = next((n for n, text in enumerate(texts, start=1) if text in unseen), 0)
     session.selected = selected
     session.state = State.SELECTED
     all_flags = " ".join((*SYSTEM_FLAGS, *sorted(keywords)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import cast
 
 from mailserver.imap import fetchitems, seqset
@@ -24,6 +24,7 @@ from mailserver.imap.syntax import (
 )
 from mailserver.mime import threading as mime_threading
 from mailserver.mime.parse import ParsedMessage
+from mailserver.mime.summary import HEAD_FIELDS, Rendered
 from mailserver.store import MessageInfo, StoreError
 
 SYSTEM_FLAGS = {f.upper(): f for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen",
@@ -208,9 +209,9 @@ async def _fetch_messages(
 ) -> None:
     kinds = {item.kind for item in request.items}
     if kinds <= {"UID", "FLAGS"} and changed_since is None:
-        # Flags as this session knows them (kept current by refresh()): no query.
+        # Flags as this session knows them (kept current by refresh()): no query,
+        # and one write with the tagged answer (run() flushes after the command).
         _fetch_flags_from_view(session, selected, wanted, request)
-        await session.flush()
         return
     if len(wanted) > 2000:
         chosen = set(wanted)
@@ -232,6 +233,12 @@ async def _fetch_messages(
     cache: fetchitems.ParseCache = _cache(session)
     written = 0
     raws: dict[str, bytes] = {}
+    # ENVELOPE, BODYSTRUCTURE, BODY alone: from the summaries, no body opened.
+    from_summary = request.needs_body and not request.needs_whole_body
+    summaries: dict[int, Rendered] = {}
+    if from_summary:
+        summaries = await session.store.rendered(
+            selected.folder.id, _mailbox_id(session), [m.uid for m in infos])
     for position, info in enumerate(infos):
         seq = selected.seq_of(info.uid)
         if seq is None or info.uid in selected.pending_expunge:
@@ -239,7 +246,8 @@ async def _fetch_messages(
         selected.flags[info.uid] = info.flags
         raw: bytes | None = None
         parsed: ParsedMessage | None = None
-        if request.needs_body:
+        summary = summaries.get(info.uid)  # none: expunged meanwhile, or unrenderable
+        if request.needs_body and summary is None:
             if info.blob_sha256 not in raws:
                 raws = await session.store.bodies(
                     [m.blob_sha256 for m in infos[position:position + 100]],
@@ -251,7 +259,8 @@ async def _fetch_messages(
             try:
                 parts.append(fetchitems.render(item, info, info.flags, raw, parsed,
                                                utf8=session.utf8,
-                                               flag_text=format_flags(info.flags)))
+                                               flag_text=format_flags(info.flags),
+                                               summary=summary))
             except fetchitems.UnfetchableData as error:
                 raise No(f"[UNKNOWN-CTE] {error}") from error
         session.untagged(f"{seq} FETCH (".encode() + b" ".join(parts) + b")")
@@ -265,16 +274,39 @@ def _fetch_flags_from_view(
     session: Session, selected: Selected, wanted: list[int], request: fetchitems.FetchRequest
 ) -> None:
     names = [item.kind for item in request.items]
-    for uid in wanted:
-        if uid in selected.pending_expunge:
+    uid_first = names == ["UID", "FLAGS"]
+    pending, flags_of = selected.pending_expunge, selected.flags
+    texts: dict[frozenset[str], str] = {}  # few distinct flag sets: format each once
+    lines: list[str] = []
+    for seq, uid in _positions(selected, wanted):
+        if uid in pending:
             continue
-        flags = selected.flags.get(uid)
-        seq = selected.seq_of(uid)
-        if flags is None or seq is None:
+        flags = flags_of.get(uid)
+        if flags is None:
             continue
-        parts = [f"UID {uid}" if kind == "UID" else f"FLAGS ({format_flags(flags)})"
-                 for kind in names]
-        session.untagged(f"{seq} FETCH ({' '.join(parts)})")
+        text = texts.get(flags)
+        if text is None:
+            text = texts[flags] = f"FLAGS ({format_flags(flags)})"
+        if uid_first:  # the usual UID FETCH 1:* (FLAGS)
+            lines.append(f"* {seq} FETCH (UID {uid} {text})")
+        else:
+            parts = " ".join(f"UID {uid}" if kind == "UID" else text for kind in names)
+            lines.append(f"* {seq} FETCH ({parts})")
+        if len(lines) >= 10_000:
+            session.send("\r\n".join(lines).encode())
+            lines.clear()
+    if lines:
+        session.send("\r\n".join(lines).encode())
+
+
+def _positions(selected: Selected, wanted: list[int]) -> Iterator[tuple[int, int]]:
+    """(sequence number, UID) of each UID of ``wanted`` (ascending) in the view."""
+    uids = selected.uids
+    if len(wanted) * 8 >= len(uids):  # much of the folder: one walk, no look-ups
+        chosen = set(wanted)
+        return ((seq, uid) for seq, uid in enumerate(uids, start=1) if uid in chosen)
+    return ((seq, uid) for seq, uid in ((selected.seq_of(u), u) for u in wanted)
+            if seq is not None)
 
 
 def _cache(session: Session) -> fetchitems.ParseCache:
@@ -415,43 +447,107 @@ async def expunge(session: Session, command: Command) -> None:
 # ---- SEARCH / SORT / THREAD -----------------------------------------------------------------
 
 
+Match = tuple[int, int, MessageInfo | None, Callable[[], ParsedMessage]]
+
+
 async def _matching(
-    session: Session, tokens: list[Token], *, need_headers: bool = False
-) -> list[tuple[int, MessageInfo, Callable[[], ParsedMessage]]]:
+    session: Session, tokens: list[Token], *, need_headers: bool = False,
+    need_info: bool = False,
+) -> list[Match]:
+    """(sequence number, UID, message or None, parsed header) of the matching messages
+    (with ``need_headers`` the parsed header is kept for SORT and THREAD).
+
+    Header keys are answered from the message summaries when they have every field
+    asked (no body opened); the message rows are loaded only when a key needs them."""
     selected = session.require_selected()
     tokens = searching.strip_charset(tokens)
     context = searching.Context(uids=selected.uids, saved=selected.saved)
     predicate = searching.compile_keys(tokens, context)
-    infos = [m for m in await session.store.messages(selected.folder.id)
-             if m.uid not in selected.pending_expunge and m.uid in selected.flags]
-    cache = _cache(session)
+    pending, flags = selected.pending_expunge, selected.flags
+    view = [(seq, uid) for seq, uid in enumerate(selected.uids, start=1)
+            if uid in flags and uid not in pending]
     whole = context.needs_body
-    headers = need_headers or context.needs_headers
-    found = []
-    for start in range(0, len(infos), 500):
-        chunk = infos[start:start + 500]
-        raws: dict[str, bytes] = {}
+    wants_headers = need_headers or context.needs_headers
+    from_summary = wants_headers and not whole and context.header_fields <= HEAD_FIELDS
+    from_body = whole or (wants_headers and not from_summary)
+    infos: dict[int, MessageInfo] = {}
+    loaded = need_info or context.needs_info or from_body
+    if loaded:
+        infos = {m.uid: m for m in await session.store.messages(selected.folder.id)}
+    if not from_body:
+        heads: dict[int, bytes] = {}
+        if from_summary:
+            heads = await session.store.summary_heads(
+                selected.folder.id, _mailbox_id(session), [uid for _, uid in view])
+        return _match_view(view, predicate, flags, infos if loaded else None,
+                           heads if from_summary else None, keep=need_headers)
+    cache = _cache(session)
+    found: list[Match] = []
+    for start in range(0, len(view), 500):
+        chunk = [(seq, uid, infos[uid]) for seq, uid in view[start:start + 500]
+                 if uid in infos]  # others were expunged meanwhile
+        raws: dict[str, bytes]
         if whole:
-            raws = await session.store.bodies([m.blob_sha256 for m in chunk],
+            raws = await session.store.bodies([info.blob_sha256 for _, _, info in chunk],
                                               mailbox_id=_mailbox_id(session))
-        elif headers:
-            raws = await _header_blocks(session, [m.blob_sha256 for m in chunk])
-        for info in chunk:
-            seq = selected.seq_of(info.uid)
-            if seq is None:
-                continue
-            getter = _no_body
+        else:
+            raws = await _header_blocks(session, [info.blob_sha256 for _, _, info in chunk])
+        for seq, uid, info in chunk:
             head = None
             if whole:
                 getter = _parsed_from(cache, info.blob_sha256, raws[info.blob_sha256])
-            elif headers:
+            else:
                 head = raws[info.blob_sha256]
                 getter = _parsed_from(None, info.blob_sha256, head)
-            candidate = searching.Candidate(seq, info, selected.flags.get(info.uid, info.flags),
-                                            getter, head)
-            if predicate(candidate):
-                found.append((seq, info, getter))
+            if predicate(searching.Candidate(seq, uid, info, flags[uid], getter, head)):
+                found.append((seq, uid, info, getter))
     return found
+
+
+def _match_view(
+    view: list[tuple[int, int]], predicate: searching.Predicate,
+    flags: dict[int, frozenset[str]], infos: dict[int, MessageInfo] | None,
+    heads: dict[int, bytes] | None, *, keep: bool,
+) -> list[Match]:
+    """The matching loop without bodies: flags, message rows, summary headers. Runs
+    once per message of the folder, so it reuses one candidate."""
+    candidate = searching.Candidate(0, 0, None, frozenset(), _no_body, None)
+    if heads is not None:
+        candidate.parsed = _SummaryHeader(candidate).parsed
+    found: list[Match] = []
+    for seq, uid in view:
+        info = None
+        if infos is not None:
+            info = infos.get(uid)
+            if info is None:
+                continue  # expunged meanwhile
+        if heads is not None:
+            head = heads.get(uid)
+            if head is None:
+                continue
+            candidate.head = head
+        candidate.seq, candidate.uid, candidate.info, candidate.flags = (
+            seq, uid, info, flags[uid])
+        if predicate(candidate):
+            getter = (_parsed_from(None, "", candidate.head or b"") if keep and heads
+                      else _no_body)
+            found.append((seq, uid, info, getter))
+    return found
+
+
+class _SummaryHeader:
+    """The candidate's summary header block, parsed once per message when a key asks."""
+
+    def __init__(self, candidate: searching.Candidate) -> None:
+        self._candidate = candidate
+        self._head: bytes | None = None
+        self._parsed: ParsedMessage | None = None
+
+    def parsed(self) -> ParsedMessage:
+        head = self._candidate.head or b""
+        if self._parsed is None or self._head is not head:
+            self._head, self._parsed = head, ParsedMessage.from_bytes(head)
+        return self._parsed
 
 
 def _mailbox_id(session: Session) -> int:
@@ -524,9 +620,9 @@ async def search(session: Session, command: Command) -> None:
         if not returns:
             returns = ["ALL"]
     found = await _matching(session, args)
-    numbers = [info.uid if uid_form else seq for seq, info, _ in found]
+    numbers = [uid if uid_form else seq for seq, uid, _, _ in found]
     if returns is not None and "SAVE" in returns:
-        selected.saved = [info.uid for _, info, _ in found]
+        selected.saved = [uid for _, uid, _, _ in found]
         if returns == ["SAVE"]:
             session.tagged(command.tag, "OK", f"{command.name} completed (saved)")
             return
@@ -534,7 +630,7 @@ async def search(session: Session, command: Command) -> None:
     if not esearch:
         text = "SEARCH" + "".join(f" {n}" for n in numbers)
         if session.condstore and found and _uses_modseq(args):
-            text += f" (MODSEQ {max(info.modseq for _, info, _ in found)})"
+            text += f" (MODSEQ {max(info.modseq for _, _, info, _ in found if info)})"
         session.untagged(text)
     else:
         wanted = returns or ["ALL"]
@@ -571,11 +667,12 @@ async def sort(session: Session, command: Command) -> None:
     if (not criteria or set(criteria) - {*mime_threading.SORT_CRITERIA, "REVERSE"}
             or criteria[-1] == "REVERSE"):
         raise SyntaxFault("invalid sort criteria")
-    found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_headers=True)
+    found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_headers=True,
+                            need_info=True)
     items = [
-        mime_threading.SortItem(info.uid if uid_form else seq, parsed(), info.internal_date,
+        mime_threading.SortItem(uid if uid_form else seq, parsed(), info.internal_date,
                                 info.size)
-        for seq, info, parsed in found
+        for seq, uid, info, parsed in found if info is not None
     ]
     numbers = mime_threading.sort_messages(items, criteria)
     session.untagged("SORT" + "".join(f" {n}" for n in numbers))
@@ -591,10 +688,11 @@ async def thread(session: Session, command: Command) -> None:
     algorithm = astring(args[0], "algorithm").upper()
     if algorithm not in ("REFERENCES", "ORDEREDSUBJECT"):
         raise No("[CANNOT] THREAD algorithms: REFERENCES, ORDEREDSUBJECT")
-    found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_headers=True)
+    found = await _matching(session, [Atom("CHARSET"), *args[1:]], need_headers=True,
+                            need_info=True)
     items = [
-        mime_threading.thread_item(info.uid if uid_form else seq, parsed(), info.internal_date)
-        for seq, info, parsed in found
+        mime_threading.thread_item(uid if uid_form else seq, parsed(), info.internal_date)
+        for seq, uid, info, parsed in found if info is not None
     ]
     if algorithm == "REFERENCES":
         threads = mime_threading.thread_references(items)

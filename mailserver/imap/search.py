@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailserver.imap import seqset
 from mailserver.imap.syntax import Atom, SyntaxFault, Token, astring, modseq_value, number
@@ -20,13 +20,19 @@ CHARSETS = ("UTF-8", "US-ASCII")
 MAX_KEYS = 2000
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     seq: int
-    info: MessageInfo
+    uid: int
+    info: MessageInfo | None  # loaded only when a key needs it (Context.needs_info)
     flags: frozenset[str]
     parsed: Callable[[], ParsedMessage]
-    head: bytes | None = None  # the raw header block, when loaded
+    head: bytes | None = None  # the raw header block (or the summary's), when loaded
+
+    @property
+    def message(self) -> MessageInfo:
+        assert self.info is not None, "search key needs_info not declared"
+        return self.info
 
 
 Predicate = Callable[[Candidate], bool]
@@ -38,6 +44,10 @@ class Context:
     saved: list[int]  # SEARCHRES
     needs_body: bool = False  # BODY, TEXT: the whole message
     needs_headers: bool = False  # header keys, SENT*: the header block is enough
+    needs_info: bool = False  # INTERNALDATE, size or MODSEQ of each message
+    # Lower-case names of the header fields the keys read: when the message summary
+    # has them all (mime.summary.HEAD_FIELDS), no body is opened.
+    header_fields: set[str] = field(default_factory=set)
     keys: int = 0
 
 
@@ -117,15 +127,18 @@ class _Reader:
             text_of = mime_search.body_text if name == "BODY" else mime_search.full_text
             return lambda c: mime_search.contains(text_of(c.parsed()), needle)
         if name in ("BEFORE", "ON", "SINCE"):
+            self.context.needs_info = True
             return _date_test(name, parse_date(self.next("date")), _internal_day)
         if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             self.context.needs_headers = True
+            self.context.header_fields.add("date")
             return _date_test(name[4:], parse_date(self.next("date")), _sent_day)
         if name in ("LARGER", "SMALLER"):
             size = number(self.next("size"), "size")
+            self.context.needs_info = True
             if name == "LARGER":
-                return lambda c: c.info.size > size
-            return lambda c: c.info.size < size
+                return lambda c: c.message.size > size
+            return lambda c: c.message.size < size
         if name == "NOT":
             inner = self.key()
             return lambda c: not inner(c)
@@ -135,17 +148,18 @@ class _Reader:
         if name == "UID":
             text = self.string("UID set")
             chosen = self._set(text, uid=True)
-            return lambda c: c.info.uid in chosen
+            return lambda c: c.uid in chosen
         if name == "MODSEQ":  # RFC 7162 §3.1.5: MODSEQ [entry-name entry-type] value
             token = self.next("modseq")
             if not (isinstance(token, Atom) and token.isdigit()):
                 self.next("entry type")
                 token = self.next("modseq")
             floor = modseq_value(token, "modseq")
-            return lambda c: c.info.modseq >= floor
+            self.context.needs_info = True
+            return lambda c: c.message.modseq >= floor
         if name == "$" or seqset.is_sequence_set(str(token)):
             chosen = self._set(str(token), uid=False)
-            return lambda c: c.info.uid in chosen
+            return lambda c: c.uid in chosen
         raise SyntaxFault(f"unknown search key {name[:30]}")
 
     def _set(self, text: str, *, uid: bool) -> frozenset[int]:
@@ -160,6 +174,7 @@ class _Reader:
 
     def _header(self, field: str, needle: str) -> Predicate:
         self.context.needs_headers = True
+        self.context.header_fields.add(field.lower())
         if not needle:  # RFC 9051 §6.4.4: HEADER field "" matches any message with it
             return lambda c: bool(mime_search.header_text(c.parsed(), field))
         # A needle of ASCII without spaces is found in a plain ASCII header block iff
@@ -167,18 +182,19 @@ class _Reader:
         quick = needle.encode().lower() if needle.isascii() and not any(
             ch.isspace() for ch in needle) else None
 
-        field_line = re.compile(
-            rb"(?im)^" + re.escape(field.encode("utf-8", "replace")) + rb"[ \t]*:"
-            rb"(.*(?:\r?\n[ \t].*)*)"
-        )
+        # The field's lines (folded ones included) in a lower-cased header block
+        # that starts with a line end: a literal search, no per-position anchoring.
+        field_lines = re.compile(
+            rb"\n" + re.escape(field.lower().encode("utf-8", "replace")) + rb"[ \t]*:"
+            rb"([^\n]*(?:\n[ \t][^\n]*)*)"
+        ).findall
 
         def test(c: Candidate) -> bool:
             head = c.head
             if quick is not None and head is not None and head.isascii() and b"=?" not in head:
                 # Plain ASCII without encoded-words: the decoded value is these bytes,
                 # unfolded, and a needle without spaces cannot straddle a fold.
-                values = b"\n".join(m.group(1) for m in field_line.finditer(head))
-                return quick in values.lower()
+                return quick in b"\n".join(field_lines(b"\n" + head.lower()))
             return any(
                 mime_search.contains(value, needle)
                 for value in mime_search.header_text(c.parsed(), field)
@@ -194,7 +210,7 @@ def _and(predicates: list[Predicate]) -> Predicate:
 
 
 def _internal_day(c: Candidate) -> dt.date | None:
-    return c.info.internal_date.astimezone(dt.UTC).date()
+    return c.message.internal_date.astimezone(dt.UTC).date()
 
 
 def _sent_day(c: Candidate) -> dt.date | None:

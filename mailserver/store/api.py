@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mailserver.mime.summary import Rendered, Summary, decode_render, summarize
+from mailserver.store import summaries
 from mailserver.store.batch import WriteBatcher
 from mailserver.store.crypto import CryptoError
 from mailserver.store.database import Reader
@@ -44,6 +47,7 @@ from mailserver.store.models import (
 from mailserver.store.notify import ChangeBus, FolderChange
 from mailserver.store.vault import Vault
 
+log = logging.getLogger(__name__)
 FlagMode = Literal["set", "add", "remove"]
 T = TypeVar("T")
 
@@ -190,6 +194,43 @@ _TAKE_MODSEQ = (
     .returning(*_BUMP_RETURNING)
 )
 _INSERT_MESSAGE = insert(Message)
+# Statements IMAP runs on every command, built once: SQLAlchemy then finds their
+# compiled form by a cache key memoised on the statement, not rebuilt per call.
+_UIDS: Any = bindparam("uids", expanding=True)
+_MESSAGES_BY_UID = (
+    select(Message)
+    .where(Message.folder_id == bindparam("folder_id"), Message.uid.in_(_UIDS))
+    .order_by(Message.uid)
+)
+_PRESENT_UIDS = select(Message.uid, Message.blob_sha256).where(
+    Message.folder_id == bindparam("folder_id"), Message.uid.in_(_UIDS)
+)
+_DELETE_UIDS = delete(Message).where(
+    Message.folder_id == bindparam("folder_id"), Message.uid.in_(_UIDS)
+)
+_SET_FLAGS = (
+    update(Message)
+    .where(Message.id == bindparam("message_row"))
+    .values(flags=bindparam("new_flags"), modseq=bindparam("new_modseq"))
+)
+_INSERT_BLOB_KEY = insert(BlobKey)
+_FOLDER_BY_ID = select(Folder).where(Folder.id == bindparam("folder_id"))
+_FOLDER_BY_NAME = select(Folder).where(
+    Folder.mailbox_id == bindparam("mailbox_id"), Folder.name == bindparam("name")
+)
+_CHANGED_SINCE = (
+    select(Message)
+    .where(Message.folder_id == bindparam("folder_id"), Message.modseq > bindparam("since"))
+    .order_by(Message.uid)
+)
+_VANISHED_SINCE = select(ExpungedUid.uid).where(
+    ExpungedUid.folder_id == bindparam("folder_id"), ExpungedUid.modseq > bindparam("since")
+)
+_VIEW = (
+    select(Message.uid, Message.flags)
+    .where(Message.folder_id == bindparam("folder_id"))
+    .order_by(Message.uid)
+)
 # find_thread(): the replied-to ids among what the mailbox received (and, for a
 # professional, among the threads they take part in), then the thread and its members.
 _PARENTS = select(Message.message_id, Message.thread_id).where(
@@ -212,6 +253,16 @@ _THREAD_WITH_MEMBERS = (
     .outerjoin(ThreadParticipant, ThreadParticipant.thread_id == Thread.id)
     .where(Thread.id == bindparam("thread_id"))
 )
+
+
+def _summary_of(raw: bytes) -> Summary | None:
+    """The message's summary; None (answers then come from the body, as before
+    summaries) if rendering it fails: that must never refuse a delivery."""
+    try:
+        return summarize(raw)
+    except Exception:
+        log.exception("store: cannot summarise a message; IMAP will read its body")
+        return None
 
 
 def _new_uidvalidity() -> int:
@@ -239,6 +290,7 @@ class Store:
         # folder_delta(): many IDLE sessions on one folder ask the same question after
         # each change; one query answers them all. Dropped on every change.
         self._deltas: dict[tuple[int, int], asyncio.Future[FolderDelta]] = {}
+        self._bodies_queries: dict[tuple[bool, bool], Any] = {}
         self._generation: dict[int, int] = {}
         self.changes.listeners.append(self._forget_deltas)
 
@@ -272,6 +324,7 @@ class Store:
             return []
         when = internal_date or dt.datetime.now(dt.UTC)
         digest = hashlib.sha256(raw).hexdigest()
+        summary = _summary_of(raw) if mailbox_ids else None
 
         def work(connection: Connection) -> list[Delivered]:
             if also is not None:
@@ -286,7 +339,7 @@ class Store:
                 delivered.append(
                     self._insert_message(
                         connection, mailbox_id, folder_id, blob_id, len(raw),
-                        when, "", message_id, thread_id,
+                        when, "", message_id, thread_id, summary,
                     )
                 )
             return delivered
@@ -320,6 +373,7 @@ class Store:
         when = internal_date or dt.datetime.now(dt.UTC)
         digest = hashlib.sha256(raw).hexdigest()
         flag_text = " ".join(sorted(set(flags)))
+        summary = _summary_of(raw)
 
         def work(connection: Connection) -> list[Delivered]:
             folder_id = self._existing_folder_id(connection, mailbox_id, folder)
@@ -327,7 +381,7 @@ class Store:
             return [
                 self._insert_message(
                     connection, mailbox_id, folder_id, blob_id, len(raw),
-                    when, flag_text, message_id, None,
+                    when, flag_text, message_id, None, summary,
                 )
             ]
 
@@ -379,17 +433,13 @@ class Store:
 
         def work(connection: Connection) -> tuple[list[int], int]:
             rows = connection.execute(
-                select(Message.uid, Message.blob_sha256).where(
-                    Message.folder_id == folder_id, Message.uid.in_(uids)
-                )
+                _PRESENT_UIDS, {"folder_id": folder_id, "uids": list(uids)}
             ).all()
             if not rows:
                 return [], 0
             present = [int(row.uid) for row in rows]
             modseq, _, _ = self._bump(connection, folder_id, uidnext=False)
-            connection.execute(
-                delete(Message).where(Message.folder_id == folder_id, Message.uid.in_(present))
-            )
+            connection.execute(_DELETE_UIDS, {"folder_id": folder_id, "uids": list(present)})
             self._record_vanished(connection, folder_id, present, modseq)
             self._drop_unused_bodies(connection, {row.blob_sha256 for row in rows})
             return sorted(present), modseq
@@ -404,6 +454,9 @@ class Store:
 
     async def ensure_folders(self, mailbox_id: int) -> None:
         """Create the default folders of a mailbox if they are missing."""
+
+        if (mailbox_id, "INBOX") in self._folder_ids:
+            return  # made or seen by this process already: no write (every LOGIN asks)
 
         def work(connection: Connection) -> None:
             self._folder_id(connection, mailbox_id, "INBOX")
@@ -422,28 +475,27 @@ class Store:
         return [_folder_info(row) for row in rows]
 
     async def folder(self, mailbox_id: int, name: str) -> FolderInfo | None:
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name)
-                )
-            ).first()
-        return _folder_info(row) if row is not None else None
+        def read(connection: Connection) -> FolderInfo | None:
+            row = connection.execute(
+                _FOLDER_BY_NAME, {"mailbox_id": mailbox_id, "name": name}).first()
+            return _folder_info(row) if row is not None else None
+
+        return await self._point(read)
 
     async def messages(self, folder_id: int, *, since_uid: int = 0) -> list[MessageInfo]:
         return await self._messages_where(folder_id, Message.uid > since_uid)
 
     async def _messages_where(self, folder_id: int, condition: Any) -> list[MessageInfo]:
         """The folder's messages meeting ``condition``, by UID."""
-        async with self._engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    select(Message)
-                    .where(Message.folder_id == folder_id, condition)
-                    .order_by(Message.uid)
-                )
+
+        def read(connection: Connection) -> list[MessageInfo]:
+            rows = connection.execute(
+                select(Message).where(Message.folder_id == folder_id, condition)
+                .order_by(Message.uid)
             ).all()
-        return [_message_info(row) for row in rows]
+            return [_message_info(row) for row in rows]
+
+        return await self._read(read)
 
     async def body(self, blob_sha256: str, *, mailbox_id: int | None = None) -> bytes:
         """One body, decrypted for ``mailbox_id`` when stored encrypted."""
@@ -500,6 +552,13 @@ class Store:
             return await self._reader.point(read)
         return await self._read(read)
 
+    async def _point(self, fn: Callable[[Connection], T]) -> T:
+        """A read by key or a short index range: Reader.point (SQLite: on the event
+        loop's own connection, no thread hop), else one hop."""
+        if self._reader is not None:
+            return await self._reader.point(fn)
+        return await self._read(fn)
+
     async def _read(self, fn: Callable[[Connection], T]) -> T:
         """Run a synchronous read in one hop: through the server's Reader (SQLite:
         a thread with its own connection), else ``run_sync`` on the async engine."""
@@ -511,11 +570,11 @@ class Store:
     # ---- folders, copies and flags for IMAP ---------------------------------------
 
     async def folder_by_id(self, folder_id: int) -> FolderInfo | None:
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(select(Folder).where(Folder.id == folder_id))
-            ).first()
-        return _folder_info(row) if row is not None else None
+        def read(connection: Connection) -> FolderInfo | None:
+            row = connection.execute(_FOLDER_BY_ID, {"folder_id": folder_id}).first()
+            return _folder_info(row) if row is not None else None
+
+        return await self._point(read)
 
     async def create_folder(
         self, mailbox_id: int, name: str, *, special_use: str | None = None
@@ -656,19 +715,15 @@ class Store:
         return FolderStats(int(row[0]), int(row[2]), int(row[1]), int(row[3]))
 
     async def messages_by_uid(self, folder_id: int, uids: Sequence[int]) -> list[MessageInfo]:
-        found: list[MessageInfo] = []
-        async with self._engine.connect() as connection:
+        def read(connection: Connection) -> list[MessageInfo]:
+            found: list[MessageInfo] = []
             for start in range(0, len(uids), 500):
-                chunk = list(uids[start:start + 500])
-                rows = (
-                    await connection.execute(
-                        select(Message)
-                        .where(Message.folder_id == folder_id, Message.uid.in_(chunk))
-                        .order_by(Message.uid)
-                    )
-                ).all()
+                rows = connection.execute(_MESSAGES_BY_UID, {
+                    "folder_id": folder_id, "uids": list(uids[start:start + 500])}).all()
                 found.extend(_message_info(row) for row in rows)
-        return found
+            return found
+
+        return await (self._point(read) if len(uids) <= 50 else self._read(read))
 
     async def bodies(
         self, digests: Sequence[str], *, mailbox_id: int | None = None,
@@ -679,31 +734,22 @@ class Store:
         block, for SEARCH on headers)."""
         wanted = list(dict.fromkeys(digests))
         found: dict[str, bytes] = {}
-        encrypted = self._vault is not None
-        column: Any = Blob.data if prefix is None or encrypted else func.substr(
-            Blob.data, 1, prefix
-        )
-        query = select(Blob.sha256, column)
-        if encrypted:
-            query = query.add_columns(BlobKey.wrapped_key).outerjoin(
-                BlobKey, (BlobKey.blob_sha256 == Blob.sha256)
-                & (BlobKey.mailbox_id == (mailbox_id if mailbox_id is not None else -1)),
-            )
-        async with self._engine.connect() as connection:
+        query = self._bodies_query(prefix is not None)
+        vault = self._vault
+
+        def read(connection: Connection) -> None:
             private = None
-            if self._vault is not None and mailbox_id is not None:
-                private = await self._vault.private_key(connection, mailbox_id)
+            if vault is not None and mailbox_id is not None:
+                private = vault.private_key_sync(connection, mailbox_id)
             for start in range(0, len(wanted), 500):
-                rows = (
-                    await connection.execute(
-                        query.where(Blob.sha256.in_(wanted[start:start + 500]))
-                    )
-                ).all()
+                rows = connection.execute(query, {
+                    "digests": wanted[start:start + 500], "prefix": prefix or 0,
+                    "reader": mailbox_id if mailbox_id is not None else -1}).all()
                 for row in rows:
                     data = bytes(row[1])
-                    if self._vault is not None:
+                    if vault is not None:
                         try:
-                            data = self._vault.open(
+                            data = vault.open(
                                 data, bytes(row[2]) if row[2] is not None else None,
                                 private, mailbox_id if mailbox_id is not None else -1,
                             )
@@ -712,10 +758,31 @@ class Store:
                         if prefix is not None:
                             data = data[:prefix]
                     found[str(row[0])] = data
+
+        # A few bodies (a client reading its mail) right here; many in a reader thread.
+        await (self._point(read) if len(wanted) <= 5 else self._read(read))
         missing = [d for d in wanted if d not in found]
         if missing:
             raise BodyMissing(f"message body {missing[0]} is missing")
         return found
+
+    def _bodies_query(self, prefixed: bool) -> Any:
+        """bodies()' statement, built once for each shape."""
+        key = (self._vault is not None, prefixed)
+        query = self._bodies_queries.get(key)
+        if query is None:
+            encrypted = self._vault is not None
+            column: Any = Blob.data if not prefixed or encrypted else func.substr(
+                Blob.data, 1, bindparam("prefix"))
+            query = select(Blob.sha256, column)
+            if encrypted:
+                query = query.add_columns(BlobKey.wrapped_key).outerjoin(
+                    BlobKey, (BlobKey.blob_sha256 == Blob.sha256)
+                    & (BlobKey.mailbox_id == bindparam("reader")),
+                )
+            query = query.where(Blob.sha256.in_(bindparam("digests", expanding=True)))
+            self._bodies_queries[key] = query
+        return query
 
     async def folder_delta(self, folder_id: int, since: int) -> FolderDelta:
         """The folder's row, messages with MODSEQ above ``since`` and UIDs expunged
@@ -729,25 +796,27 @@ class Store:
             self._deltas = {k: f for k, f in self._deltas.items() if not f.done()}
         future: asyncio.Future[FolderDelta] = asyncio.get_running_loop().create_future()
         self._deltas[key] = future
+        def read(
+            connection: Connection, most: int | None = None
+        ) -> tuple[Any, Sequence[Any], Sequence[Any]] | None:
+            row = connection.execute(_FOLDER_BY_ID, {"folder_id": folder_id}).first()
+            # Each changed message took its own MODSEQ: the gap bounds their number.
+            if most is not None and row is not None and row.highestmodseq - since > most:
+                return None
+            changed = connection.execute(
+                _CHANGED_SINCE, {"folder_id": folder_id, "since": since}).all()
+            vanished = connection.execute(
+                _VANISHED_SINCE, {"folder_id": folder_id, "since": since}).scalars().all()
+            return row, changed, vanished
+
         try:
-            async with self._engine.connect() as connection:
-                row = (
-                    await connection.execute(select(Folder).where(Folder.id == folder_id))
-                ).first()
-                changed = (
-                    await connection.execute(
-                        select(Message)
-                        .where(Message.folder_id == folder_id, Message.modseq > since)
-                        .order_by(Message.uid)
-                    )
-                ).all()
-                vanished = (
-                    await connection.execute(
-                        select(ExpungedUid.uid).where(
-                            ExpungedUid.folder_id == folder_id, ExpungedUid.modseq > since
-                        )
-                    )
-                ).scalars().all()
+            # A few changes (the usual case) are read right on the loop (SQLite), many
+            # in a reader thread.
+            found = await self._point(lambda connection: read(connection, 1000))
+            if found is None:
+                found = await self._read(read)
+            assert found is not None
+            row, changed, vanished = found
             delta = FolderDelta(
                 _folder_info(row) if row is not None else None,
                 [_message_info(r) for r in changed],
@@ -768,6 +837,31 @@ class Store:
         self._generation[folder_id] = self._generation.get(folder_id, 0) + 1
         for key in [k for k in self._deltas if k[0] == folder_id]:
             del self._deltas[key]  # callers already waiting still get their answer
+
+    async def view(self, folder_id: int) -> tuple[list[int], list[str]]:
+        """UIDs and flag texts of every message, by UID: what SELECT needs. On SQLite
+        through the driver's own cursor: 100,000 rows as plain tuples; a small folder
+        is read right on the loop (``_point``), a large one in a reader thread."""
+
+        def read(connection: Connection, limit: int = -1) -> tuple[list[int], list[str]]:
+            rows: Sequence[Any]
+            if connection.dialect.driver == "pysqlite":
+                cursor = connection.connection.driver_connection.execute(  # type: ignore[union-attr]
+                    "SELECT uid, flags FROM messages WHERE folder_id = ? ORDER BY uid LIMIT ?",
+                    (folder_id, limit),
+                )
+                rows = cursor.fetchall()
+            else:
+                rows = connection.execute(
+                    _VIEW.limit(limit if limit >= 0 else None), {"folder_id": folder_id}
+                ).all()
+            return [row[0] for row in rows], [row[1] for row in rows]
+
+        small = 1000
+        first = await self._point(lambda connection: read(connection, small + 1))
+        if len(first[0]) <= small:
+            return first
+        return await self._read(read)
 
     async def uid_flags(self, folder_id: int) -> list[tuple[int, str, int]]:
         """(UID, flags, MODSEQ) of every message, by UID: what SELECT needs, cheaply."""
@@ -797,6 +891,66 @@ class Store:
             ).scalars().all()
         return sorted(set(int(u) for u in uids))
 
+    # ---- message summaries (FETCH ENVELOPE/BODYSTRUCTURE, SEARCH, SORT, THREAD) ----------
+
+    async def summary_heads(
+        self, folder_id: int, mailbox_id: int, uids: Sequence[int]
+    ) -> dict[int, bytes]:
+        """The summary header block (``mime.summary.HEAD_FIELDS``) of each message of
+        ``uids``, opened with ``mailbox_id``'s key."""
+        whole = len(uids) > 2000  # most of a large folder: one scan beats lists of UIDs
+        found, missing = await self._read(
+            lambda c: summaries.heads(self._vault, c, folder_id, mailbox_id,
+                                      None if whole else uids))
+        missing = sorted(set(missing) | {u for u in uids if u not in found})
+        if missing:
+            filled = await self._backfill(folder_id, mailbox_id, missing)
+            found.update((uid, summary.head) for uid, summary in filled.items())
+        return found
+
+    async def rendered(
+        self, folder_id: int, mailbox_id: int, uids: Sequence[int]
+    ) -> dict[int, Rendered]:
+        """Pre-rendered ENVELOPE / BODYSTRUCTURE / BODY of each message of ``uids``."""
+        found, missing = await self._read(
+            lambda c: summaries.renders(self._vault, c, folder_id, mailbox_id, uids))
+        out: dict[int, Rendered] = {}
+        for uid, data in found.items():
+            try:
+                out[uid] = decode_render(data)
+            except ValueError:
+                missing.append(uid)
+        missing = sorted(set(missing) | {u for u in uids if u not in found})
+        if missing:
+            filled = await self._backfill(folder_id, mailbox_id, missing)
+            out.update((uid, decode_render(s.render)) for uid, s in filled.items())
+        return out
+
+    async def _backfill(
+        self, folder_id: int, mailbox_id: int, uids: Sequence[int]
+    ) -> dict[int, Summary]:
+        """Summaries of messages that have none (stored before summaries existed, or
+        damaged), computed from their bodies and stored for next time."""
+        made: dict[int, Summary] = {}
+        # By small chunks, each an await: a large folder stored before summaries
+        # existed is filled without holding the event loop for long.
+        for start in range(0, len(uids), 100):
+            infos = await self.messages_by_uid(folder_id, uids[start:start + 100])
+            raws = await self.bodies([m.blob_sha256 for m in infos], mailbox_id=mailbox_id)
+            for info in infos:
+                summary = _summary_of(raws[info.blob_sha256])
+                if summary is not None:
+                    made[info.uid] = summary
+        if made:
+            def work(connection: Connection) -> None:
+                summaries.replace(connection, folder_id, {
+                    uid: summaries.sealed(self._vault, connection, mailbox_id, summary)
+                    for uid, summary in made.items()
+                })
+
+            await self._writer.submit(work)
+        return made
+
     async def store_flags(
         self,
         folder_id: int,
@@ -813,14 +967,8 @@ class Store:
             changed: list[MessageInfo] = []
             modified: list[int] = []
             for start in range(0, len(uids), 500):
-                rows = (
-                    connection.execute(
-                        select(Message).where(
-                            Message.folder_id == folder_id,
-                            Message.uid.in_(list(uids[start:start + 500])),
-                        ).order_by(Message.uid)
-                    )
-                ).all()
+                rows = connection.execute(_MESSAGES_BY_UID, {
+                    "folder_id": folder_id, "uids": list(uids[start:start + 500])}).all()
                 for row in rows:
                     if unchanged_since is not None and row.modseq > unchanged_since:
                         modified.append(int(row.uid))
@@ -832,11 +980,9 @@ class Store:
                     if new == current:
                         continue
                     modseq, _, _ = self._bump(connection, folder_id, uidnext=False)
-                    connection.execute(
-                        update(Message)
-                        .where(Message.id == row.id)
-                        .values(flags=" ".join(sorted(new)), modseq=modseq)
-                    )
+                    connection.execute(_SET_FLAGS, {
+                        "message_row": row.id, "new_flags": " ".join(sorted(new)),
+                        "new_modseq": modseq})
                     changed.append(_with_flags(_message_info(row), new, modseq))
             return FlagResult(changed, modified)
 
@@ -883,6 +1029,7 @@ class Store:
                 uidvalidity = item.uidvalidity
                 pairs.append((int(row.uid), item.uid))
                 delivered.append(item)
+            summaries.copy(connection, folder_id, dest_folder_id, pairs)
             if not uidvalidity:
                 folder = (
                     connection.execute(
@@ -997,7 +1144,7 @@ class Store:
         blob_id, stored, wrapped = self._vault.seal(connection, raw, mailbox_ids)
         self._put_blob(connection, blob_id, stored)
         connection.execute(
-            insert(BlobKey),
+            _INSERT_BLOB_KEY,
             [{"blob_sha256": blob_id, "mailbox_id": m, "wrapped_key": k}
              for m, k in wrapped.items()],
         )
@@ -1082,6 +1229,7 @@ class Store:
         flags: str,
         message_id: str | None,
         thread_id: int | None,
+        summary: Summary | None = None,
     ) -> Delivered:
         modseq, uid, uidvalidity = self._bump(connection, folder_id, uidnext=True)
         connection.execute(
@@ -1099,6 +1247,9 @@ class Store:
                 "thread_id": thread_id,
             },
         )
+        if summary is not None:
+            summaries.insert_one(connection, folder_id, uid,
+                                 summaries.sealed(self._vault, connection, mailbox_id, summary))
         return Delivered(mailbox_id, folder_id, uidvalidity, uid, modseq)
 
     def _announce_new(self, delivered: list[Delivered]) -> None:

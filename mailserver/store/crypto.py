@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +149,76 @@ def decrypt_body(data_key: bytes, stored: bytes) -> bytes:
     if not is_encrypted_body(stored):
         raise CryptoError("not an encrypted body")
     return _open(data_key, stored[4:], BODY_FORMAT)
+
+
+# ---- message summaries ------------------------------------------------------------------
+# A message's summary (mime/summary.py: header fields for SEARCH, pre-rendered ENVELOPE
+# and BODYSTRUCTURE) is read for thousands of messages at once, where unwrapping one
+# data key per message (an X25519 exchange each) would cost more than the answer. So
+# summaries are sealed with one AES-256-GCM key per mailbox, derived from the mailbox's
+# private key: who can read the mailbox's bodies can read its summaries, no one else,
+# and rotating the master key (which re-wraps the private key) leaves them as they are.
+
+SUMMARY_FORMAT = b"MSS1"  # magic + version of a sealed summary
+PLAIN_SUMMARY = b"MSP1"  # a summary stored in the clear (encryption at rest turned off)
+
+
+def summary_key(mailbox_key: X25519PrivateKey, mailbox_id: int) -> AESGCM:
+    raw = mailbox_key.private_bytes(_RAW, serialization.PrivateFormat.Raw,
+                                    serialization.NoEncryption())
+    key = HKDF(hashes.SHA256(), _KEY, salt=None,
+               info=b"mss-summary-key:" + str(mailbox_id).encode()).derive(raw)
+    return AESGCM(key)
+
+
+def _summary_aad(mailbox_id: int, part: bytes) -> bytes:
+    return SUMMARY_FORMAT + b":" + str(mailbox_id).encode() + b":" + part
+
+
+def seal_summary(key: AESGCM | None, mailbox_id: int, part: bytes, data: bytes) -> bytes:
+    """``part`` (b"head" or b"render") of a summary as stored: sealed with the mailbox's
+    summary key, or marked plain when there is none (no encryption at rest)."""
+    if key is None:
+        return PLAIN_SUMMARY + data
+    nonce = secrets.token_bytes(_NONCE)
+    return SUMMARY_FORMAT + nonce + key.encrypt(nonce, data, _summary_aad(mailbox_id, part))
+
+
+def summary_opener(key: AESGCM | None, mailbox_id: int, part: bytes
+                   ) -> Callable[[bytes], bytes]:
+    """``open_summary`` for many summaries of one mailbox: the checks and the associated
+    data worked out once (SEARCH opens one per message of the folder)."""
+    if key is None:
+        return lambda stored: open_summary(None, mailbox_id, part, stored)
+    aad = _summary_aad(mailbox_id, part)
+    decrypt = key.decrypt
+    start = 4 + _NONCE
+
+    def opener(stored: bytes) -> bytes:
+        if stored[:4] != SUMMARY_FORMAT or len(stored) < start + 16:
+            raise CryptoError("not a sealed message summary")
+        try:
+            return decrypt(stored[4:start], stored[start:], aad)
+        except InvalidTag as error:
+            raise CryptoError("summary does not authenticate (wrong key or damaged)") from error
+
+    return opener
+
+
+def open_summary(key: AESGCM | None, mailbox_id: int, part: bytes, stored: bytes) -> bytes:
+    """The plaintext of a stored summary part. With a key only a sealed one is accepted
+    (a plain one there would be a downgrade); without, only a plain one."""
+    magic = stored[:4]
+    if key is None:
+        if magic != PLAIN_SUMMARY:
+            raise CryptoError("sealed summary without a key for this mailbox")
+        return stored[4:]
+    if magic != SUMMARY_FORMAT:
+        raise CryptoError("not a sealed message summary")
+    if len(stored) < 4 + _NONCE + 16:
+        raise CryptoError("summary too short")
+    try:
+        return key.decrypt(stored[4:4 + _NONCE], stored[4 + _NONCE:],
+                           _summary_aad(mailbox_id, part))
+    except InvalidTag as error:
+        raise CryptoError("summary does not authenticate (wrong key or damaged)") from error

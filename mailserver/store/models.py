@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -145,6 +146,25 @@ Index("ix_thread_participants_address", ThreadParticipant.address)
 Index("ix_messages_mailbox_message_id", Message.mailbox_id, Message.message_id)
 # "Does any message still use this body?", asked when messages go (blob collection).
 Index("ix_messages_blob_sha256", Message.blob_sha256)
+
+
+class MessageSummary(Base):
+    """What FETCH ENVELOPE/BODYSTRUCTURE, SEARCH on header keys, SORT and THREAD need of
+    a message (``mime/summary.py``), sealed with its mailbox's summary key
+    (``crypto.seal_summary``): answering them for a large folder then opens small
+    blobs with one key instead of every body with its own. Goes with its message."""
+
+    __tablename__ = "message_summaries"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["folder_id", "uid"], ["messages.folder_id", "messages.uid"], ondelete="CASCADE"
+        ),
+    )
+
+    folder_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    head: Mapped[bytes] = mapped_column(LargeBinary)
+    render: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ExpungedUid(Base):

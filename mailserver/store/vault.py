@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from sqlalchemy import Connection, select, update
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -30,6 +31,11 @@ from mailserver.store.models import MailboxKey
 def master_key_id(master_key: bytes) -> str:
     """A short public fingerprint of a master key (which key wrapped a row)."""
     return hashlib.sha256(b"mss-master-key-id" + master_key).hexdigest()[:16]
+
+_DATA_KEYS_KEPT = 4096
+_PRIVATE_KEY = select(MailboxKey.wrapped_private_key, MailboxKey.master_key_id).where(
+    MailboxKey.mailbox_id == bindparam("mailbox_id")
+)
 
 
 class Vault:
@@ -45,11 +51,17 @@ class Vault:
         self._dialect = dialect
         self._public: dict[int, bytes] = {}
         self._private: dict[int, X25519PrivateKey] = {}
+        self._summary: dict[int, AESGCM] = {}
+        # wrapped data key (unique: a fresh ephemeral key each) -> data key
+        self._data_keys: dict[bytes, bytes] = {}
 
     def forget_public_keys(self) -> None:
         """After a rollback: a key pair created by the rolled-back write is gone;
-        wrapping to its cached public key would make mail nobody can read."""
+        wrapping to its cached public key would make mail nobody can read (and
+        sealing a summary with a key derived from it, a summary nobody can read)."""
         self._public.clear()
+        self._private.clear()
+        self._summary.clear()
 
     # ---- writing (synchronous, inside the group transaction) ---------------------
 
@@ -100,12 +112,37 @@ class Vault:
         cached = self._private.get(mailbox_id)
         if cached is not None:
             return cached
-        row = (
-            await connection.execute(
-                select(MailboxKey.wrapped_private_key, MailboxKey.master_key_id)
-                .where(MailboxKey.mailbox_id == mailbox_id)
-            )
-        ).first()
+        row = (await connection.execute(_PRIVATE_KEY, {"mailbox_id": mailbox_id})).first()
+        return self._unwrap(row, mailbox_id)
+
+    def private_key_sync(self, connection: Connection, mailbox_id: int) -> X25519PrivateKey:
+        """The same, on a synchronous connection (the writer, a reader thread)."""
+        cached = self._private.get(mailbox_id)
+        if cached is not None:
+            return cached
+        return self._unwrap(
+            connection.execute(_PRIVATE_KEY, {"mailbox_id": mailbox_id}).first(), mailbox_id
+        )
+
+    def summary_key(self, connection: Connection, mailbox_id: int) -> AESGCM:
+        """The mailbox's key for message summaries (crypto.summary_key)."""
+        cached = self._summary.get(mailbox_id)
+        if cached is not None:
+            return cached
+        key = crypto.summary_key(self.private_key_sync(connection, mailbox_id), mailbox_id)
+        self._summary[mailbox_id] = key
+        return key
+
+    def summary_key_for_writing(self, connection: Connection, mailbox_id: int) -> AESGCM:
+        """In a write transaction: the summary key, the mailbox's key pair made first
+        if this is its first message."""
+        cached = self._summary.get(mailbox_id)
+        if cached is not None:
+            return cached
+        self._public_key(connection, mailbox_id)
+        return self.summary_key(connection, mailbox_id)
+
+    def _unwrap(self, row: Any, mailbox_id: int) -> X25519PrivateKey:
         if row is None:
             raise crypto.CryptoError(f"mailbox {mailbox_id} has no key")
         master = self._masters.get(row.master_key_id)
@@ -128,7 +165,15 @@ class Vault:
             return stored
         if wrapped is None or private is None:
             raise crypto.CryptoError("encrypted body without a key for this mailbox")
-        return crypto.decrypt_body(crypto.unwrap_data_key(wrapped, private, mailbox_id), stored)
+        # Clients read a message several times (headers, then parts): keep the last
+        # data keys unwrapped (an X25519 exchange each), in memory only.
+        data_key = self._data_keys.get(wrapped)
+        if data_key is None:
+            data_key = crypto.unwrap_data_key(wrapped, private, mailbox_id)
+            if len(self._data_keys) >= _DATA_KEYS_KEPT:
+                self._data_keys.clear()  # simple bound, safe from any reader thread
+            self._data_keys[wrapped] = data_key
+        return crypto.decrypt_body(data_key, stored)
 
 
 def pending_key_path(settings: Settings) -> Path:
