@@ -47,7 +47,9 @@ from directory.models import (
 )
 from mailserver.store.database import sqlite_writer_engine
 
-BATCH_ROWS = 5000
+BATCH_ROWS = 10_000
+# Organisations already merged by this import (about 50,000 in the national file).
+ORGANISATIONS_REMEMBERED = 100_000
 CACHE_KIB = 32 * 1024  # SQLite page cache of the importing connection
 TEMP_CACHE_KIB = 16 * 1024  # and of its temporary tables
 FORMATS = ("mssante", "rpps")
@@ -63,6 +65,7 @@ SEEN = Table(
     Column("key", String, primary_key=True),
     Column("line", Integer),
     prefixes=["TEMPORARY"],
+    sqlite_with_rowid=False,  # one B-tree, not a table and its key's index
 )
 
 PRACTITIONER_FIELDS = (
@@ -456,6 +459,7 @@ class _MailboxMerger:
     def __init__(self, report: ImportReport) -> None:
         self.report = report
         self.practitioners = _PractitionerUpserts(Source.MSSANTE)
+        self._organisations_done: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def merge(self, sql: _Sql, batch: list[MailboxRow]) -> None:
         report = self.report
@@ -533,8 +537,15 @@ class _MailboxMerger:
         return {key: line for key, line in earlier.items() if line != first[key]}
 
     def _organisations(self, sql: _Sql, rows: dict[tuple[str, str], tuple[str, ...]]) -> None:
+        # An organisation has a dozen mailboxes spread over the file: once written or
+        # found equal in this import, the same values are not looked up again.
+        done = self._organisations_done
+        rows = {key: values for key, values in rows.items() if done.get(key) != values}
         if not rows:
             return
+        if len(done) + len(rows) > ORGANISATIONS_REMEMBERED:
+            done.clear()
+        done.update(rows)
         known = {
             (id_type, identifier): tuple(values)
             for id_type, identifier, *values in sql.where_in(KNOWN_ORGANISATIONS, list(rows))
