@@ -476,7 +476,7 @@ class _PractitionerUpserts:
             for national, values in rows.items()
             if known.get(national) != (values, True)
         ]
-        sql.many(PRACTITIONER_UPSERT, changed)
+        sql.many(PRACTITIONER_UPSERT, sorted(changed))
         added = sum(national not in known for national in rows)
         return added, len(changed) - added
 
@@ -540,6 +540,8 @@ class _MailboxMerger:
         report.added += added
         report.updated += len(changed) - added
         if changed:
+            # In key order: consecutive rows go to the same index pages.
+            changed.sort(key=lambda pair: pair[0].address)
             self._write(sql, changed)
 
     def _write(self, sql: _Sql, changed: list[tuple[MailboxRow, str | None]]) -> None:
@@ -565,7 +567,7 @@ class _MailboxMerger:
         """Record this batch's addresses; return those an earlier batch already had,
         with their line. Duplicates are rare: the look-up runs only when the insert
         did not add every address."""
-        inserted = sql.many(SEEN_INSERT, list(first.items()))
+        inserted = sql.many(SEEN_INSERT, sorted(first.items()))
         if inserted == len(first):
             return {}
         earlier = dict(sql.where_in(SEEN_LINES, list(first)))
