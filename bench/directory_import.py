@@ -1,17 +1,22 @@
 """Benchmark: import a synthetic national extraction of 536,000 rows (the real file's
 size, 84 % PER / 16 % ORG, a few duplicated addresses), re-import it, then measure
-the public search latency.
+the public search latency; on SQLite, then on PostgreSQL.
 
-    python bench/directory_import.py [--rows N] [--postgres postgresql+asyncpg://…/db]
+    python bench/directory_import.py [--rows N] [--sqlite-only]
+                                     [--postgres postgresql+asyncpg://…/db]
 
 Targets (issue 3): ≥ 20,000 rows/s on SQLite, peak RSS < 300 MB, search p95 < 50 ms.
-The PostgreSQL database given must be empty (or a previous run's): it is migrated.
+Each database runs in a child process of its own, so that the peak RSS printed is
+that import's. Without --postgres a scratch database is created on the local server
+(127.0.0.1:5432, user postgres, as the tests) and dropped afterwards; a database
+given must be empty (or a previous run's): it is migrated.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import random
 import resource
@@ -142,26 +147,69 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+LOCAL_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432"
+
+
+async def _admin(statement: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(LOCAL_POSTGRES.replace("+asyncpg", "") + "/postgres")
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def _child(label: str, url: str, path: Path, rows: int,
+           sample: list[tuple[str, str, str]]) -> None:
+    print(f"{label}:", flush=True)
+    asyncio.run(run(url, path, rows, sample))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  peak RSS {peak_mb:.0f} MB (this process: generator sample, import, search)",
+          flush=True)
+
+
+def _in_child(label: str, url: str, path: Path, rows: int,
+              sample: list[tuple[str, str, str]]) -> None:
+    process = multiprocessing.get_context("fork").Process(
+        target=_child, args=(label, url, path, rows, sample))
+    process.start()
+    process.join()
+    if process.exitcode:
+        sys.exit(f"{label} run failed (exit code {process.exitcode})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=536_000)
-    parser.add_argument("--postgres", help="also run on this PostgreSQL database (asyncpg URL)")
+    parser.add_argument("--postgres", help="PostgreSQL database to use (asyncpg URL; "
+                                           "default: a scratch database on 127.0.0.1)")
+    parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
     options = parser.parse_args()
+    print(f"load average before the run {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "Extraction_Correspondance_MSSante.csv"
         started = time.monotonic()
         sample = generate(path, options.rows)
         print(f"generated {options.rows:,} rows ({path.stat().st_size / 1e6:.0f} MB) in "
-              f"{time.monotonic() - started:.1f} s")
-        print("SQLite:")
-        asyncio.run(run(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}", path,
-                        options.rows, sample))
-        if options.postgres:
-            print("PostgreSQL:")
-            asyncio.run(run(options.postgres, path, options.rows, sample))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {peak_mb:.0f} MB; load average during the run "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+              f"{time.monotonic() - started:.1f} s", flush=True)
+        _in_child("SQLite", f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}", path,
+                  options.rows, sample)
+        if not options.sqlite_only:
+            scratch = None
+            url = options.postgres
+            if url is None:
+                scratch = f"bench_directory_{os.getpid()}"
+                asyncio.run(_admin(f'CREATE DATABASE "{scratch}"'))
+                url = f"{LOCAL_POSTGRES}/{scratch}"
+            try:
+                _in_child("PostgreSQL", url, path, options.rows, sample)
+            finally:
+                if scratch:
+                    asyncio.run(_admin(f'DROP DATABASE "{scratch}"'))
+    print(f"load average after the run {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

@@ -137,6 +137,9 @@ class Mailbox(Base):
     )
     # None for mailboxes created here; Source.MSSANTE for imported ones.
     source: Mapped[str | None] = mapped_column(String(16), default=None)
+    # Digest of the national file's row last imported (importers/load.py): an unchanged
+    # row is recognised without reading its practitioner, organisation or document.
+    import_digest: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class Patient(Base):

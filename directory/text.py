@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from itertools import chain
 
 # Letters NFKD does not split into base + accent.
 _LIGATURES = str.maketrans({"œ": "oe", "Œ": "oe", "æ": "ae", "Æ": "ae", "ß": "ss"})
@@ -42,8 +43,4 @@ def _cached_words(text: str) -> list[str]:
 
 def document(fields: Iterable[str]) -> str:
     """The searchable words of ``fields``, each once, in order of first appearance."""
-    seen: dict[str, None] = {}
-    for field in fields:
-        if field:
-            seen.update(dict.fromkeys(_cached_words(field)))
-    return " ".join(seen)
+    return " ".join(dict.fromkeys(chain.from_iterable(map(_cached_words, fields))))

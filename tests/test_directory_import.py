@@ -233,3 +233,70 @@ def test_bom_blank_lines_overlong_line_and_empty_file(tmp_path: Path) -> None:
     assert nothing.retired == 0 and nothing.notes == ["no valid row: nothing imported, "
                                                       "nothing retired"]
     assert dupont is not None and dupont.status.value == "active"
+
+
+# Every row version of the directory's tables: PostgreSQL's xmin changes with any
+# write to a row; SQLite's data_version with any commit that changed the file.
+_ROW_VERSIONS = {
+    "postgresql": [f"SELECT {key}, xmin::text FROM {table} ORDER BY {key}"  # noqa: S608
+                   for table, key in (("mailboxes", "id"), ("practitioners", "id"),
+                                      ("organisations", "id"),
+                                      ("directory_search", "mailbox_id"))],
+    "sqlite": ["PRAGMA data_version"],
+}
+
+
+async def _versions(connection) -> list[object]:  # type: ignore[no-untyped-def]
+    versions = [(await connection.exec_driver_sql(sql)).all()
+                for sql in _ROW_VERSIONS[connection.dialect.name]]
+    await connection.rollback()  # no snapshot kept between two probes
+    return versions
+
+
+def test_unchanged_reimport_writes_no_row(database_url: str) -> None:
+    async def body(engine, directory, search):  # type: ignore[no-untyped-def]
+        await import_file(engine, V1)
+        async with engine.connect() as connection:  # the same connection sees data_version
+            before = await _versions(connection)
+            again = await import_file(engine, V1)
+            after = await _versions(connection)
+            await directory.add_mailbox("local@hopital.example", MailboxType.PER,
+                                        password_hash=None)
+            written = await _versions(connection)
+        return before, again, after, written
+
+    before, again, after, written = with_db(database_url, body)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 10)
+    assert before == after
+    assert written != after  # the probe does see a write
+
+
+def test_duplicates_across_batches_and_digests(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of 3 rows: the duplicated address (lines 2 and 14 of V1) falls in
+    # another batch than its first line, and every statement runs several times.
+    from directory.importers import load
+
+    monkeypatch.setattr(load, "BATCH_ROWS", 3)
+
+    async def body(engine, directory, search):  # type: ignore[no-untyped-def]
+        first = await import_file(engine, V1)
+        async with engine.connect() as connection:
+            digests = dict((await connection.exec_driver_sql(
+                "SELECT address, import_digest FROM mailboxes")).all())
+            # A mailbox written before digests existed (NULL) is rewritten once.
+            await connection.exec_driver_sql(
+                "UPDATE mailboxes SET import_digest = NULL "
+                "WHERE address = 'dpi@chu-nantes.mssante.example'")
+            await connection.commit()
+        second = await import_file(engine, V1)
+        third = await import_file(engine, V1)
+        return first, digests, second, third
+
+    first, digests, second, third = with_db(database_url, body)
+    assert (first.added, first.rejected_count) == (10, 6)
+    assert "already on line 2" in reasons(first)[14]
+    assert all(len(digests[address] or "") == 32 for address in digests)
+    assert (second.updated, second.unchanged) == (1, 9)
+    assert (third.updated, third.unchanged) == (0, 10)

@@ -84,4 +84,4 @@ def read_lines(stream: BinaryIO, width: int) -> Iterator[Line]:
         if len(fields) != width:
             yield Line(number, None, f"{len(fields)} fields where the header has {width}", size)
             continue
-        yield Line(number, [field.strip() for field in fields], "", size)
+        yield Line(number, list(map(str.strip, fields)), "", size)

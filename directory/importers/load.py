@@ -2,27 +2,33 @@
 
 A worker thread parses the next batch while the current one is merged, so memory
 stays constant and both cores work. Each batch is merged in its own short write
-transaction (the mail pipeline keeps running between batches):
+transaction (the mail pipeline keeps running between batches), by one synchronous
+function: on SQLite it runs on a pysqlite connection of its own thread (one thread
+hop per batch, not one per statement); on PostgreSQL through asyncpg in ``run_sync``.
 
-1. one query fetches what the database already holds for the batch's keys;
-2. rows that are new or differ are written with executemany upserts
-   (``INSERT … ON CONFLICT DO UPDATE``, SQLite ≥ 3.24 and PostgreSQL); identical
-   rows are not written at all, so re-importing the same file changes nothing;
-3. the batch's keys go into a temporary ``import_seen`` table, which finds the
+1. the batch's keys go into a temporary ``import_seen`` table, which finds the
    addresses that appear twice in the file and, once the whole file is read, the
-   rows of this source that disappeared: those are retired, never deleted.
+   rows of this source that disappeared: those are retired, never deleted;
+2. one query reads the type, status and ``import_digest`` of the batch's known
+   mailboxes: a row whose digest (mssante.row_digest) is the stored one is unchanged
+   and costs nothing more, so re-importing the same file writes nothing but
+   ``import_seen``;
+3. new or changed rows are written with executemany upserts (``INSERT … ON CONFLICT
+   DO UPDATE``, SQLite ≥ 3.24 and PostgreSQL), practitioners and organisations only
+   where they differ, search documents in multi-row statements.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from sqlalchemy import Column, Integer, MetaData, String, Table
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from directory.importers import mssante, rpps
 from directory.importers.lines import (
@@ -39,9 +45,11 @@ from directory.models import (
     MailboxStatus,
     Source,
 )
-from mailserver.store.database import WRITER_OPTION
+from mailserver.store.database import sqlite_writer_engine
 
-BATCH_ROWS = 5000
+BATCH_ROWS = 10_000
+# Organisations already merged by this import (about 50,000 in the national file).
+ORGANISATIONS_REMEMBERED = 100_000
 CACHE_KIB = 32 * 1024  # SQLite page cache of the importing connection
 TEMP_CACHE_KIB = 16 * 1024  # and of its temporary tables
 FORMATS = ("mssante", "rpps")
@@ -49,6 +57,7 @@ FORMATS = ("mssante", "rpps")
 # (rows read, bytes read) after each batch; the CLI draws its progress bar with it.
 Progress = Callable[[int, int], None]
 Row = TypeVar("Row", MailboxRow, PractitionerRow)
+T = TypeVar("T")
 
 _temporary = MetaData()
 SEEN = Table(
@@ -56,6 +65,7 @@ SEEN = Table(
     Column("key", String, primary_key=True),
     Column("line", Integer),
     prefixes=["TEMPORARY"],
+    sqlite_with_rowid=False,  # one B-tree, not a table and its key's index
 )
 
 PRACTITIONER_FIELDS = (
@@ -81,18 +91,21 @@ ON CONFLICT (id_type, identifier) DO UPDATE SET
 """  # noqa: S608 (constant column names only)
 MAILBOX_UPSERT = """
 INSERT INTO mailboxes (address, type, display_name, owner, status, service, red_list,
-                       dematerialisation, source, practitioner_id, organisation_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,
+                       dematerialisation, source, import_digest, practitioner_id,
+                       organisation_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
         (SELECT id FROM practitioners WHERE national_id = ?),
         (SELECT id FROM organisations WHERE id_type = ? AND identifier = ?))
 ON CONFLICT (address) DO UPDATE SET
   display_name = excluded.display_name, owner = excluded.owner, status = excluded.status,
   service = excluded.service, dematerialisation = excluded.dematerialisation,
+  import_digest = excluded.import_digest,
   practitioner_id = excluded.practitioner_id, organisation_id = excluded.organisation_id
 """
 # One statement for many rows: SQLite's FTS5 flushes its pending terms at each
-# statement (savepoint), so a row-by-row executemany would be several times slower.
-SEARCH_UPSERT_ROWS = 1000
+# statement (savepoint), so a row-by-row executemany would be several times slower
+# (a whole batch per statement: 10,000 parameters, under both databases' limits).
+SEARCH_UPSERT_ROWS = BATCH_ROWS
 SEARCH_UPSERT = """
 WITH d (address, document) AS (VALUES {rows})
 INSERT INTO directory_search (mailbox_id, document)
@@ -102,15 +115,8 @@ ON CONFLICT (mailbox_id) DO UPDATE SET document = excluded.document
 """
 SEEN_INSERT = "INSERT INTO import_seen (key, line) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
 SEEN_LINES = "SELECT key, line FROM import_seen WHERE key IN ({keys})"
-PRESENT_MAILBOXES = "SELECT address FROM mailboxes WHERE address IN ({keys})"
 KNOWN_MAILBOXES = """
-SELECT m.address, m.type, m.display_name, m.owner, m.status, m.service, m.dematerialisation,
-       p.national_id, o.id_type, o.identifier, s.document
-FROM mailboxes m
-LEFT JOIN practitioners p ON p.id = m.practitioner_id
-LEFT JOIN organisations o ON o.id = m.organisation_id
-LEFT JOIN directory_search s ON s.mailbox_id = m.id
-WHERE m.address IN ({keys})
+SELECT address, type, status, import_digest FROM mailboxes WHERE address IN ({keys})
 """
 KNOWN_PRACTITIONERS = f"""
 SELECT national_id, active, {", ".join(PRACTITIONER_FIELDS)} FROM practitioners
@@ -131,6 +137,33 @@ WHERE source = ? AND active = ?
   AND NOT EXISTS (SELECT 1 FROM import_seen s WHERE s.key = practitioners.national_id)
 """
 
+
+
+def _postgres_arrays(sql: str, types: Sequence[str]) -> str:
+    """``sql`` (an ``INSERT … VALUES (?, …) ON CONFLICT …``) for all rows at once:
+    one array per column, ``INSERT … SELECT … FROM unnest($1::text[], …)``. One
+    statement for the batch, where executemany runs one per row on the server."""
+    head, values = sql.split("VALUES", 1)
+    values, tail = values.split("ON CONFLICT", 1)
+    columns = iter(range(1, len(types) + 1))
+    select = "".join(f"u.c{next(columns)}" if char == "?" else char
+                     for char in values.strip()[1:-1])
+    arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(types, start=1))
+    names = ", ".join(f"c{n}" for n in range(1, len(types) + 1))
+    return (f"{head}SELECT {select}\nFROM unnest({arrays}) AS u({names})\n"
+            f"WHERE true\nON CONFLICT{tail}")
+
+
+_TEXT, _BOOL = "text", "boolean"
+POSTGRES_ARRAYS = {
+    SEEN_INSERT: _postgres_arrays(SEEN_INSERT, (_TEXT, "integer")),
+    PRACTITIONER_UPSERT: _postgres_arrays(
+        PRACTITIONER_UPSERT, (_TEXT,) * (len(PRACTITIONER_FIELDS) + 2) + (_BOOL,)),
+    ORGANISATION_UPSERT: _postgres_arrays(
+        ORGANISATION_UPSERT, (_TEXT,) * (len(ORGANISATION_FIELDS) + 3)),
+    MAILBOX_UPSERT: _postgres_arrays(
+        MAILBOX_UPSERT, (_TEXT,) * 6 + (_BOOL, _BOOL) + (_TEXT,) * 5),
+}
 
 class ImportFailed(ValueError):
     """The file cannot be imported at all (unreadable, wrong header)."""
@@ -157,10 +190,13 @@ def _open(path: Path) -> Iterator[BinaryIO]:
         yield stream
 
 
-class _Sql:
-    """Runs the "?" statements above with the connection's placeholder style."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
+class _Sql:
+    """Runs the "?" statements above on a synchronous connection, with its
+    placeholder style. Raw driver SQL: compiling thousands of bound parameters
+    through the expression language costs more than running the query."""
+
+    def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.numbered = connection.dialect.paramstyle.startswith("numeric")
         self._cache: dict[str, str] = {}
@@ -177,32 +213,137 @@ class _Sql:
             self._cache[sql] = rendered
         return rendered
 
-    async def many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
+    def many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
         """Run ``sql`` for each row; the rows changed, or -1 when the driver cannot say."""
         if not rows:
             return 0
-        result = await self.connection.exec_driver_sql(self._render(sql), list(rows))
+        arrays = POSTGRES_ARRAYS.get(sql) if self.numbered else None
+        if arrays is not None:
+            columns = tuple(list(column) for column in zip(*rows, strict=True))
+            return int(self.connection.exec_driver_sql(arrays, columns).rowcount)
+        result = self.connection.exec_driver_sql(self._render(sql), list(rows))
         return int(result.rowcount)
 
-    async def where_in(self, sql: str, keys: Sequence[Any]) -> list[Any]:
+    def where_in(self, sql: str, keys: Sequence[Any]) -> list[Any]:
         """Rows of ``sql`` whose "{keys}" becomes the placeholders of ``keys`` (strings,
-        or tuples for row values). Raw SQL: compiling thousands of bound parameters
-        through the expression language costs more than running the query."""
+        or tuples for row values)."""
         if not keys:
             return []
+        if self.numbered and "IN ({keys})" in sql and isinstance(keys[0], str):
+            # One array parameter: PostgreSQL plans it once, not 10,000 placeholders.
+            any_sql = sql.replace("IN ({keys})", "= ANY($1::text[])")
+            return list(self.connection.exec_driver_sql(any_sql, (list(keys),)).all())
         if isinstance(keys[0], tuple):
             width = len(keys[0])
             marks = ", ".join("(" + ", ".join("?" * width) + ")" for _ in keys)
             params = tuple(value for key in keys for value in key)
         else:
             marks, params = ", ".join("?" for _ in keys), tuple(keys)
-        result = await self.connection.exec_driver_sql(
-            self._render(sql.format(keys=marks)), params)
+        result = self.connection.exec_driver_sql(self._render(sql.format(keys=marks)), params)
         return list(result.all())
 
-    async def one(self, sql: str, params: tuple[Any, ...]) -> int:
-        result = await self.connection.exec_driver_sql(self._render(sql), params)
+    def one(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        result = self.connection.exec_driver_sql(self._render(sql), params)
         return int(result.rowcount)
+
+
+Work = Callable[[_Sql], T]
+
+
+class _Importer:
+    """The import's own connection: ``run(work)`` calls ``work(sql)`` in one write
+    transaction. The temporary ``import_seen`` table lives on this connection."""
+
+    async def run(self, work: Work[T]) -> T:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+class _SqliteImporter(_Importer):
+    """A pysqlite connection on one thread of its own: the whole batch runs in one
+    call there (aiosqlite would hop threads for every statement). BEGIN IMMEDIATE
+    and the engine's own ``synchronous`` setting: each batch is durable once
+    committed, like any other write to the live database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sync = sqlite_writer_engine(engine)
+        self._thread = ThreadPoolExecutor(1, "directory-import")
+        self._connection: Connection | None = None
+
+    async def start(self) -> None:
+        def connect() -> None:
+            self._connection = self._sync.connect()
+            # A larger page cache for this connection only (RSS stays far under 300 MB);
+            # import_seen lives in the temporary database, whose cache is separate.
+            self._connection.exec_driver_sql(f"PRAGMA cache_size = -{CACHE_KIB}")
+            self._connection.exec_driver_sql(f"PRAGMA temp.cache_size = -{TEMP_CACHE_KIB}")
+            self._connection.commit()
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, connect)
+
+    def _transaction(self, work: Work[T]) -> T:
+        assert self._connection is not None
+        with self._connection.begin():
+            return work(_Sql(self._connection))
+
+    async def run(self, work: Work[T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._transaction, work)
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._connection is not None:
+                self._connection.close()
+            self._sync.dispose()
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._thread, close)
+        finally:
+            self._thread.shutdown()
+
+
+class _AsyncImporter(_Importer):
+    """PostgreSQL: the same synchronous work through asyncpg (``run_sync``); asyncpg's
+    executemany sends a batch as one prepared statement, pipelined."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._connection = engine.connect()
+
+    async def start(self) -> None:
+        await self._connection.start()
+
+    async def run(self, work: Work[T]) -> T:
+        async with self._connection.begin():
+            return await self._connection.run_sync(lambda sync: work(_Sql(sync)))
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+
+async def _importer(engine: AsyncEngine) -> _Importer:
+    importer: _SqliteImporter | _AsyncImporter
+    if engine.dialect.name == "sqlite":
+        importer = _SqliteImporter(engine)
+    else:
+        importer = _AsyncImporter(engine)
+    try:
+        await importer.start()
+        await importer.run(_create_seen)
+    except BaseException:
+        await importer.close()
+        raise
+    return importer
+
+
+def _create_seen(sql: _Sql) -> None:
+    _temporary.drop_all(sql.connection, checkfirst=True)
+    _temporary.create_all(sql.connection)
+
+
+def _drop_seen(sql: _Sql) -> None:
+    _temporary.drop_all(sql.connection)
 
 
 async def import_file(
@@ -236,65 +377,35 @@ async def import_file(
         if unexpected:
             report.notes.append(f"{len(unexpected)} column(s) not used")
         positions = [header.index(name) for name in wanted]
-        async with engine.connect() as connection:
-            await _prepare(connection)
-            try:
-                sql = _Sql(connection)
-                if file_format == "mssante":
-                    merger = _MailboxMerger(sql, report)
-                    await _run(connection, mssante.parse_row, merger.merge, stream,
-                               len(header), positions, report, progress, len(first_line))
-                    async with connection.begin():
-                        await merger.retire()
-                    await _analyze(connection, ("mailboxes", "practitioners", "organisations",
-                                                "directory_search"))
-                else:
-                    practitioners = _PractitionerMerger(sql, report)
-                    await _run(connection, rpps.parse_row, practitioners.merge, stream,
-                               len(header), positions, report, progress, len(first_line))
-                    async with connection.begin():
-                        await practitioners.retire()
-                    await _analyze(connection, ("practitioners",))
-            finally:
-                await connection.rollback()
-                await _cleanup(connection)
+        importer = await _importer(engine)
+        try:
+            merger: _MailboxMerger | _PractitionerMerger
+            if file_format == "mssante":
+                merger = _MailboxMerger(report)
+                parse: Callable[[int, list[str], ImportReport], Any] = mssante.parse_row
+                tables: tuple[str, ...] = ("mailboxes", "practitioners", "organisations",
+                                           "directory_search")
+            else:
+                merger = _PractitionerMerger(report)
+                parse = rpps.parse_row
+                tables = ("practitioners",)
+            await _run(importer, parse, merger.merge, stream, len(header), positions,
+                       report, progress, len(first_line))
+            await importer.run(merger.retire)
+            if engine.dialect.name == "postgresql":
+                # Fresh planner statistics after a bulk change (PostgreSQL plans joins
+                # from them).
+                await importer.run(lambda sql: [sql.one(f"ANALYZE {t}") for t in tables])
+            await importer.run(_drop_seen)
+        finally:
+            await importer.close()
     return report
 
 
-async def _prepare(connection: AsyncConnection) -> None:
-    if connection.dialect.name == "sqlite":
-        # A larger page cache for this connection only (RSS stays far under 300 MB).
-        await connection.exec_driver_sql(f"PRAGMA cache_size = -{CACHE_KIB}")
-        # import_seen lives in the temporary database, whose cache is separate.
-        await connection.exec_driver_sql(f"PRAGMA temp.cache_size = -{TEMP_CACHE_KIB}")
-    await connection.run_sync(_temporary.drop_all, checkfirst=True)
-    await connection.run_sync(_temporary.create_all)
-    await connection.commit()
-    # Every transaction of this connection writes: take the write lock at BEGIN.
-    await connection.execution_options(**{WRITER_OPTION: True})
-
-
-async def _analyze(connection: AsyncConnection, tables: tuple[str, ...]) -> None:
-    """Fresh planner statistics after a bulk change (PostgreSQL plans joins from them)."""
-    if connection.dialect.name == "postgresql":
-        async with connection.begin():
-            for table in tables:
-                await connection.exec_driver_sql(f"ANALYZE {table}")
-
-
-async def _cleanup(connection: AsyncConnection) -> None:
-    await connection.execution_options(**{WRITER_OPTION: False})
-    await connection.run_sync(_temporary.drop_all)
-    await connection.commit()
-    if connection.dialect.name == "sqlite":  # back to the pool as it was
-        await connection.exec_driver_sql("PRAGMA cache_size = -2000")
-        await connection.exec_driver_sql("PRAGMA temp.cache_size = -2000")
-
-
 async def _run(
-    connection: AsyncConnection,
+    importer: _Importer,
     parse: Callable[[int, list[str], ImportReport], Row],
-    merge: Callable[[list[Row]], Any],
+    merge: Callable[[_Sql, list[Row]], None],
     stream: BinaryIO,
     width: int,
     positions: list[int],
@@ -324,13 +435,12 @@ async def _run(
                 break
         return batch
 
-    async def merge_batch(batch: list[Row]) -> None:
-        async with connection.begin():
-            await merge(batch)
+    def merging_work(batch: list[Row]) -> Work[None]:
+        return lambda sql: merge(sql, batch)
 
     batch = await asyncio.to_thread(next_batch)
     while batch:
-        merging = asyncio.ensure_future(merge_batch(batch))
+        merging = asyncio.ensure_future(importer.run(merging_work(batch)))
         try:
             batch = await asyncio.to_thread(next_batch)
         finally:
@@ -350,135 +460,25 @@ def _practitioner_values(row: MailboxRow | PractitionerRow) -> tuple[str, ...]:
 class _PractitionerUpserts:
     """Writes the practitioners of a batch that are new or differ."""
 
-    def __init__(self, sql: _Sql, source: Source) -> None:
-        self.sql = sql
+    def __init__(self, source: Source) -> None:
         self.source = source.value
 
-    async def write(self, rows: dict[str, tuple[str, ...]]) -> tuple[int, int]:
+    def write(self, sql: _Sql, rows: dict[str, tuple[str, ...]]) -> tuple[int, int]:
         """``rows``: national id → PRACTITIONER_FIELDS values; returns (added, updated)."""
         if not rows:
             return 0, 0
         known = {
             national: (tuple(values), active)
-            for national, active, *values in await self.sql.where_in(
-                KNOWN_PRACTITIONERS, list(rows))
+            for national, active, *values in sql.where_in(KNOWN_PRACTITIONERS, list(rows))
         }
         changed = [
             (national, *values, self.source, True)
             for national, values in rows.items()
             if known.get(national) != (values, True)
         ]
-        await self.sql.many(PRACTITIONER_UPSERT, changed)
+        sql.many(PRACTITIONER_UPSERT, sorted(changed))
         added = sum(national not in known for national in rows)
         return added, len(changed) - added
-
-
-class _MailboxMerger:
-    def __init__(self, sql: _Sql, report: ImportReport) -> None:
-        self.sql = sql
-        self.report = report
-        self.practitioners = _PractitionerUpserts(sql, Source.MSSANTE)
-
-    async def merge(self, rows: list[MailboxRow]) -> None:
-        report = self.report
-        # DESIGN.md: a few addresses appear twice; keep the first, report the others.
-        first: dict[str, int] = {}
-        unique: list[MailboxRow] = []
-        for row in rows:
-            if row.address in first:
-                report.reject(row.line, f"address {row.address} already on line "
-                                        f"{first[row.address]}: this line is ignored")
-            else:
-                first[row.address] = row.line
-                unique.append(row)
-        earlier = await self._seen_before(first)
-        addresses = list(first)
-        present = [row[0] for row in await self.sql.where_in(PRESENT_MAILBOXES, addresses)]
-        known = {row.address: row for row in await self.sql.where_in(KNOWN_MAILBOXES, present)}
-        accepted: list[MailboxRow] = []
-        for row in unique:
-            if row.address in earlier:
-                report.reject(row.line, f"address {row.address} already on line "
-                                        f"{earlier[row.address]}: this line is ignored")
-                continue
-            old = known.get(row.address)
-            if old is not None and old.type != row.type:
-                # A mailbox's type never changes (issue 3): refused, not applied.
-                report.reject(row.line, f"{row.address} is a {old.type} mailbox here; a "
-                                        f"mailbox's type never changes (the file says "
-                                        f"{row.type})")
-                continue
-            accepted.append(row)
-        report.accepted += len(accepted)
-
-        await self.practitioners.write(
-            {row.pp_national: _practitioner_values(row) for row in accepted if row.pp_national}
-        )
-        organisations: dict[tuple[str, str], tuple[str, ...]] = {
-            (row.org_id_type, row.org_identifier): row.organisation
-            for row in accepted if row.org_identifier
-        }
-        await self._organisations(organisations)
-
-        retired = MailboxStatus.RETIRED.value
-        writes: list[tuple[Any, ...]] = []
-        documents: list[tuple[str, str]] = []
-        for row in accepted:
-            old = known.get(row.address)
-            national = row.pp_national or None
-            org = (row.org_id_type, row.org_identifier) if row.org_identifier else (None, None)
-            if old is None:
-                report.added += 1
-            elif (old.display_name, old.owner, old.service, bool(old.dematerialisation),
-                  old.national_id, (old.id_type, old.identifier), old.status == retired) != (
-                      row.display_name, row.owner, row.service, row.dematerialisation,
-                      national, org, False):
-                report.updated += 1
-            else:
-                report.unchanged += 1
-                if old.document == row.document:
-                    continue
-            writes.append((row.address, row.type, row.display_name, row.owner,
-                           _status_after(old.status if old else None), row.service, False,
-                           row.dematerialisation, Source.MSSANTE.value, national, *org))
-            if old is None or old.document != row.document:
-                documents.append((row.address, row.document))
-        await self.sql.many(MAILBOX_UPSERT, writes)
-        for start in range(0, len(documents), SEARCH_UPSERT_ROWS):
-            chunk = documents[start:start + SEARCH_UPSERT_ROWS]
-            await self.sql.one(SEARCH_UPSERT.format(rows=", ".join("(?, ?)" for _ in chunk)),
-                               tuple(value for pair in chunk for value in pair))
-
-    async def _seen_before(self, first: dict[str, int]) -> dict[str, int]:
-        """Record this batch's addresses; return those an earlier batch already had,
-        with their line. Duplicates are rare: the look-up runs only when the insert
-        did not add every address."""
-        inserted = await self.sql.many(SEEN_INSERT, list(first.items()))
-        if inserted == len(first):
-            return {}
-        earlier = dict(await self.sql.where_in(SEEN_LINES, list(first)))
-        return {key: line for key, line in earlier.items() if line != first[key]}
-
-    async def _organisations(self, rows: dict[tuple[str, str], tuple[str, ...]]) -> None:
-        if not rows:
-            return
-        known = {
-            (id_type, identifier): tuple(values)
-            for id_type, identifier, *values in await self.sql.where_in(
-                KNOWN_ORGANISATIONS, list(rows))
-        }
-        await self.sql.many(ORGANISATION_UPSERT, [
-            (*key, *values, Source.MSSANTE.value)
-            for key, values in rows.items() if known.get(key) != values
-        ])
-
-    async def retire(self) -> None:
-        if self.report.accepted == 0:
-            self.report.notes.append("no valid row: nothing imported, nothing retired")
-            return
-        retired = MailboxStatus.RETIRED.value
-        self.report.retired = await self.sql.one(
-            RETIRE_MAILBOXES, (retired, Source.MSSANTE.value, retired))
 
 
 _ACTIVE, _RETIRED = MailboxStatus.ACTIVE.value, MailboxStatus.RETIRED.value
@@ -490,30 +490,138 @@ def _status_after(status: str | None) -> str:
     return _ACTIVE if status is None or status == _RETIRED else status
 
 
-class _PractitionerMerger:
-    def __init__(self, sql: _Sql, report: ImportReport) -> None:
-        self.sql = sql
+class _MailboxMerger:
+    def __init__(self, report: ImportReport) -> None:
         self.report = report
-        self.upserts = _PractitionerUpserts(sql, Source.RPPS)
+        self.practitioners = _PractitionerUpserts(Source.MSSANTE)
+        self._organisations_done: dict[tuple[str, str], tuple[str, ...]] = {}
 
-    async def merge(self, rows: list[PractitionerRow]) -> None:
+    def merge(self, sql: _Sql, batch: list[MailboxRow]) -> None:
+        report = self.report
+        # DESIGN.md: a few addresses appear twice; keep the first, report the others.
+        first: dict[str, int] = {}
+        unique: list[MailboxRow] = []
+        for row in batch:
+            if row.address in first:
+                report.reject(row.line, f"address {row.address} already on line "
+                                        f"{first[row.address]}: this line is ignored")
+            else:
+                first[row.address] = row.line
+                unique.append(row)
+        earlier = self._seen_before(sql, first)
+        known: dict[str, tuple[str, str, str | None]] = {
+            address: (kind, status, digest)
+            for address, kind, status, digest in sql.where_in(KNOWN_MAILBOXES, list(first))
+        }
+        changed: list[tuple[MailboxRow, str | None]] = []  # (row, its status here)
+        accepted = unchanged = 0
+        for row in unique:
+            if row.address in earlier:
+                report.reject(row.line, f"address {row.address} already on line "
+                                        f"{earlier[row.address]}: this line is ignored")
+                continue
+            old = known.get(row.address)
+            if old is None:
+                changed.append((row, None))
+            elif old[0] != row.type:
+                # A mailbox's type never changes (issue 3): refused, not applied.
+                report.reject(row.line, f"{row.address} is a {old[0]} mailbox here; a "
+                                        f"mailbox's type never changes (the file says "
+                                        f"{row.type})")
+                continue
+            elif old[2] == row.digest and old[1] != _RETIRED:
+                unchanged += 1  # the very line imported last time: nothing to write
+            else:
+                changed.append((row, old[1]))
+            accepted += 1
+        report.accepted += accepted
+        report.unchanged += unchanged
+        added = sum(status is None for _, status in changed)
+        report.added += added
+        report.updated += len(changed) - added
+        if changed:
+            # In key order: consecutive rows go to the same index pages.
+            changed.sort(key=lambda pair: pair[0].address)
+            self._write(sql, changed)
+
+    def _write(self, sql: _Sql, changed: list[tuple[MailboxRow, str | None]]) -> None:
+        self.practitioners.write(sql, {
+            row.pp_national: row.practitioner for row, _ in changed if row.pp_national})
+        self._organisations(sql, {
+            (row.org_id_type, row.org_identifier): row.organisation
+            for row, _ in changed if row.org_identifier
+        })
+        sql.many(MAILBOX_UPSERT, [
+            (row.address, row.type, row.display_name, row.owner, _status_after(status),
+             row.service, False, row.dematerialisation, Source.MSSANTE.value, row.digest,
+             row.pp_national or None,
+             *((row.org_id_type, row.org_identifier) if row.org_identifier else (None, None)))
+            for row, status in changed
+        ])
+        for start in range(0, len(changed), SEARCH_UPSERT_ROWS):
+            chunk = changed[start:start + SEARCH_UPSERT_ROWS]
+            sql.one(SEARCH_UPSERT.format(rows=", ".join("(?, ?)" for _ in chunk)),
+                    tuple(value for row, _ in chunk for value in (row.address, row.document)))
+
+    def _seen_before(self, sql: _Sql, first: dict[str, int]) -> dict[str, int]:
+        """Record this batch's addresses; return those an earlier batch already had,
+        with their line. Duplicates are rare: the look-up runs only when the insert
+        did not add every address."""
+        inserted = sql.many(SEEN_INSERT, sorted(first.items()))
+        if inserted == len(first):
+            return {}
+        earlier = dict(sql.where_in(SEEN_LINES, list(first)))
+        return {key: line for key, line in earlier.items() if line != first[key]}
+
+    def _organisations(self, sql: _Sql, rows: dict[tuple[str, str], tuple[str, ...]]) -> None:
+        # An organisation has a dozen mailboxes spread over the file: once written or
+        # found equal in this import, the same values are not looked up again.
+        done = self._organisations_done
+        rows = {key: values for key, values in rows.items() if done.get(key) != values}
+        if not rows:
+            return
+        if len(done) + len(rows) > ORGANISATIONS_REMEMBERED:
+            done.clear()
+        done.update(rows)
+        known = {
+            (id_type, identifier): tuple(values)
+            for id_type, identifier, *values in sql.where_in(KNOWN_ORGANISATIONS, list(rows))
+        }
+        sql.many(ORGANISATION_UPSERT, [
+            (*key, *values, Source.MSSANTE.value)
+            for key, values in rows.items() if known.get(key) != values
+        ])
+
+    def retire(self, sql: _Sql) -> None:
+        if self.report.accepted == 0:
+            self.report.notes.append("no valid row: nothing imported, nothing retired")
+            return
+        self.report.retired = sql.one(RETIRE_MAILBOXES, (_RETIRED, Source.MSSANTE.value,
+                                                         _RETIRED))
+
+
+class _PractitionerMerger:
+    def __init__(self, report: ImportReport) -> None:
+        self.report = report
+        self.upserts = _PractitionerUpserts(Source.RPPS)
+
+    def merge(self, sql: _Sql, batch: list[PractitionerRow]) -> None:
         # One line per activity: the first line of each practitioner describes them.
-        batch: dict[str, tuple[str, ...]] = {}
-        for row in rows:
-            batch.setdefault(row.national_id, _practitioner_values(row))
-        earlier = {row[0] for row in await self.sql.where_in(SEEN_LINES, list(batch))}
-        fresh = {national: values for national, values in batch.items()
+        rows: dict[str, tuple[str, ...]] = {}
+        for row in batch:
+            rows.setdefault(row.national_id, _practitioner_values(row))
+        earlier = {row[0] for row in sql.where_in(SEEN_LINES, list(rows))}
+        fresh = {national: values for national, values in rows.items()
                  if national not in earlier}
-        await self.sql.many(SEEN_INSERT, [(n, 0) for n in fresh])
-        added, updated = await self.upserts.write(fresh)
+        sql.many(SEEN_INSERT, [(n, 0) for n in fresh])
+        added, updated = self.upserts.write(sql, fresh)
         self.report.accepted += len(fresh)
         self.report.added += added
         self.report.updated += updated
         self.report.unchanged += len(fresh) - added - updated
 
-    async def retire(self) -> None:
+    def retire(self, sql: _Sql) -> None:
         if self.report.accepted == 0:
             self.report.notes.append("no valid row: nothing imported, nothing retired")
             return
-        self.report.retired = await self.sql.one(
-            RETIRE_PRACTITIONERS, (False, Source.RPPS.value, True))
+        self.report.retired = sql.one(RETIRE_PRACTITIONERS, (False, Source.RPPS.value, True))

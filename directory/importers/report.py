@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 MAX_KEPT = 1000  # problems kept in memory; the rest are only counted
@@ -27,8 +28,14 @@ class ImportReport:
     rejected: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The parsing thread and the merging one both report problems.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def reject(self, line: int, reason: str) -> None:
+        with self._lock:
+            self._reject(line, reason)
+
+    def _reject(self, line: int, reason: str) -> None:
         self.rejected_count += 1
         if len(self.rejected) < MAX_KEPT:
             self.rejected.append(Problem(line, reason))
@@ -37,6 +44,10 @@ class ImportReport:
         return sorted(self.rejected, key=lambda problem: problem.line)
 
     def warn(self, line: int, reason: str) -> None:
+        with self._lock:
+            self._warn(line, reason)
+
+    def _warn(self, line: int, reason: str) -> None:
         self.warning_count += 1
         if len(self.warnings) < MAX_KEPT:
             self.warnings.append(Problem(line, reason))
