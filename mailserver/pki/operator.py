@@ -74,7 +74,11 @@ def issue_operator(settings: Settings, pki: LocalPki, organisation: str,
         issued = pki.issue(domain, usage, organisation=organisation, key_type=key_type,
                            display_name=f"{domain} ({usage})")
         cert_path.parent.mkdir(parents=True, exist_ok=True)
-        chain = [issued.certificate, *pki.chain_of(issued.registration.issuer)]
+        # The signing file carries the chain sent with each signature; the encryption
+        # file is the certificate alone, as peers import it.
+        chain = [issued.certificate]
+        if usage == "sign":
+            chain += pki.chain_of(issued.registration.issuer)
         cert_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM)
                                        for c in chain))
         write_private(key_path, issued.key_path.read_bytes())

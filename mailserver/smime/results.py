@@ -105,7 +105,8 @@ def authentication_results(result: VerifyResult, authserv_id: str,
     method and ``body.smime-*`` properties from RFC 7281 §3), without the final CRLF.
     ``others`` are results of other methods (e.g. ``dkim=pass header.d=…``) put first,
     each its own resinfo (RFC 8601 §2.2)."""
-    comment = result.reason if not extra_comment else f"{result.reason}; {extra_comment}"
+    # What was done (decrypted, unwrapped) first, then the verdict's reason.
+    comment = result.reason if not extra_comment else f"{extra_comment}; {result.reason}"
     parts = [f"Authentication-Results: {authserv_id};"]
     parts += [f" {other};" for other in others]
     parts.append(f" smime={result.status.value} ({_comment(comment)})")
