@@ -110,7 +110,7 @@ def pki_issue(context: click.Context, address: str, usage: str, key_type: str,
 
 
 @pki.command("operator")
-@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec256", show_default=True)
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="rsa2048", show_default=True)
 @click.pass_context
 def pki_operator(context: click.Context, key_type: str) -> None:
     """Issue the operator's S/MIME certificates (domain-bound, signing and encryption)

@@ -123,7 +123,7 @@ def queue_size(server: ServerThread) -> int:
     return len(server.call(server.app.queue.entries()))
 
 
-def enable_smime(operators: Operators, key_type: str = "ec256") -> None:
+def enable_smime(operators: Operators, key_type: str = "rsa2048") -> None:
     """Each operator gets a local PKI and its S/MIME operator certificates; each trusts
     the other's root for S/MIME and binds the other's encryption certificate to the
     other's domain in its directory (Direct: domain-bound certificate)."""

@@ -61,7 +61,7 @@ def load_operator(settings: Settings) -> OperatorKeys | None:
 
 
 def issue_operator(settings: Settings, pki: LocalPki, organisation: str,
-                   key_type: str = "ec256") -> tuple[Path, Path]:
+                   key_type: str = "rsa2048") -> tuple[Path, Path]:
     """Issue the operator's signing and encryption certificates for our first domain
     from the local PKI, and install them where mss.toml says. Returns the paths of the
     signing and encryption certificates (the latter is what peers import)."""
