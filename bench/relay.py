@@ -115,6 +115,24 @@ async def arrivals(b: Settings) -> dict[int, float]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a server process and its worker processes: a
+    figure that does not depend on what else the machine runs."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
 def drop_database(admin_url: str, database_url: str) -> None:
     import asyncpg
 
@@ -156,6 +174,8 @@ def main() -> None:
         mss(b, "mailbox", "add", RECIPIENT, "--type", "PER", "--password", PASSWORD)
         servers = [serve(b, root / "b.log"), serve(a, root / "a.log")]
         try:
+            time.sleep(2)  # workers finish starting
+            idle_cpu = [cpu_seconds(server.pid) for server in servers]
             t0 = time.time()
             started = asyncio.run(submit_all(a, args.messages, args.concurrency))
             submitted = time.time() - t0
@@ -165,6 +185,7 @@ def main() -> None:
                 if len(stored) >= args.messages or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
+            cpu = [cpu_seconds(s.pid) - i for s, i in zip(servers, idle_cpu, strict=True)]
         finally:
             for server in servers:
                 server.terminate()
@@ -183,6 +204,11 @@ def main() -> None:
           + ("no S/MIME" if args.no_smime else f"S/MIME signed+encrypted ({args.key_type})"))
     print(f"submitted     {args.messages / submitted:.0f} messages/s at A ({submitted:.2f} s)")
     print(f"end to end    {args.messages / elapsed:.0f} messages/s stored at B ({elapsed:.2f} s)")
+    cpu_b, cpu_a = cpu
+    print(f"server CPU    A {cpu_a * 1000 / args.messages:.2f} ms/message, "
+          f"B {cpu_b * 1000 / args.messages:.2f} ms/message; "
+          f"both on {os.cpu_count()} cores: at most "
+          f"{os.cpu_count() * args.messages / (cpu_a + cpu_b):.0f} messages/s")
     print(f"latency       p50 {p50:.0f} ms   p99 {p99:.0f} ms (DATA at A -> stored at B)")
 
 

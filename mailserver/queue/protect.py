@@ -63,23 +63,29 @@ class OutboundProtector:
         self._keys = keys
         self._lookup = lookup
         self._cipher = cipher
-        self._answers: dict[str, tuple[float, tuple[x509.Certificate, ...]]] = {}
-        self._parsed: dict[bytes, x509.Certificate] = {}
+        self._answers: dict[str, tuple[float, tuple[tuple[x509.Certificate, bytes], ...]]] = {}
+        self._parsed: dict[bytes, tuple[x509.Certificate, bytes]] = {}  # DER -> (cert, SHA-256)
 
     async def certificates(self, address: str) -> tuple[x509.Certificate, ...]:
         """The recipient's encryption certificates (Direct order), briefly cached."""
+        return tuple(c for c, _ in await self._certificates(address))
+
+    async def _certificates(self, address: str) -> tuple[tuple[x509.Certificate, bytes], ...]:
         now = time.monotonic()
         cached = self._answers.get(address)
         if cached is not None and cached[0] > now:
             return cached[1]
         found = []
         for der in await self._lookup(address):
-            certificate = self._parsed.get(der)
-            if certificate is None:
-                certificate = self._parsed[der] = x509.load_der_x509_certificate(der)
-            found.append(certificate)
+            parsed = self._parsed.get(der)
+            if parsed is None:
+                certificate = x509.load_der_x509_certificate(der)
+                parsed = self._parsed[der] = (certificate,
+                                              certificate.fingerprint(hashes.SHA256()))
+            found.append(parsed)
         if len(self._answers) > 10_000:
             self._answers.clear()
+            self._parsed.clear()
         self._answers[address] = (now + CERTIFICATE_TTL, tuple(found))
         return tuple(found)
 
@@ -91,16 +97,16 @@ class OutboundProtector:
         groups: dict[tuple[bytes, ...], list[str]] = {}
         certificates: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] = {}
         for address in recipients:
-            found = await self.certificates(address)
+            found = await self._certificates(address)
             if not found and self.when == "always":
                 return Refusal(550, "5.7.1",
                                f"S/MIME is required and the directory holds no encryption "
                                f"certificate for {address} or its domain",
                                f"S/MIME obligatoire et aucun certificat de chiffrement pour "
                                f"{address} ni son domaine dans l'annuaire")
-            key = tuple(c.fingerprint(hashes.SHA256()) for c in found)
+            key = tuple(fingerprint for _, fingerprint in found)
             groups.setdefault(key, []).append(address)
-            certificates[key] = found
+            certificates[key] = tuple(c for c, _ in found)
         copies = []
         for key, addresses in groups.items():
             if not key:  # when = "certificate", none found: as it is

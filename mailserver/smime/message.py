@@ -114,22 +114,35 @@ def _with_domains(result: VerifyResult, encoded: bytes) -> VerifyResult:
     signer = result.signer
     if not result.ok or signer is None or signer.addresses:
         return result
-    try:
-        certificates = pkcs7.load_der_pkcs7_certificates(encoded)
-    except ValueError:
-        return result
-    for certificate in certificates:
-        if certificate.serial_number == signer.serial \
-                and certificate.issuer.rfc4514_string() == signer.issuer:
-            try:
-                names = certificate.extensions.get_extension_for_class(
-                    x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-            except x509.ExtensionNotFound:
-                names = []
-            domains = tuple(str(n).lower() for n in names)
-            return VerifyResult(result.status, result.reason,
-                                dataclasses.replace(signer, domains=domains), result.content)
-    return result
+    key = (signer.issuer, signer.serial)  # RFC 5280 §4.1.2.2: unique per issuer
+    domains = _DOMAINS.get(key)
+    if domains is None:
+        try:
+            certificates = pkcs7.load_der_pkcs7_certificates(encoded)
+        except ValueError:
+            return result
+        for certificate in certificates:
+            if certificate.serial_number == signer.serial \
+                    and certificate.issuer.rfc4514_string() == signer.issuer:
+                try:
+                    names = certificate.extensions.get_extension_for_class(
+                        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+                except x509.ExtensionNotFound:
+                    names = []
+                domains = tuple(str(n).lower() for n in names)
+                break
+        else:
+            return result
+        if len(_DOMAINS) > 4096:
+            _DOMAINS.clear()
+        _DOMAINS[key] = domains
+    return VerifyResult(result.status, result.reason,
+                        dataclasses.replace(signer, domains=domains), result.content)
+
+
+# dNSNames of domain-bound signer certificates by (issuer, serial): a verified
+# signature proved the certificate is the one its issuer signed.
+_DOMAINS: dict[tuple[str, int], tuple[str, ...]] = {}
 
 
 def _signer_matches(result: VerifyResult, from_addresses: Sequence[str]) -> VerifyResult:
