@@ -225,7 +225,15 @@ class Pipeline:
             await self.sender_context(door, authenticated, mail_from, memo),
             await self.resolve(rcpt, memo),
         )
-        return self._logged(policies.decide_recipient(context), door, mail_from, rcpt)
+        decision = policies.decide_recipient(context)
+        if (not isinstance(decision, Reject) and context.recipient.kind is PartyKind.REMOTE
+                and self._protector is not None):
+            # [smime] when = "always": known from the envelope, so answered at RCPT.
+            refused = await self._protector.refusal_for(context.recipient.address)
+            if refused is not None:
+                decision = Reject(refused.code, refused.status, refused.reason,
+                                  refused.reason_fr, "smime_protection_required")
+        return self._logged(decision, door, mail_from, rcpt)
 
     # ---- the door -------------------------------------------------------------
 

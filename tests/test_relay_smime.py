@@ -24,6 +24,7 @@ from directory.certificates import Certificates
 from mailserver.app import TRUST_CHECK_SECONDS
 from mailserver.pki.local_pki import LocalPki
 from mailserver.pki.operator import load_operator
+from mailserver.queue.protect import Refusal
 from mailserver.settings import Settings
 from mailserver.smime import Identity, protect
 from mailserver.smime.mime import split
@@ -204,12 +205,16 @@ def test_always_refuses_a_recipient_without_certificate(operators: Operators) ->
     a = ServerThread(operators.a).start()
     try:
         a.add_mailbox(ALICE, PASSWORD)
-        with pytest.raises(smtplib.SMTPDataError) as refused:
+        # Known from the envelope: refused at RCPT (DESIGN: envelope rules answer there).
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
             submit(a, [BRUNO], message("nocert"))
-        assert refused.value.smtp_code == 550
-        assert refused.value.smtp_error.startswith(b"5.7.1 S/MIME is required")
-        assert BRUNO.encode() in refused.value.smtp_error
+        code, reply = refused.value.recipients[BRUNO]
+        assert code == 550 and reply.startswith(b"5.7.1 S/MIME is required")
+        assert BRUNO.encode() in reply
         assert queue_size(a) == 0
+        # The check at the end of DATA stands too (a certificate removed meanwhile).
+        copies = a.call(a.app.protector.protect_outgoing(message("late"), ALICE, [BRUNO]))
+        assert isinstance(copies, Refusal) and copies.code == 550
     finally:
         a.stop()
 

@@ -89,6 +89,12 @@ class OutboundProtector:
         self._answers[address] = (now + CERTIFICATE_TTL, tuple(found))
         return tuple(found)
 
+    async def refusal_for(self, address: str) -> Refusal | None:
+        """Why ``address`` cannot be written to under ``when = "always"`` (RCPT time)."""
+        if self.when != "always" or await self._certificates(address):
+            return None
+        return _no_certificate(address)
+
     async def protect_outgoing(self, raw: bytes, sender: str,
                                recipients: Sequence[str]) -> list[Copy] | Refusal:
         """The copies to queue for ``recipients``, or why the message cannot leave."""
@@ -99,11 +105,7 @@ class OutboundProtector:
         for address in recipients:
             found = await self._certificates(address)
             if not found and self.when == "always":
-                return Refusal(550, "5.7.1",
-                               f"S/MIME is required and the directory holds no encryption "
-                               f"certificate for {address} or its domain",
-                               f"S/MIME obligatoire et aucun certificat de chiffrement pour "
-                               f"{address} ni son domaine dans l'annuaire")
+                return _no_certificate(address)
             key = tuple(fingerprint for _, fingerprint in found)
             groups.setdefault(key, []).append(address)
             certificates[key] = tuple(c for c, _ in found)
@@ -130,3 +132,11 @@ class OutboundProtector:
             return protect(raw, keys.signer, to, chain=keys.chain, cipher=self._cipher)
         return await asyncio.to_thread(protect, raw, keys.signer, to, chain=keys.chain,
                                        cipher=self._cipher)
+
+
+def _no_certificate(address: str) -> Refusal:
+    return Refusal(550, "5.7.1",
+                   f"S/MIME is required and the directory holds no encryption certificate "
+                   f"for {address} or its domain",
+                   f"S/MIME obligatoire et aucun certificat de chiffrement pour {address} "
+                   f"ni son domaine dans l'annuaire")
