@@ -13,6 +13,7 @@ from directory.models import CertificateUsage, MailboxType
 from directory.service import Directory, DirectoryError
 from mailserver.pki.authority import KEY_TYPES, USAGES, PkiError
 from mailserver.pki.local_pki import LocalPki, deployment_pki, load_bundle, parse_serial
+from mailserver.pki.operator import issue_operator
 from mailserver.settings import Settings, SettingsError, load_settings
 from mailserver.store.database import create_engine
 from mailserver.store.migrate import upgrade
@@ -157,6 +158,25 @@ def pki_issue(context: click.Context, address: str, usage: str, key_type: str,
         click.echo(f"  directory    bound to {address} for {usage}")
     if p12_path is not None:
         click.echo(f"  PKCS#12      {p12_path}")
+
+
+@pki.command("operator")
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="rsa2048", show_default=True)
+@click.pass_context
+def pki_operator(context: click.Context, key_type: str) -> None:
+    """Issue the operator's S/MIME certificates (domain-bound, signing and encryption)
+    and install them at the [smime] paths of mss.toml (keys 0600)."""
+    settings = deployment_settings(context)
+    store = local_pki(settings)
+    try:
+        sign, encrypt = issue_operator(settings, store, organisation_of(settings), key_type)
+    except PkiError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"  signing      {sign}")
+    click.echo(f"  encryption   {encrypt}")
+    click.echo("Peers import the encryption certificate into their directory "
+               "(`mss directory certificate add FILE --domain DOMAIN --usage encrypt`) "
+               f"and trust {store.ca_dir('root') / 'ca.pem'} (`mss pki trust add`).")
 
 
 @pki.command("revoke")

@@ -8,7 +8,10 @@ import functools
 import logging
 import signal
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from directory.certificates import Certificates
 from directory.fhir import FhirDirectory
@@ -21,10 +24,13 @@ from mailserver.oidc import TokenVerifier
 from mailserver.pipeline import Pipeline
 from mailserver.pki.authority import PkiError
 from mailserver.pki.local_pki import deployment_pki
+from mailserver.pki.operator import load_operator
 from mailserver.queue.client import client_context
 from mailserver.queue.outbound import OutboundQueue
+from mailserver.queue.protect import OutboundProtector
 from mailserver.queue.worker import DeliveryWorker
 from mailserver.settings import Settings
+from mailserver.smime.intake import IncomingKeys
 from mailserver.smtp.server import start_smtp
 from mailserver.store import Store
 from mailserver.store.database import Reader, create_engine
@@ -38,10 +44,25 @@ from mailserver.trust.signature import policy_for
 from mailserver.web import DirectoryWeb
 
 log = logging.getLogger("mailserver")
+T = TypeVar("T")
 
 SHUTDOWN_GRACE_SECONDS = 30.0
 ANCHORS_CHECK_SECONDS = 5.0
 CRL_REFRESH_SECONDS = 3600.0
+TRUST_CHECK_SECONDS = 5.0  # S/MIME anchors and CRLs re-read at most this often
+
+
+def throttled(load: Callable[[], T], seconds: float) -> Callable[[], T]:
+    """``load()``, called again only when its last answer is ``seconds`` old."""
+    last: list[tuple[float, T]] = []
+
+    def get() -> T:
+        now = time.monotonic()
+        if not last or now - last[0][0] > seconds:
+            last[:] = [(now, load())]
+        return last[0][1]
+
+    return get
 
 
 @dataclass
@@ -80,9 +101,20 @@ class Application:
             settings.path(settings.dkim.keys_dir), settings.dkim.selector,
             settings.path(settings.dkim.dns_override_dir),
         )
+        operator = load_operator(settings)
+        self.protector = OutboundProtector(
+            settings.smime.when, operator, self.directory.lookup_certificates,
+            "aes256-cbc" if settings.smime.cipher == "aes256-cbc" else "aes256-gcm",
+        )
+        incoming = None
+        if operator is not None:
+            pki = self.pki  # one PKI: its CRL fetcher serves S/MIME and logins alike
+            incoming = IncomingKeys((operator.decryptor,), throttled(
+                lambda: pki.trust_store(settings.pki.smime_crl_failure == "hard"),
+                TRUST_CHECK_SECONDS))
         self.pipeline = Pipeline(
             settings, self.directory, self.store, trust=self.trust, queue=self.queue,
-            dkim=self.dkim,
+            dkim=self.dkim, protector=self.protector, incoming=incoming,
         )
         self.delivery = DeliveryWorker(
             settings.relay, self.queue, self.trust, self.pipeline.deliver_report,

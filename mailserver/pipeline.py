@@ -29,6 +29,7 @@ from email.policy import compat32
 from email.utils import getaddresses
 
 from cryptography import x509
+from sqlalchemy import Connection
 
 import policies
 from directory.service import Directory, MailboxRecord
@@ -41,8 +42,11 @@ from mailserver.health.mssante import decoded
 from mailserver.queue import mdn
 from mailserver.queue.dsn import RecipientReport, build_dsn, wants
 from mailserver.queue.outbound import OutboundQueue, OutboundRecipient
-from mailserver.queue.protect import protect_outgoing
+from mailserver.queue.protect import Copy, OutboundProtector, Refusal
 from mailserver.settings import Settings
+from mailserver.smime import mime as smime_mime
+from mailserver.smime.intake import IncomingKeys, Refused, refusal
+from mailserver.smime.protect import unprotect
 from mailserver.store import Delivered, Store, ThreadUpdate
 from mailserver.trust.service import TrustSpace
 from policies import Decision, Reject
@@ -135,7 +139,8 @@ class Pipeline:
     def __init__(
         self, settings: Settings, directory: Directory, store: Store, *,
         trust: TrustSpace | None = None, queue: OutboundQueue | None = None,
-        dkim: DkimSigner | None = None,
+        dkim: DkimSigner | None = None, protector: OutboundProtector | None = None,
+        incoming: IncomingKeys | None = None,
     ) -> None:
         self._settings = settings
         self._directory = directory
@@ -143,6 +148,8 @@ class Pipeline:
         self._trust = trust
         self._queue = queue
         self._dkim = dkim
+        self._protector = protector
+        self._incoming = incoming
         self.authserv_id = settings.dkim.authserv_id or settings.server.hostname
         # Called after a commit that queued mail (wakes this process's delivery worker).
         self.on_queued: Callable[[], None] | None = None
@@ -219,7 +226,15 @@ class Pipeline:
             await self.sender_context(door, authenticated, mail_from, memo),
             await self.resolve(rcpt, memo),
         )
-        return self._logged(policies.decide_recipient(context), door, mail_from, rcpt)
+        decision = policies.decide_recipient(context)
+        if (not isinstance(decision, Reject) and context.recipient.kind is PartyKind.REMOTE
+                and self._protector is not None):
+            # [smime] when = "always": known from the envelope, so answered at RCPT.
+            refused = await self._protector.refusal_for(context.recipient.address)
+            if refused is not None:
+                decision = Reject(refused.code, refused.status, refused.reason,
+                                  refused.reason_fr, "smime_protection_required")
+        return self._logged(decision, door, mail_from, rcpt)
 
     # ---- the door -------------------------------------------------------------
 
@@ -244,6 +259,17 @@ class Pipeline:
 
     async def _submit(self, submission: Submission) -> Outcome:
         queue_id = uuid.uuid4().hex[:16].upper()
+        auth_results: str | None = None
+        if submission.door is Door.RELAY:
+            opened = await self._open_incoming(submission)
+            if isinstance(opened, Reject):
+                self._logged(opened, submission.door, submission.mail_from, ",".join(
+                    submission.rcpt_tos), queue_id)
+                return Outcome(opened, queue_id=queue_id)
+            if isinstance(opened, bytes):  # decrypted / verified; results inside
+                submission = dataclasses.replace(submission, raw=opened)
+            else:
+                auth_results = opened
         headers = parse_headers(submission.raw)
         memo = dict(submission.resolved)
         sender = await self.sender_context(
@@ -276,11 +302,14 @@ class Pipeline:
                     context, decision, self._settings.server.hostname)
             return Outcome(decision, queue_id=queue_id)
 
-        auth_results = await self._authentication_results(submission)
         raw, message_id = self._stamp(submission, headers, queue_id, auth_results)
         mailbox_ids = [p.mailbox_id for p in recipients if p.mailbox_id is not None]
         remote = [p for p in recipients if p.kind is PartyKind.REMOTE]
-        queued = self._queue_work(submission, remote, raw, queue_id, message_id)
+        queued = await self._queue_work(submission, remote, raw, queue_id, message_id)
+        if isinstance(queued, Reject):
+            self._logged(queued, submission.door, submission.mail_from, ",".join(
+                submission.rcpt_tos), queue_id)
+            return Outcome(queued, queue_id=queue_id)
         effect = thread_effect(context) if context is not None else None
         thread = None
         if effect is not None:
@@ -303,10 +332,10 @@ class Pipeline:
         )
         return Outcome(policies.ACCEPT, delivered, queue_id)
 
-    def _queue_work(
+    async def _queue_work(
         self, submission: Submission, remote: list[Party], raw: bytes, queue_id: str,
         message_id: str | None,
-    ) -> Callable[..., object] | None:
+    ) -> Callable[[Connection], object] | Reject | None:
         """Remote recipients: protect (S/MIME), DKIM-sign, then the queue's unit of
         work, committed with the local copies so that ``250`` covers both."""
         if not remote:
@@ -314,22 +343,37 @@ class Pipeline:
         if self._queue is None:
             raise RuntimeError("remote recipients accepted without an outbound queue")
         addresses = [p.address for p in remote]
-        data = protect_outgoing(raw, submission.mail_from, addresses)
-        if self._dkim is not None and submission.mail_from:
-            data = self._dkim.sign(data, submission.mail_from.rpartition("@")[2])
+        copies = ([Copy(tuple(addresses), raw, False)] if self._protector is None else
+                  await self._protector.protect_outgoing(raw, submission.mail_from, addresses))
+        if isinstance(copies, Refusal):
+            return Reject(copies.code, copies.status, copies.reason, copies.reason_fr,
+                          "smime_protection_required")
         by_address = {a.lower(): d for a, d in submission.rcpt_dsn.items()}
-        recipients = [
-            OutboundRecipient(
-                p.address, by_address.get(p.address, RecipientDsn()).notify,
-                by_address.get(p.address, RecipientDsn()).orcpt,
-            )
-            for p in remote
-        ]
-        return self._queue.enqueue_work(
-            queue_id=queue_id, mail_from=submission.mail_from, data=data,
-            recipients=recipients, message_id=message_id, envid=submission.envid,
-            ret=submission.ret,
-        )
+        works = []
+        for copy in copies:
+            data = copy.data
+            if self._dkim is not None and submission.mail_from:
+                data = self._dkim.sign(data, submission.mail_from.rpartition("@")[2])
+            recipients = [
+                OutboundRecipient(
+                    address, by_address.get(address, RecipientDsn()).notify,
+                    by_address.get(address, RecipientDsn()).orcpt,
+                )
+                for address in copy.recipients
+            ]
+            works.append(self._queue.enqueue_work(
+                queue_id=queue_id, mail_from=submission.mail_from, data=data,
+                recipients=recipients, message_id=message_id, envid=submission.envid,
+                ret=submission.ret,
+            ))
+        if len(works) == 1:
+            return works[0]
+
+        def work(connection: Connection) -> None:
+            for one in works:
+                one(connection)
+
+        return work
 
     async def _success_reports(
         self, submission: Submission, recipients: list[Party], raw: bytes
@@ -487,18 +531,49 @@ class Pipeline:
         message_id = _clean_message_id(email.message_from_bytes(report).get("Message-ID"))
         await self._store.deliver([author.mailbox_id], report, message_id=message_id)
         log.info("mdn processed/error to=<%s>", author.address)
-    async def _authentication_results(self, submission: Submission) -> str | None:
-        """Intake from other servers: DKIM verified (RFC 6376 §6), recorded in
-        Authentication-Results (RFC 8601) under our authserv-id."""
-        if submission.door is not Door.RELAY or self._dkim is None:
+    async def _dkim_result(self, submission: Submission) -> str | None:
+        """Intake from other servers: DKIM verified (RFC 6376 §6) on the bytes as
+        received, for Authentication-Results (RFC 8601)."""
+        if self._dkim is None:
             return None
         end = submission.raw.find(b"\r\n\r\n")
         head = submission.raw[:end] if end >= 0 else submission.raw
         if b"dkim-signature:" in head.lower():  # a signature to check: off the loop
-            result = await asyncio.to_thread(self._dkim.verify, submission.raw)
+            return await asyncio.to_thread(self._dkim.verify, submission.raw)
+        return "dkim=none"  # nothing to verify: no thread hop
+
+    async def _open_incoming(self, submission: Submission) -> bytes | str | Reject | None:
+        """Relay door: DKIM, then S/MIME (decrypt with our operator key, verify, unwrap
+        the Direct message/rfc822). Returns the message to deliver with its
+        Authentication-Results (dkim and smime, RFC 8601 / RFC 7281) already in it, or
+        only that field when there are no S/MIME keys, or why it is refused."""
+        dkim = await self._dkim_result(submission)
+        if self._incoming is None:
+            return result_header(self.authserv_id, [dkim]) if dkim else None
+        incoming = self._incoming
+        trust = incoming.trust()
+        others = [dkim] if dkim else []
+
+        def open_() -> bytes | Refused:
+            try:
+                head, _ = smime_mime.split(smime_mime.canonical_head(submission.raw))
+                kind, _ = smime_mime.content_type(head)
+            except Exception:  # hostile framing: unprotect reports it
+                kind = ""
+            result = unprotect(submission.raw, incoming.identities, trust,
+                               authserv_id=self.authserv_id, others=others)
+            return refusal(result, kind) or result.message
+
+        # Verification may fetch a CRL from a distribution point (blocking, bounded by
+        # pki.crl_timeout): then never on the event loop.
+        if len(submission.raw) <= INLINE_ANALYSIS_SIZE and not self._settings.pki.crl_fetch:
+            opened = open_()
         else:
-            result = "dkim=none"  # nothing to verify: no thread hop
-        return result_header(self.authserv_id, [result])
+            opened = await asyncio.to_thread(open_)
+        if isinstance(opened, Refused):
+            return Reject(opened.code, opened.status, opened.reason,
+                          "S/MIME : message chiffré illisible", "smime_readable")
+        return opened
 
     def _stamp(
         self, submission: Submission, headers: Message, queue_id: str,
@@ -507,7 +582,10 @@ class Pipeline:
         """Prepend Received: (RFC 5321 §4.4) and, on submission, Message-ID:/Date:
         when missing (RFC 6409 §8.2, §8.3). The client's bytes stay verbatim."""
         added: list[str] = []
-        body = strip_ours(submission.raw, self.authserv_id)  # RFC 8601 §5
+        body = submission.raw
+        if submission.door is not Door.RELAY or self._incoming is None:
+            # RFC 8601 §5 (on the relay door with S/MIME keys, unprotect did it)
+            body = strip_ours(body, self.authserv_id)
         if auth_results:
             added.append(auth_results)
         message_id = headers.get("Message-ID")

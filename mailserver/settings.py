@@ -181,6 +181,16 @@ class PkiSettings:
 
 
 @dataclass(frozen=True)
+class SmimeSettings:
+    when: str  # "certificate" | "always" | "never"
+    sign_certificate: str
+    sign_key: str
+    encrypt_certificate: str
+    encrypt_key: str
+    cipher: str  # "aes256-gcm" | "aes256-cbc"
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str
 
@@ -203,6 +213,7 @@ class Settings:
     relay: RelaySettings
     dkim: DkimSettings
     pki: PkiSettings
+    smime: SmimeSettings
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def path(self, relative: str) -> Path:
@@ -240,6 +251,7 @@ _SECTIONS: dict[str, type] = {
     "relay": RelaySettings,
     "dkim": DkimSettings,
     "pki": PkiSettings,
+    "smime": SmimeSettings,
 }
 
 
@@ -343,6 +355,10 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("attachments.* limits must be positive")
     if settings.oidc.enabled and not (settings.oidc.audience and settings.oidc.jwks):
         raise SettingsError("oidc.issuer is set: oidc.audience and oidc.jwks are needed too")
+    if settings.smime.when not in {"certificate", "always", "never"}:
+        raise SettingsError('smime.when must be "certificate", "always" or "never"')
+    if settings.smime.cipher not in {"aes256-gcm", "aes256-cbc"}:
+        raise SettingsError('smime.cipher must be "aes256-gcm" or "aes256-cbc"')
     if not 0 <= settings.listen.port_base <= 60000:
         raise SettingsError("listen.port_base must be between 0 and 60000")
     if not isinstance(settings.smtp.inbound.get("require_trust_space"), bool):

@@ -121,3 +121,16 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str =
 
 def queue_size(server: ServerThread) -> int:
     return len(server.call(server.app.queue.entries()))
+
+
+def enable_smime(operators: Operators, key_type: str = "rsa2048") -> None:
+    """Each operator gets a local PKI and its S/MIME operator certificates; each trusts
+    the other's root for S/MIME and binds the other's encryption certificate to the
+    other's domain in its directory (Direct: domain-bound certificate)."""
+    for settings in (operators.a, operators.b):
+        mss(settings, "pki", "init", "--key-type", "ec256")
+        mss(settings, "pki", "operator", "--key-type", key_type)
+    for here, there in ((operators.a, operators.b), (operators.b, operators.a)):
+        mss(here, "pki", "trust", "add", str(there.data_dir / "pki" / "ca" / "root" / "ca.pem"))
+        mss(here, "directory", "cert", "add", str(there.path(there.smime.encrypt_certificate)),
+            "--domain", there.server.domains[0], "--usage", "encrypt")

@@ -168,6 +168,10 @@ def _subject_name(subject: Subject, usage: str) -> x509.Name:
 
 def _alt_names(subject: Subject, usage: str) -> list[x509.GeneralName]:
     if usage != "tls-server":
+        if "@" not in subject.address:
+            # Direct Project Applicability Statement §4.1: a domain-bound certificate
+            # (an operator's) names the domain as a dNSName.
+            return [x509.DNSName(subject.address)]
         return [x509.RFC822Name(subject.address)]
     try:
         return [x509.IPAddress(ipaddress.ip_address(subject.address))]

@@ -185,9 +185,10 @@ class LocalPki:
               display_name: str = "", identifier: str = "", days: int = 1095) -> Issued:
         if usage not in USAGES:
             raise PkiError(f"unknown usage {usage!r} (choose one of {', '.join(USAGES)})")
-        pattern = _HOST if usage == "tls-server" else _ADDRESS
+        domain_bound = usage in ("sign", "encrypt") and "@" not in address
+        pattern = _HOST if usage == "tls-server" or domain_bound else _ADDRESS
         if not pattern.match(address):
-            kind = "a host name" if usage == "tls-server" else "a mail address"
+            kind = "a host name" if usage == "tls-server" else "a mail address or a domain"
             raise PkiError(f"{address!r} is not {kind}")
         authority = self.authority(ISSUER_OF_USAGE[usage])
         crl_url = self.crl_url(authority.name)

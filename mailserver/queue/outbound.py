@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, or_, select, update
+from sqlalchemy import Connection, delete, exists, insert, or_, select, update
 
 from mailserver.queue.models import HELD, QUEUED, QueuedMessage, QueuedRecipient
 from mailserver.store import Store
@@ -224,15 +224,23 @@ class OutboundQueue:
         recipients leave the queue, and a message without recipients with them."""
 
         def work(connection: Connection) -> None:
-            touched: set[int] = set()
+            # Rows still leased by ``owner`` (a lease lost to another worker: its record
+            # wins), in one statement per chunk rather than one per row.
+            ids = [result.id for result in results]
+            owned: dict[int, int] = {}
+            for chunk in _chunks(ids):
+                rows = connection.execute(
+                    select(QueuedRecipient.id, QueuedRecipient.message_id).where(
+                        QueuedRecipient.id.in_(chunk), QueuedRecipient.lease_owner == owner)
+                ).all()
+                owned.update((row_id, pk) for row_id, pk in rows)
+            finished: list[int] = []
             for result in results:
-                mine = (QueuedRecipient.id == result.id) & (QueuedRecipient.lease_owner == owner)
-                pk = connection.execute(
-                    select(QueuedRecipient.message_id).where(mine)
-                ).scalar_one_or_none()
-                if pk is None:  # lease lost to another worker: its record wins
+                if result.id not in owned:
                     continue
                 if result.outcome == "deferred":
+                    mine = ((QueuedRecipient.id == result.id)
+                            & (QueuedRecipient.lease_owner == owner))
                     connection.execute(
                         update(QueuedRecipient).where(mine).values(
                             attempts=QueuedRecipient.attempts + 1,
@@ -242,9 +250,11 @@ class OutboundQueue:
                         )
                     )
                 else:
-                    connection.execute(delete(QueuedRecipient).where(mine))
-                    touched.add(pk)
-            _drop_finished(connection, touched)
+                    finished.append(result.id)
+            for chunk in _chunks(finished):
+                connection.execute(delete(QueuedRecipient).where(
+                    QueuedRecipient.id.in_(chunk), QueuedRecipient.lease_owner == owner))
+            _drop_finished(connection, {owned[i] for i in finished})
 
         await self._store.write(work)
 
@@ -317,10 +327,15 @@ class OutboundQueue:
             raise QueueError(f"no queue entry {entry_id} (see `mss queue list`)")
 
 
+def _chunks(values: Sequence[int], size: int = 500) -> list[Sequence[int]]:
+    """Bounded IN lists (SQLite's variable limit)."""
+    return [values[i:i + size] for i in range(0, len(values), size)]
+
+
 def _drop_finished(connection: Connection, message_pks: set[int]) -> None:
-    for pk in message_pks:
-        left = connection.execute(
-            select(QueuedRecipient.id).where(QueuedRecipient.message_id == pk).limit(1)
-        ).first()
-        if left is None:
-            connection.execute(delete(QueuedMessage).where(QueuedMessage.id == pk))
+    """Messages none of whose recipients is left, in one statement per chunk."""
+    for chunk in _chunks(sorted(message_pks)):
+        connection.execute(delete(QueuedMessage).where(
+            QueuedMessage.id.in_(chunk),
+            ~exists().where(QueuedRecipient.message_id == QueuedMessage.id),
+        ))

@@ -252,7 +252,7 @@ class DeliveryWorker:
             options.append(f"RET={first.ret}")  # RFC 3461 §4.3
         if dsn and first.envid:
             options.append(f"ENVID={first.envid}")  # RFC 3461 §4.4
-        if any(b > 127 for b in data) and connection.supports("8bitmime"):
+        if not data.isascii() and connection.supports("8bitmime"):
             options.append("BODY=8BITMIME")  # RFC 6152
         addresses = [first.mail_from, *(r.recipient for r in recipients)]
         host = connection.host

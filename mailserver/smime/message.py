@@ -8,11 +8,13 @@ From address (RFC 8550 §3).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 
 from asn1crypto import cms
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs7
 
 from mailserver.smime import der, enveloped, mime, signed
 from mailserver.smime.enveloped import Cipher_, Identity
@@ -105,14 +107,52 @@ def decrypt_message(message: bytes, identities: Sequence[Identity]) -> DecryptRe
     return decrypt_entity(mime.canonical_head(message), identities)
 
 
+def _with_domains(result: VerifyResult, encoded: bytes) -> VerifyResult:
+    """A signer certificate without rfc822Name may be domain-bound (Direct Project
+    Applicability Statement §4.1): read its dNSNames from the certificates the
+    SignedData carries."""
+    signer = result.signer
+    if not result.ok or signer is None or signer.addresses:
+        return result
+    key = (signer.issuer, signer.serial)  # RFC 5280 §4.1.2.2: unique per issuer
+    domains = _DOMAINS.get(key)
+    if domains is None:
+        try:
+            certificates = pkcs7.load_der_pkcs7_certificates(encoded)
+        except ValueError:
+            return result
+        for certificate in certificates:
+            if certificate.serial_number == signer.serial \
+                    and certificate.issuer.rfc4514_string() == signer.issuer:
+                try:
+                    names = certificate.extensions.get_extension_for_class(
+                        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+                except x509.ExtensionNotFound:
+                    names = []
+                domains = tuple(str(n).lower() for n in names)
+                break
+        else:
+            return result
+        if len(_DOMAINS) > 4096:
+            _DOMAINS.clear()
+        _DOMAINS[key] = domains
+    return VerifyResult(result.status, result.reason,
+                        dataclasses.replace(signer, domains=domains), result.content)
+
+
+# dNSNames of domain-bound signer certificates by (issuer, serial): a verified
+# signature proved the certificate is the one its issuer signed.
+_DOMAINS: dict[tuple[str, int], tuple[str, ...]] = {}
+
+
 def _signer_matches(result: VerifyResult, from_addresses: Sequence[str]) -> VerifyResult:
     if not result.ok or result.signer is None:
         return result
-    names = {a.lower() for a in result.signer.addresses}
+    names = {a.lower() for a in result.signer.addresses} | set(result.signer.domains)
     if not from_addresses:
         return VerifyResult(Status.POLICY, "the message has no From address to match the "
                                            "signer", result.signer, result.content)
-    if not names.intersection(from_addresses):
+    if not result.signer.speaks_for(from_addresses):
         return VerifyResult(
             Status.POLICY,
             f"signer {', '.join(sorted(names)) or '(no address)'} is not the From address "
@@ -136,12 +176,12 @@ def verify_entity(entity: bytes, trust: TrustStore, from_addresses: Sequence[str
                                                  "is not S/MIME")
             content, signature_head, signature_body = mime.split_multipart_signed(head, body)
             der = mime.decode_body(signature_head, signature_body)
-            result = signed.verify(der, content, trust, at=at)
+            result = _with_domains(signed.verify(der, content, trust, at=at), der)
         elif kind in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
             der = _pkcs7_der(head, body)
             if _cms_type(der) != "signed_data":
                 return VerifyResult(Status.NONE, "pkcs7-mime holds no signed data")
-            result = signed.verify(der, None, trust, at=at)
+            result = _with_domains(signed.verify(der, None, trust, at=at), der)
             if result.content is not None:
                 result = VerifyResult(result.status, result.reason, result.signer,
                                       mime.canonical(result.content))

@@ -65,28 +65,33 @@ def _strip_our_results(head: bytes, authserv_id: str) -> bytes:
 
 
 def _deliver(head: bytes, body: bytes, result: VerifyResult, authserv_id: str,
-             comment: str) -> bytes:
-    field = authentication_results(result, authserv_id, comment).encode("utf-8") + b"\r\n"
+             comment: str, others: Sequence[str] = ()) -> bytes:
+    field = authentication_results(result, authserv_id, comment, others).encode("utf-8") \
+        + b"\r\n"
     return field + _strip_our_results(head, authserv_id) + b"\r\n" + body
 
 
 def unprotect(message: bytes, identities: Sequence[Identity], trust: TrustStore, *,
-              authserv_id: str, at: dt.datetime | None = None) -> UnprotectResult:
+              authserv_id: str, at: dt.datetime | None = None,
+              others: Sequence[str] = ()) -> UnprotectResult:
     """Decrypt (if encrypted), verify (if signed), unwrap (if message/rfc822), and return
-    the message to deliver with an Authentication-Results field. Never raises."""
+    the message to deliver with an Authentication-Results field (which also carries the
+    ``others`` method results, e.g. DKIM's). Never raises."""
     try:
-        return _unprotect(message, identities, trust, authserv_id, at)
+        return _unprotect(message, identities, trust, authserv_id, at, others)
     except Exception as error:  # last line of defence: the message is delivered as it came
         verify = VerifyResult(Status.PERMERROR, f"unreadable S/MIME structure: "
                                                 f"{type(error).__name__}")
         decrypt = DecryptResult(DecryptStatus.MALFORMED, str(error)[:200])
         canonical = mime.canonical(message)
         head, body = mime.split(canonical)
-        return UnprotectResult(decrypt, verify, _deliver(head, body, verify, authserv_id, ""))
+        return UnprotectResult(decrypt, verify, _deliver(head, body, verify, authserv_id, "",
+                                                         others))
 
 
 def _unprotect(message: bytes, identities: Sequence[Identity], trust: TrustStore,
-               authserv_id: str, at: dt.datetime | None) -> UnprotectResult:
+               authserv_id: str, at: dt.datetime | None,
+               others: Sequence[str] = ()) -> UnprotectResult:
     if len(message) > MAX_MESSAGE:
         raise ValueError("message too large")
     # An encrypted body is base64: its line ends do not matter, so only the header block
@@ -108,14 +113,14 @@ def _unprotect(message: bytes, identities: Sequence[Identity], trust: TrustStore
         # Not for us, or broken: deliver it as it came (the client may hold the key).
         verify = VerifyResult(Status.NONE, f"not verified: {decrypt.reason}")
         return UnprotectResult(decrypt, verify, _deliver(outer_head, outer_body, verify,
-                                                         authserv_id, ""), notes)
+                                                         authserv_id, "", others), notes)
     verify = verify_entity(entity, trust, outer_from, at=at)
     if verify.status is Status.NONE:
         # Encrypted but not signed (or plain): outer fields + what we decrypted.
         head, body = mime.split(mime.join(_non_content(outer_head), entity)
                                 if decrypt.ok else canonical)
         return UnprotectResult(decrypt, verify, _deliver(head, body, verify, authserv_id,
-                                                         "; ".join(notes)), notes)
+                                                         "; ".join(notes), others), notes)
     signed_entity = verify.content if verify.content is not None else entity
     inner_head, inner_body = mime.split(signed_entity)
     kind, _ = mime.content_type(inner_head)
@@ -128,7 +133,7 @@ def _unprotect(message: bytes, identities: Sequence[Identity], trust: TrustStore
     else:
         head, body = mime.split(mime.join(_non_content(outer_head), signed_entity))
     return UnprotectResult(decrypt, verify, _deliver(head, body, verify, authserv_id,
-                                                     "; ".join(notes)), notes)
+                                                     "; ".join(notes), others), notes)
 
 
 def _non_content(head: bytes) -> bytes:
@@ -153,8 +158,7 @@ def _check_wrapped(verify: VerifyResult, outer_head: bytes, inner_head: bytes) -
         return VerifyResult(Status.FAIL, f"the signed message is {inner_id} but the envelope "
                                          f"says {outer_id} (part swapped from another message?)",
                             verify.signer, verify.content)
-    if verify.signer is not None and not {a.lower() for a in verify.signer.addresses} \
-            .intersection(inner_from):
+    if verify.signer is not None and not verify.signer.speaks_for(inner_from):
         return VerifyResult(Status.POLICY, "the signer is not the From address of the signed "
                                            "message", verify.signer, verify.content)
     return verify

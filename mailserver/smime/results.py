@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -27,6 +28,21 @@ class Signer:
     subject: str  # RFC 4514
     issuer: str  # RFC 4514
     serial: int
+    # dNSNames of a domain-bound certificate (Direct Project Applicability Statement
+    # §4.1); filled when the certificate names no address.
+    domains: tuple[str, ...] = ()
+
+    @property
+    def identifier(self) -> str:
+        return self.addresses[0] if self.addresses else (self.domains[0] if self.domains else "")
+
+    def speaks_for(self, from_addresses: Sequence[str]) -> bool:
+        """RFC 8550 §3: the signer's address is the From address; for a domain-bound
+        certificate, the From address is in its domain."""
+        names = {a.lower() for a in self.addresses}
+        domains = {d.lower().rstrip(".") for d in self.domains}
+        return any(a.lower() in names or a.rpartition("@")[2].lower() in domains
+                   for a in from_addresses)
 
 
 @dataclass(frozen=True)
@@ -87,15 +103,19 @@ def _quoted(text: str) -> str:
 
 
 def authentication_results(result: VerifyResult, authserv_id: str,
-                           extra_comment: str = "") -> str:
+                           extra_comment: str = "", others: Sequence[str] = ()) -> str:
     """The field ``Authentication-Results: <authserv-id>; smime=<result> ...`` (RFC 8601,
-    method and ``body.smime-*`` properties from RFC 7281 §3), without the final CRLF."""
-    comment = result.reason if not extra_comment else f"{result.reason}; {extra_comment}"
-    parts = [f"Authentication-Results: {authserv_id};",
-             f" smime={result.status.value} ({_comment(comment)})"]
+    method and ``body.smime-*`` properties from RFC 7281 §3), without the final CRLF.
+    ``others`` are results of other methods (e.g. ``dkim=pass header.d=…``) put first,
+    each its own resinfo (RFC 8601 §2.2)."""
+    # What was done (decrypted, unwrapped) first, then the verdict's reason.
+    comment = result.reason if not extra_comment else f"{extra_comment}; {result.reason}"
+    parts = [f"Authentication-Results: {authserv_id};"]
+    parts += [f" {other};" for other in others]
+    parts.append(f" smime={result.status.value} ({_comment(comment)})")
     if result.signer is not None:
-        if result.signer.addresses:
-            parts.append(f" body.smime-identifier={_quoted(result.signer.addresses[0])}")
+        if result.signer.identifier:
+            parts.append(f" body.smime-identifier={_quoted(result.signer.identifier)}")
         parts.append(f" body.smime-serial={result.signer.serial:X}")
         parts.append(f" body.smime-issuer={_quoted(result.signer.issuer)}")
     # RFC 5322 §2.2.3: fold long fields at whitespace.
