@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from directory.fhir import FhirDirectory
 from directory.service import Directory
+from mailserver import tlsbuffers
 from mailserver.auth import Authenticator
 from mailserver.dkim.signer import DkimSigner
 from mailserver.imap.server import ImapListeners, start_imap
@@ -119,6 +120,7 @@ class Application:
             self.store.changes.join_peers(self.settings.data_dir / "run")
         if self.notifier is not None:
             await self.notifier.start()
+        tlsbuffers.install()  # one TLS receive buffer per thread, not per connection
         tls = server_context(
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
         )
