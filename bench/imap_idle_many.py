@@ -126,7 +126,7 @@ def client_process(port: int, cafile: str, logins: list[str], pipe: Connection) 
             # The server notified; wait until every client saw the round's EXISTS.
             expected = int(command)
             deadline = time.monotonic() + 30
-            while len(seen) < expected * len(clients) and time.monotonic() < deadline:
+            while len(seen) < expected * len(clients) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
             pipe.send(seen[-len(clients):] if len(seen) >= len(clients) else list(seen))
             del seen[:]
@@ -218,6 +218,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4, help="client processes")
     parser.add_argument("--rounds", type=int, default=3, help="deliveries measured")
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--server-log", type=Path, help="keep the server's output there")
     options = parser.parse_args()
     if not 1 <= options.mailboxes <= 100:
         parser.error("--mailboxes: 1 to 100 (one message to all of them per round)")
@@ -235,7 +236,7 @@ def main() -> None:
 
         settings = load_settings(data_dir)
         mss = Path(sys.executable).parent / "mss"
-        log = open(Path(tmp) / "server.log", "wb")
+        log = open(options.server_log or Path(tmp) / "server.log", "wb")
         server = subprocess.Popen([str(mss), "--data-dir", str(data_dir), "serve"],
                                   stdout=log, stderr=subprocess.STDOUT)
         try:

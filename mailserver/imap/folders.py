@@ -98,9 +98,8 @@ async def select(session: Session, command: Command) -> None:
     if had_selected:
         session.untagged("OK [CLOSED] previous mailbox closed")  # RFC 7162 §3.2.11
     folder = await _existing(session, name)
-    queue = session.store.changes.subscribe(folder.id)
-    selected = Selected(folder=folder, readonly=readonly, queue=queue,
-                        known_modseq=folder.highestmodseq)
+    watcher = session.store.changes.subscribe(folder.id, since=folder.highestmodseq)
+    selected = Selected(folder=folder, readonly=readonly, watcher=watcher)
     rows = await session.store.uid_flags(folder.id)
     keywords: set[str] = set()
     first_unseen = 0

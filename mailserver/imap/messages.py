@@ -147,6 +147,9 @@ async def append(session: Session, command: Command) -> None:
             raise No(f"[TRYCREATE] {error}") from error
         uids.append(stored.uid)
         uidvalidity = stored.uidvalidity
+    if session.selected is not None and session.selected.folder.id == folder.id:
+        # RFC 9051 §6.3.12: EXISTS at once (the bus may tell us only later).
+        session.selected.dirty = True
     # RFC 4315 §3: APPENDUID
     session.tagged(command.tag, "OK",
                    f"[APPENDUID {uidvalidity} {seqset.render(uids)}] APPEND completed")
@@ -380,6 +383,8 @@ async def copy(session: Session, command: Command) -> None:
         return
     result = await session.store.copy_messages(selected.folder.id, wanted, destination.id,
                                                move=move)
+    if destination.id == selected.folder.id:
+        selected.dirty = True  # EXISTS before the tagged OK (the bus may tell us later)
     code = ""
     if result.pairs:
         code = (f"[COPYUID {result.uidvalidity} {seqset.render(p[0] for p in result.pairs)} "

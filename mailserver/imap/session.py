@@ -334,7 +334,7 @@ class Session:
 
     def close_selected(self) -> None:
         if self.selected is not None:
-            self.store.changes.unsubscribe(self.selected.folder.id, self.selected.queue)
+            self.store.changes.unsubscribe(self.selected.folder.id, self.selected.watcher)
             self.selected = None
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED

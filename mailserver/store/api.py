@@ -236,6 +236,7 @@ class Store:
         self._deltas: dict[tuple[int, int], asyncio.Future[FolderDelta]] = {}
         self._generation: dict[int, int] = {}
         self.changes.listeners.append(self._forget_deltas)
+        self.changes.prepare = self.folder_delta
 
     def _forget_uncommitted(self) -> None:
         """A rolled-back write may have cached ids of folders, or mailbox keys, it
