@@ -24,7 +24,7 @@ from mailserver.imap.syntax import (
 )
 from mailserver.mime import threading as mime_threading
 from mailserver.mime.parse import ParsedMessage
-from mailserver.store import MessageInfo, StoreError
+from mailserver.store import Appended, MessageInfo, StoreError
 
 SYSTEM_FLAGS = {f.upper(): f for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen",
                                         "\\Draft")}
@@ -135,18 +135,15 @@ async def append(session: Session, command: Command) -> None:
         batch.append((bytes(message), flags, when))
     if not batch:
         raise SyntaxFault("message literal expected")
-    uids = []
-    uidvalidity = folder.uidvalidity
-    for raw, flags, when in batch:
-        try:
-            stored = await session.store.append(
-                session.mailbox.id, name, raw, flags=flags, internal_date=when,
-                message_id=_message_id(raw),
-            )
-        except StoreError as error:
-            raise No(f"[TRYCREATE] {error}") from error
-        uids.append(stored.uid)
-        uidvalidity = stored.uidvalidity
+    try:
+        # RFC 3502 §6.3.11: all the messages are appended, or none is.
+        stored = await session.store.append_many(session.mailbox.id, name, [
+            Appended(raw, frozenset(flags), when, _message_id(raw)) for raw, flags, when in batch
+        ])
+    except StoreError as error:
+        raise No(f"[TRYCREATE] {error}") from error
+    uids = [item.uid for item in stored]
+    uidvalidity = stored[-1].uidvalidity
     if session.selected is not None and session.selected.folder.id == folder.id:
         # RFC 9051 §6.3.12: EXISTS at once (the bus may tell us only later).
         session.selected.dirty = True

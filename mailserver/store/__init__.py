@@ -1,6 +1,7 @@
 """The message store: folders, messages, bodies, threads, change notifications."""
 
 from mailserver.store.api import (
+    Appended,
     CopyResult,
     Delivered,
     FlagResult,
@@ -14,6 +15,6 @@ from mailserver.store.api import (
 )
 
 __all__ = [
-    "CopyResult", "Delivered", "FlagResult", "FolderInfo", "FolderStats", "MessageInfo",
+    "Appended", "CopyResult", "Delivered", "FlagResult", "FolderInfo", "FolderStats", "MessageInfo",
     "Store", "StoreError", "ThreadInfo", "ThreadUpdate",
 ]

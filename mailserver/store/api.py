@@ -74,6 +74,16 @@ class Delivered:
 
 
 @dataclass(frozen=True)
+class Appended:
+    """One message of an APPEND / MULTIAPPEND."""
+
+    raw: bytes
+    flags: frozenset[str] = frozenset()
+    internal_date: dt.datetime | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
 class ThreadInfo:
     id: int
     status: str
@@ -313,22 +323,35 @@ class Store:
         message_id: str | None = None,
     ) -> Delivered:
         """IMAP APPEND: store ``raw`` in an existing folder of the mailbox."""
-        when = internal_date or dt.datetime.now(dt.UTC)
-        digest = hashlib.sha256(raw).hexdigest()
-        flag_text = " ".join(sorted(set(flags)))
+        stored = await self.append_many(
+            mailbox_id, folder, [Appended(raw, frozenset(flags), internal_date, message_id)]
+        )
+        return stored[0]
+
+    async def append_many(
+        self, mailbox_id: int, folder: str, messages: Sequence[Appended]
+    ) -> list[Delivered]:
+        """IMAP MULTIAPPEND: every message stored in one transaction, or none
+        (RFC 3502 §6.3.11: "all or none of the messages are appended")."""
+        now = dt.datetime.now(dt.UTC)
+        prepared = [
+            (m, hashlib.sha256(m.raw).hexdigest(), " ".join(sorted(set(m.flags))))
+            for m in messages
+        ]
 
         def work(connection: Connection) -> list[Delivered]:
             folder_id = self._existing_folder_id(connection, mailbox_id, folder)
-            blob_id = self._store_body(connection, digest, raw, [mailbox_id])
-            return [
-                self._insert_message(
-                    connection, mailbox_id, folder_id, blob_id, len(raw),
-                    when, flag_text, message_id, None,
-                )
-            ]
+            stored = []
+            for message, digest, flag_text in prepared:
+                blob_id = self._store_body(connection, digest, message.raw, [mailbox_id])
+                stored.append(self._insert_message(
+                    connection, mailbox_id, folder_id, blob_id, len(message.raw),
+                    message.internal_date or now, flag_text, message.message_id, None,
+                ))
+            return stored
 
         result: list[Delivered] = await self._writer.submit(work, self._announce_new)
-        return result[0]
+        return result
 
     async def set_flags(
         self, folder_id: int, uids: Sequence[int], flags: Iterable[str], mode: FlagMode
@@ -1067,8 +1090,12 @@ class Store:
         return Delivered(mailbox_id, folder_id, uidvalidity, uid, modseq)
 
     def _announce_new(self, delivered: list[Delivered]) -> None:
+        by_folder: dict[int, list[Delivered]] = {}
         for item in delivered:
-            self.changes.publish(FolderChange(item.folder_id, "exists", (item.uid,), item.modseq))
+            by_folder.setdefault(item.folder_id, []).append(item)
+        for folder_id, items in by_folder.items():  # one change per folder (MULTIAPPEND)
+            self.changes.publish(FolderChange(folder_id, "exists", tuple(i.uid for i in items),
+                                              max(i.modseq for i in items)))
 
 
 def _with_flags(info: MessageInfo, flags: set[str], modseq: int) -> MessageInfo:
