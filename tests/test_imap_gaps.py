@@ -4,6 +4,7 @@ mailbox with inferiors (RFC 3501 / RFC 9051 §6.3.4), \\Recent (RFC 3501 §2.3.2
 from __future__ import annotations
 
 import imaplib
+import smtplib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,8 +71,8 @@ def test_multiappend_appends_all_or_none(any_server: ServerThread) -> None:
     lines = raw.command(b"b APPEND INBOX " + _literal(good) + b" (\\Flagged) " + _literal(good))
     assert lines[-1].startswith(b"b OK [APPENDUID ") and b" 1:2] " in lines[-1]
     assert client.noop()[0] == "OK"
-    assert client.uid("FETCH", "1:*", "(FLAGS)")[1] == [b"1 (UID 1 FLAGS ())",
-                                                        b"2 (UID 2 FLAGS (\\Flagged))"]
+    assert client.uid("FETCH", "1:*", "(FLAGS)")[1] == [
+        b"1 (UID 1 FLAGS (\\Recent))", b"2 (UID 2 FLAGS (\\Flagged \\Recent))"]
     client.logout()
 
 
@@ -124,3 +125,56 @@ def test_imaplib_cannot_reach_deleted_parent(server: ServerThread) -> None:
     status, data = client.status("Archives", "(MESSAGES)")
     assert status == "NO" and b"NONEXISTENT" in data[0]
     client.logout()
+
+
+def _deliver(server: ServerThread, subject: str) -> None:
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as smtp:
+        smtp.sendmail(BOB, [ALICE], message(subject=subject))
+
+
+def _recent_flags(client: imaplib.IMAP4_SSL) -> list[bytes]:
+    fetched = client.fetch("1:*", "(FLAGS)")[1]
+    return [line.split()[0] for line in fetched
+            if isinstance(line, bytes) and b"\\Recent" in line]
+
+
+def test_recent_belongs_to_the_first_session_told(any_server: ServerThread) -> None:
+    """RFC 3501 §2.3.2 on both backends: \\Recent for the first read-write session
+    told about a message, for no other; EXAMINE looks without taking; IMAP4rev2
+    sessions neither see nor take it."""
+    _deliver(any_server, "one")
+    _deliver(any_server, "two")
+    first, second, watcher = imaps(any_server), imaps(any_server), imaps(any_server)
+    assert watcher.status("INBOX", "(RECENT)")[1] == [b'"INBOX" (RECENT 2)']
+    first.select("INBOX")
+    assert first.response("RECENT") == ("RECENT", [b"2"])
+    assert _recent_flags(first) == [b"1", b"2"]
+    assert first.search(None, "RECENT") == ("OK", [b"1 2"])
+    assert first.search(None, "NEW") == ("OK", [b"1 2"])
+    assert first.search(None, "OLD") == ("OK", [b""])
+    second.select("INBOX")
+    assert second.response("RECENT") == ("RECENT", [b"0"])
+    assert _recent_flags(second) == [] and second.search(None, "OLD") == ("OK", [b"1 2"])
+    assert watcher.status("INBOX", "(RECENT)")[1] == [b'"INBOX" (RECENT 0)']
+
+    _deliver(any_server, "three")  # whoever hears of it first has it
+    second.noop()
+    assert second.response("RECENT") == ("RECENT", [b"1"])
+    first.noop()
+    assert first.response("RECENT") == ("RECENT", [None])  # nothing new for it
+    assert _recent_flags(second) == [b"3"] and _recent_flags(first) == [b"1", b"2"]
+
+    _deliver(any_server, "four")
+    assert watcher.status("INBOX", "(RECENT)")[1] == [b'"INBOX" (RECENT 1)']
+    watcher.select("INBOX", readonly=True)  # EXAMINE sees it, takes nothing
+    assert watcher.response("RECENT") == ("RECENT", [b"1"])
+    rev2 = Raw(any_server, tls=True)
+    rev2.command(f'l LOGIN {ALICE} "{PASSWORD}"'.encode())
+    rev2.command(b"e ENABLE IMAP4rev2")
+    lines = rev2.command(b"s SELECT INBOX") + rev2.command(b"f FETCH 1:* (FLAGS)")
+    assert not any(b"RECENT" in line or b"\\Recent" in line for line in lines)
+    first.noop()
+    assert first.response("RECENT") == ("RECENT", [b"3"])  # 1, 2 and now 4
+    assert first.search(None, "RECENT") == ("OK", [b"1 2 4"])
+    for client in (first, second, watcher):
+        client.logout()

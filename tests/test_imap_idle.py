@@ -26,15 +26,27 @@ def test_every_idle_session_of_a_folder_hears_each_delivery(server: ServerThread
     server.add_mailbox(ALICE, PASSWORD)
     server.add_mailbox(BOB, PASSWORD)
     sessions = _idling(server, PREPARE_FROM + 4)  # enough for the prepared path
+    heard: list[list[bytes]] = [[] for _ in sessions]
     for expected in (1, 2):
         with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as smtp:
             smtp.sendmail(BOB, [ALICE], message(subject=f"n{expected}"))
-        for raw in sessions:
-            assert raw.line() == f"* {expected} EXISTS".encode()
-    for index, raw in enumerate(sessions):
+        for raw, lines in zip(sessions, heard, strict=True):
+            lines.extend(_until(raw, f"* {expected} EXISTS".encode()))
+    for index, (raw, lines) in enumerate(zip(sessions, heard, strict=True)):
         raw.send(b"DONE\r\n")
-        assert raw.line() == f"i{index} OK IDLE terminated".encode()
+        lines.extend(_until(raw, f"i{index} OK IDLE terminated".encode()))
         assert raw.command(b"f UID FETCH 1:* (FLAGS)")[-1] == b"f OK UID FETCH completed"
+    # RFC 3501 §2.3.2: each new message is \Recent for one session only.
+    recent = [line for lines in heard for line in lines if line.endswith(b" RECENT")]
+    assert len(recent) == 2, recent
+
+
+def _until(raw: Raw, wanted: bytes) -> list[bytes]:
+    """The lines read up to ``wanted`` (which is read too)."""
+    lines = []
+    while (line := raw.line()) != wanted:
+        lines.append(line)
+    return lines
 
 
 def test_own_append_is_reported_before_ok_while_others_idle(server: ServerThread) -> None:
@@ -46,7 +58,7 @@ def test_own_append_is_reported_before_ok_while_others_idle(server: ServerThread
     lines = writer.command(b"a APPEND INBOX {12+}\r\nSubject: 1\r\n")
     assert lines[0] == b"* 1 EXISTS" and lines[-1].startswith(b"a OK [APPENDUID")
     for raw in idlers:
-        assert raw.line() == b"* 1 EXISTS"
+        _until(raw, b"* 1 EXISTS")
 
 
 async def test_bus_prepares_once_then_wakes_the_many() -> None:

@@ -116,7 +116,8 @@ async def select(session: Session, command: Command) -> None:
     all_flags = " ".join((*SYSTEM_FLAGS, *sorted(keywords)))
     session.untagged(f"{len(selected.uids)} EXISTS")
     if "IMAP4REV2" not in session.enabled:
-        session.untagged("0 RECENT")  # RFC 3501 §7.3.2 (no session sees \Recent here)
+        await session.take_recent(selected, selected.uids, folder.first_recent_uid)
+        session.untagged(f"{len(selected.recent)} RECENT")  # RFC 3501 §7.3.2
         if first_unseen:
             session.untagged(f"OK [UNSEEN {first_unseen}] first unseen message")
     session.untagged(f"FLAGS ({all_flags})")
@@ -415,7 +416,7 @@ async def status(session: Session, command: Command) -> None:
 async def _emit_status(session: Session, folder: FolderInfo, items: list[str]) -> None:
     stats = await session.store.folder_stats(folder.id)
     values = {
-        "MESSAGES": stats.messages, "RECENT": 0, "UIDNEXT": folder.uidnext,
+        "MESSAGES": stats.messages, "RECENT": stats.recent, "UIDNEXT": folder.uidnext,
         "UIDVALIDITY": folder.uidvalidity, "UNSEEN": stats.unseen, "SIZE": stats.size,
         "HIGHESTMODSEQ": folder.highestmodseq, "DELETED": stats.deleted,
     }

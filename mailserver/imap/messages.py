@@ -11,7 +11,7 @@ from typing import cast
 
 from mailserver.imap import fetchitems, seqset
 from mailserver.imap import search as searching
-from mailserver.imap.session import Bad, No, Session, format_flags
+from mailserver.imap.session import Bad, No, Session
 from mailserver.imap.state import Selected
 from mailserver.imap.syntax import (
     Atom,
@@ -251,7 +251,8 @@ async def _fetch_messages(
             try:
                 parts.append(fetchitems.render(item, info, info.flags, raw, parsed,
                                                utf8=session.utf8,
-                                               flag_text=format_flags(info.flags)))
+                                               flag_text=session.flag_text(info.uid,
+                                                                           info.flags)))
             except fetchitems.UnfetchableData as error:
                 raise No(f"[UNKNOWN-CTE] {error}") from error
         session.untagged(f"{seq} FETCH (".encode() + b" ".join(parts) + b")")
@@ -272,7 +273,7 @@ def _fetch_flags_from_view(
         seq = selected.seq_of(uid)
         if flags is None or seq is None:
             continue
-        parts = [f"UID {uid}" if kind == "UID" else f"FLAGS ({format_flags(flags)})"
+        parts = [f"UID {uid}" if kind == "UID" else f"FLAGS ({session.flag_text(uid, flags)})"
                  for kind in names]
         session.untagged(f"{seq} FETCH ({' '.join(parts)})")
 
@@ -340,7 +341,7 @@ async def store(session: Session, command: Command) -> None:
         seq = selected.seq_of(uid)
         if seq is None:
             continue
-        items = f"FLAGS ({format_flags(info.flags)})"
+        items = f"FLAGS ({session.flag_text(uid, info.flags)})"
         if silent:  # RFC 7162 §3.1.3: MODSEQ is still reported
             items = ""
         if uid_form:
@@ -422,7 +423,8 @@ async def _matching(
 ) -> list[tuple[int, MessageInfo, Callable[[], ParsedMessage]]]:
     selected = session.require_selected()
     tokens = searching.strip_charset(tokens)
-    context = searching.Context(uids=selected.uids, saved=selected.saved)
+    context = searching.Context(uids=selected.uids, saved=selected.saved,
+                                recent=frozenset(selected.recent))
     predicate = searching.compile_keys(tokens, context)
     infos = [m for m in await session.store.messages(selected.folder.id)
              if m.uid not in selected.pending_expunge and m.uid in selected.flags]

@@ -159,6 +159,34 @@ class Session:
         return bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
 
     @property
+    def sees_recent(self) -> bool:
+        """IMAP4rev1 sessions have \\Recent; RFC 9051 removed it (IMAP4rev2)."""
+        return "IMAP4REV2" not in self.enabled
+
+    def flag_text(self, uid: int, flags: frozenset[str]) -> str:
+        """A message's FLAGS list as this session sees it (\\Recent included)."""
+        text = format_flags(flags)
+        selected = self.selected
+        if selected is not None and uid in selected.recent:
+            text = f"{text} \\Recent" if text else "\\Recent"
+        return text
+
+    async def take_recent(self, selected: Selected, uids: list[int], unclaimed: int) -> bool:
+        """RFC 3501 §2.3.2: of ``uids`` (ascending, just learnt of), those no session
+        was told about become \\Recent here. A read-only (EXAMINE) session sees
+        them without taking them (``unclaimed``: the folder's first unclaimed UID
+        as last read). True if any did."""
+        if not uids or not self.sees_recent:
+            return False
+        if selected.readonly:
+            first = unclaimed
+        else:
+            first = await self.store.claim_recent(selected.folder.id, uids[-1])
+        recent = [uid for uid in uids if uid >= first]
+        selected.recent.update(recent)
+        return bool(recent)
+
+    @property
     def condstore(self) -> bool:
         return bool(self.enabled & {"CONDSTORE", "QRESYNC"})
 
@@ -359,11 +387,14 @@ class Session:
             if delta.folder is None:  # deleted under us
                 selected.pending_expunge.update(selected.uids)
             elif delta.folder.highestmodseq > selected.known_modseq:
-                self._absorb_changes(selected, delta)
+                fresh = self._absorb_changes(selected, delta)
+                if await self.take_recent(selected, fresh, delta.folder.first_recent_uid):
+                    self.untagged(f"{len(selected.recent)} RECENT")  # RFC 3501 §7.3.2
         if expunges and selected.pending_expunge:
             self._report_expunges(selected)
 
-    def _absorb_changes(self, selected: Selected, delta: FolderDelta) -> None:
+    def _absorb_changes(self, selected: Selected, delta: FolderDelta) -> list[int]:
+        """Report flag changes and new messages; returns the new UIDs."""
         assert delta.folder is not None
         changed, vanished = delta.changed, delta.vanished
         selected.known_modseq = delta.folder.highestmodseq
@@ -385,9 +416,10 @@ class Session:
             self.untagged(f"{len(selected.uids)} EXISTS")
         gone = set(vanished) & selected.flags.keys()
         selected.pending_expunge.update(gone)
+        return [info.uid for info in fresh]
 
     def flag_items(self, uid: int, flags: frozenset[str], modseq: int) -> str:
-        text = f"FLAGS ({format_flags(flags)}) UID {uid}"
+        text = f"FLAGS ({self.flag_text(uid, flags)}) UID {uid}"
         if self.condstore:
             text += f" MODSEQ ({modseq})"
         return text
@@ -409,6 +441,7 @@ class Session:
         selected.uids = [u for u in selected.uids if u not in drop]
         for uid in gone:
             selected.flags.pop(uid, None)
+        selected.recent -= drop
 
 
 def format_flags(flags: frozenset[str] | set[str]) -> str:

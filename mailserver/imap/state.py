@@ -24,6 +24,8 @@ class Selected:
     flags: dict[int, frozenset[str]] = field(default_factory=dict)
     pending_expunge: set[int] = field(default_factory=set)
     dirty: bool = False
+    # RFC 3501 §2.3.2: the messages this session was first told about (IMAP4rev1).
+    recent: set[int] = field(default_factory=set)
     # RFC 5182 SEARCHRES: the UIDs the last SEARCH ... RETURN (SAVE) found.
     saved: list[int] = field(default_factory=list)
 

@@ -62,6 +62,7 @@ class FolderInfo:
     uidnext: int
     highestmodseq: int
     subscribed: bool
+    first_recent_uid: int = 1  # RFC 3501 §2.3.2 (Store.claim_recent)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class FolderStats:
     unseen: int
     size: int
     deleted: int
+    recent: int = 0  # RFC 3501 §6.3.10: no session told about them yet
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ def _folder_info(row: Any) -> FolderInfo:
         uidnext=row.uidnext,
         highestmodseq=row.highestmodseq,
         subscribed=row.subscribed,
+        first_recent_uid=row.first_recent_uid,
     )
 
 
@@ -245,6 +248,8 @@ class Store:
         # each change; one query answers them all. Dropped on every change.
         self._deltas: dict[tuple[int, int], asyncio.Future[FolderDelta]] = {}
         self._generation: dict[int, int] = {}
+        # folder id -> first UID not yet claimed \Recent by a session of this process.
+        self._recent_taken: dict[int, int] = {}
         self.changes.listeners.append(self._forget_deltas)
         self.changes.prepare = self.folder_delta
 
@@ -657,6 +662,9 @@ class Store:
         """Counts for STATUS (RFC 9051 §6.3.11), in one query."""
         seen = Message.flags.like("%\\Seen%")
         deleted = Message.flags.like("%\\Deleted%")
+        first_recent = (
+            select(Folder.first_recent_uid).where(Folder.id == folder_id).scalar_subquery()
+        )
         async with self._engine.connect() as connection:
             row = (
                 await connection.execute(
@@ -665,10 +673,43 @@ class Store:
                         func.coalesce(func.sum(Message.size), 0),
                         func.count().filter(~seen),
                         func.count().filter(deleted),
+                        func.count().filter(Message.uid >= first_recent),
                     ).where(Message.folder_id == folder_id)
                 )
             ).one()
-        return FolderStats(int(row[0]), int(row[2]), int(row[1]), int(row[3]))
+        return FolderStats(int(row[0]), int(row[2]), int(row[1]), int(row[3]), int(row[4]))
+
+    async def claim_recent(self, folder_id: int, up_to_uid: int) -> int:
+        """RFC 3501 §2.3.2: the messages up to ``up_to_uid`` that no session was told
+        about become \\Recent for the caller, and for no session after it. Returns
+        the first UID of the caller's share: its \\Recent messages are those from it
+        to ``up_to_uid`` (none when it is above).
+
+        A share taken in this process is remembered before it is written, so that
+        of 10,000 IDLE sessions told about one delivery one writes, the others
+        return at once; the row decides between processes."""
+        if self._recent_taken.get(folder_id, 1) > up_to_uid:
+            return up_to_uid + 1
+        self._recent_taken[folder_id] = up_to_uid + 1
+        if len(self._recent_taken) > 100_000:
+            self._recent_taken.clear()  # a bound; forgetting only costs a query
+
+        def work(connection: Connection) -> int:
+            # The no-op update takes the row lock, then the value is ours to move.
+            first = connection.execute(
+                update(Folder).where(Folder.id == folder_id)
+                .values(first_recent_uid=Folder.first_recent_uid)
+                .returning(Folder.first_recent_uid)
+            ).scalar_one_or_none()
+            if first is None:
+                return up_to_uid + 1
+            if int(first) <= up_to_uid:
+                connection.execute(update(Folder).where(Folder.id == folder_id)
+                                   .values(first_recent_uid=up_to_uid + 1))
+            return int(first)
+
+        taken: int = await self._writer.submit(work)
+        return taken
 
     async def messages_by_uid(self, folder_id: int, uids: Sequence[int]) -> list[MessageInfo]:
         found: list[MessageInfo] = []
