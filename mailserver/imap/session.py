@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import bisect
 import contextlib
 import logging
 import ssl
@@ -182,7 +183,7 @@ class Session:
             first = unclaimed
         else:
             first = await self.store.claim_recent(selected.folder.id, uids[-1])
-        recent = [uid for uid in uids if uid >= first]
+        recent = uids[bisect.bisect_left(uids, first):]
         selected.recent.update(recent)
         return bool(recent)
 
