@@ -16,6 +16,7 @@ from typing import TypeVar
 from directory.certificates import Certificates
 from directory.fhir import FhirDirectory
 from directory.service import Directory
+from mailserver import tlsbuffers
 from mailserver.auth import Authenticator
 from mailserver.client_cert import ClientCertificates, request_client_certificates
 from mailserver.dkim.signer import DkimSigner
@@ -193,6 +194,7 @@ class Application:
             self.store.changes.join_peers(self.settings.data_dir / "run")
         if self.notifier is not None:
             await self.notifier.start()
+        tlsbuffers.install()  # one TLS receive buffer per thread, not per connection
         tls = server_context(
             self.settings.path(self.settings.tls.cert), self.settings.path(self.settings.tls.key)
         )

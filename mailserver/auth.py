@@ -125,17 +125,17 @@ class VerifiedCache:
         self._size = size
         self._entries: OrderedDict[tuple[str, str], tuple[bytes, float]] = OrderedDict()
 
-    def _mac(self, password: str) -> bytes:
+    def mac(self, password: str) -> bytes:
         return hmac.digest(self._key, password.encode("utf-8", "surrogatepass"), "sha256")
 
     def check(self, address: str, stored_hash: str, password: str) -> bool:
         entry = self._entries.get((address, stored_hash))
         if entry is None or entry[1] < time.monotonic():
             return False
-        return hmac.compare_digest(entry[0], self._mac(password))
+        return hmac.compare_digest(entry[0], self.mac(password))
 
     def remember(self, address: str, stored_hash: str, password: str) -> None:
-        self._entries[(address, stored_hash)] = (self._mac(password), time.monotonic() + self._ttl)
+        self._entries[(address, stored_hash)] = (self.mac(password), time.monotonic() + self._ttl)
         self._entries.move_to_end((address, stored_hash))
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
@@ -149,6 +149,10 @@ class Authenticator:
         self.certificates = certificates  # SASL EXTERNAL, when the PKI is set up
         self.throttle = FailureThrottle(settings)
         self.verified = VerifiedCache()
+        # Verifications under way, shared by the logins that ask the same question
+        # meanwhile: 10,000 IDLE clients reconnecting to a few mailboxes after a
+        # restart cost one Argon2 each, not one per connection.
+        self._verifying: dict[tuple[str, str, bytes], asyncio.Future[bool]] = {}
 
     async def login(
         self, address: str, password: str, *, client_ip: str, door: str
@@ -167,10 +171,10 @@ class Authenticator:
             mailbox.address, stored_hash, password
         ):
             valid = True
+        elif mailbox is not None and stored_hash is not None:
+            valid = await self._verify_shared(mailbox.address, stored_hash, password)
         else:
-            valid = await asyncio.to_thread(verify_password, stored_hash or _DUMMY_HASH, password)
-            if valid and mailbox is not None and stored_hash is not None:
-                self.verified.remember(mailbox.address, stored_hash, password)
+            valid = await asyncio.to_thread(verify_password, _DUMMY_HASH, password)
         if not valid or mailbox is None or stored_hash is None:
             self.throttle.record_failure(ip_key)
             self.throttle.record_failure(account_key)
@@ -179,6 +183,20 @@ class Authenticator:
             return LoginResult(LoginOutcome.NOT_ALLOWED, mailbox)
         self.throttle.clear(account_key)
         return LoginResult(LoginOutcome.OK, mailbox)
+
+    async def _verify_shared(self, address: str, stored_hash: str, password: str) -> bool:
+        key = (address, stored_hash, self.verified.mac(password))
+        pending = self._verifying.get(key)
+        if pending is None:
+            # A task of its own: a login that gives up does not cancel the others'.
+            pending = asyncio.ensure_future(
+                asyncio.to_thread(verify_password, stored_hash, password))
+            self._verifying[key] = pending
+            pending.add_done_callback(lambda _: self._verifying.pop(key, None))
+        valid = await asyncio.shield(pending)
+        if valid:
+            self.verified.remember(address, stored_hash, password)
+        return valid
 
     async def login_token(
         self, verifier: TokenVerifier, token: str, claimed: str, *, client_ip: str, door: str

@@ -72,7 +72,7 @@ def test_condstore_unchangedsince_and_modified(alice: Raw) -> None:
     alice.command(b"e STORE 2 +FLAGS (\\Seen)")
     lines = alice.command(f"f STORE 1:2 (UNCHANGEDSINCE {highest}) +FLAGS (\\Flagged)".encode())
     assert lines[-1].startswith(b"f OK [MODIFIED 2]")
-    assert lines[0].startswith(b"* 1 FETCH (FLAGS (\\Flagged) MODSEQ (")
+    assert lines[0].startswith(b"* 1 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ (")
     lines = alice.command(f"g SEARCH MODSEQ {highest + 1}".encode())
     assert lines[0].startswith(b"* SEARCH 1 2 (MODSEQ ")
 

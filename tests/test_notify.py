@@ -19,13 +19,14 @@ async def test_change_reaches_watchers_here_and_in_peer_buses(tmp_path: Path) ->
         there = second.subscribe(7)
         elsewhere = third.subscribe(8)  # another folder: hears nothing
         first.publish(FolderChange(7, "exists", (41, 42), 99))
-        assert here.get_nowait() == FolderChange(7, "exists", (41, 42), 99)
-        assert await asyncio.wait_for(there.get(), 2) == FolderChange(7, "exists", (41, 42), 99)
+        assert here.take() and here.last == FolderChange(7, "exists", (41, 42), 99)
+        assert await asyncio.wait_for(there.wait(), 2) == FolderChange(7, "exists", (41, 42), 99)
         await asyncio.sleep(0.05)
-        assert elsewhere.empty()
+        assert not elsewhere.changed
         # A huge expunge travels as "re-read the folder" rather than being lost.
         first.publish(FolderChange(7, "expunge", tuple(range(1, 20_000)), 100))
-        assert (await asyncio.wait_for(there.get(), 2)).uids == ()
+        change = await asyncio.wait_for(there.wait(), 2)
+        assert change is not None and change.uids == ()
     finally:
         for bus in (first, second, third):
             bus.close()
@@ -49,6 +50,6 @@ async def test_gone_peer_is_forgotten_and_garbage_is_ignored(tmp_path: Path) -> 
         intruder.sendto(b"\xff not json", str(alive._path))
         intruder.sendto(b'{"f": 1, "k": "drop table", "u": [], "m": 1}', str(alive._path))
     await asyncio.sleep(0.05)
-    assert watcher.get_nowait().kind == "flags"
-    assert watcher.empty()
+    assert watcher.take() and watcher.last is not None and watcher.last.kind == "flags"
+    assert not watcher.changed
     alive.close()

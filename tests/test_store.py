@@ -13,6 +13,7 @@ from directory.service import Directory
 from mailserver.store import BodyMissing, Store
 from mailserver.store.database import create_engine
 from mailserver.store.migrate import upgrade
+from mailserver.store.notify import FolderChange
 
 
 @pytest.fixture
@@ -85,7 +86,9 @@ async def test_flags_and_expunge_bump_modseq_and_notify(stack: tuple[Store, Dire
         await store.deliver([box.id], f"Subject: {i}\r\n\r\n.\r\n".encode())
     folder = await store.folder(box.id, "INBOX")
     assert folder is not None
-    changes = store.changes.subscribe(folder.id)
+    watcher = store.changes.subscribe(folder.id)
+    heard: list[FolderChange] = []
+    store.changes.listeners.append(heard.append)
     changed = await store.set_flags(folder.id, [1, 2], ["\\Seen"], "add")
     assert {m.uid for m in changed} == {1, 2}
     assert all(m.flags == {"\\Seen"} for m in changed)
@@ -94,8 +97,8 @@ async def test_flags_and_expunge_bump_modseq_and_notify(stack: tuple[Store, Dire
     assert removed == [2, 3]
     left = await store.messages(folder.id)
     assert [(m.uid, m.flags) for m in left] == [(1, frozenset({"\\Seen"}))]
-    flags_event = changes.get_nowait()
-    expunge_event = changes.get_nowait()
+    assert watcher.take()
+    flags_event, expunge_event = [c for c in heard if c.folder_id == folder.id]
     assert (flags_event.kind, flags_event.uids) == ("flags", (1, 2))
     assert (expunge_event.kind, expunge_event.uids) == ("expunge", (2, 3))
     assert expunge_event.modseq > flags_event.modseq

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from mailserver.imap import folders, messages
 from mailserver.imap.session import Bad, No, Session, State
@@ -103,44 +102,57 @@ async def authenticate(session: Session, command: Command) -> None:
 
 
 async def idle(session: Session, command: Command) -> None:
-    """RFC 2177 / RFC 9051 §6.3.13: report changes as they happen until DONE."""
+    """RFC 2177 / RFC 9051 §6.3.13: report changes as they happen until DONE.
+
+    An idling session costs no task of its own besides the one reading DONE: the
+    change bus, that reader and the autologout timer all resolve one future.
+    """
     if command.args:
         raise SyntaxFault("IDLE takes no arguments")
     session.send(b"+ idling")
     await session.refresh(expunges=True, force=True)
     await session.flush()
+    loop = asyncio.get_running_loop()
     reader = asyncio.ensure_future(session.reader.read_line(PRE_AUTH.line))
-    change: asyncio.Future[Any] | None = None
+    wake: list[asyncio.Future[None] | None] = [None]
+    expired = False
+
+    def wake_up(_: object = None) -> None:
+        future = wake[0]
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def autologout() -> None:
+        nonlocal expired
+        expired = True
+        wake_up()
+
+    timer = loop.call_later(session.config.autologout, autologout)
+    reader.add_done_callback(wake_up)
+    selected = session.selected
     try:
-        deadline = asyncio.get_running_loop().time() + session.config.autologout
-        while True:
-            selected = session.selected
-            waits: set[asyncio.Future[Any]] = {reader}
-            change = None
-            if selected is not None:
-                change = asyncio.ensure_future(selected.queue.get())
-                waits.add(change)
-            remaining = deadline - asyncio.get_running_loop().time()
-            done, _ = await asyncio.wait(waits, timeout=max(remaining, 0),
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if change is not None and not change.done():
-                change.cancel()
-            if not done:
-                session.untagged("BYE Autologout: idle for too long")
+        while not reader.done():
+            if expired:
+                session.untagged("BYE Autologout: idle for too long")  # RFC 9051 §5.4
                 session.state = State.LOGOUT
                 return
-            if change is not None and change in done and selected is not None:
-                selected.dirty = True
+            if selected is not None and selected.watcher.changed:
                 await session.refresh(expunges=True)
                 await session.flush()
-            if reader in done:
-                line = reader.result()
-                if line.strip().upper() != b"DONE":
-                    raise Bad("expected DONE")
-                break
+                continue
+            future: asyncio.Future[None] = loop.create_future()
+            wake[0] = future
+            if selected is not None:
+                selected.watcher.waiter = future
+            await future
+        line = reader.result()
+        if line.strip().upper() != b"DONE":
+            raise Bad("expected DONE")
     finally:
-        if change is not None and not change.done():
-            change.cancel()
+        timer.cancel()
+        wake[0] = None
+        if selected is not None:
+            selected.watcher.waiter = None
         if not reader.done():
             reader.cancel()
         elif reader.exception() is not None and isinstance(reader.exception(), ConnectionClosed):

@@ -98,9 +98,8 @@ async def select(session: Session, command: Command) -> None:
     if had_selected:
         session.untagged("OK [CLOSED] previous mailbox closed")  # RFC 7162 §3.2.11
     folder = await _existing(session, name)
-    queue = session.store.changes.subscribe(folder.id)
-    selected = Selected(folder=folder, readonly=readonly, queue=queue,
-                        known_modseq=folder.highestmodseq)
+    watcher = session.store.changes.subscribe(folder.id, since=folder.highestmodseq)
+    selected = Selected(folder=folder, readonly=readonly, watcher=watcher)
     uids, texts = await session.store.view(folder.id)
     # Few distinct flag texts in a folder: one frozenset each, shared by its messages.
     sets = {text: frozenset(text.split()) for text in set(texts)}
@@ -114,7 +113,8 @@ async def select(session: Session, command: Command) -> None:
     all_flags = " ".join((*SYSTEM_FLAGS, *sorted(keywords)))
     session.untagged(f"{len(selected.uids)} EXISTS")
     if "IMAP4REV2" not in session.enabled:
-        session.untagged("0 RECENT")  # RFC 3501 §7.3.2 (no session sees \Recent here)
+        await session.take_recent(selected, selected.uids, folder.first_recent_uid)
+        session.untagged(f"{len(selected.recent)} RECENT")  # RFC 3501 §7.3.2
         if first_unseen:
             session.untagged(f"OK [UNSEEN {first_unseen}] first unseen message")
     session.untagged(f"FLAGS ({all_flags})")
@@ -224,9 +224,14 @@ async def delete(session: Session, command: Command) -> None:
     account = _account(session)
     folders = {f.name for f in await session.store.folders(account)}
     if name not in folders:
+        if any(other.startswith(name + names.DELIMITER) for other in folders):
+            # RFC 3501 / RFC 9051 §6.3.4: a \Noselect name with inferiors cannot go.
+            raise No("[HASCHILDREN] only the mailboxes under this name exist; "
+                     "delete them first")
         raise No("[NONEXISTENT] no such mailbox")
-    if any(other.startswith(name + names.DELIMITER) for other in folders):
-        raise No("[HASCHILDREN] delete the mailboxes under it first")
+    # RFC 3501 / RFC 9051 §6.3.4: a mailbox with inferiors may be deleted; its
+    # messages go and its name stays, \Noselect, while mailboxes exist under it
+    # (as Dovecot does: LIST shows it until the last of them is deleted).
     if session.selected is not None and session.selected.folder.name == name:
         session.close_selected()
     await session.store.delete_folder(account, name)
@@ -339,11 +344,29 @@ async def _emit_list(
     returns: set[str], status_items: list[str], verb: str,
 ) -> None:
     folders = await session.store.folders(_account(session))
-    by_name = {f.name: f for f in folders}
+    by_name: dict[str, FolderInfo | None] = {f.name: f for f in folders}
+    # Names above existing mailboxes that are no mailbox themselves (a parent
+    # deleted, or renamed away): listed \Noselect while they have children
+    # (RFC 3501 §6.3.8; \NonExistent for IMAP4rev2 sessions, RFC 9051 §7.3.1).
+    for folder in folders:
+        parts = folder.name.split(names.DELIMITER)
+        for depth in range(1, len(parts)):
+            by_name.setdefault(names.DELIMITER.join(parts[:depth]), None)
     regexes = [names.pattern_regex(reference, p) for p in patterns]
-    for folder in sorted(folders, key=lambda f: (f.name != "INBOX", f.name)):
-        if not any(r.fullmatch(folder.name) for r in regexes):
+    placeholder = "\\NonExistent" if "IMAP4REV2" in session.enabled else "\\Noselect"
+    for name in sorted(by_name, key=lambda n: (n != "INBOX", n)):
+        if not any(r.fullmatch(name) for r in regexes):
             continue
+        found = by_name[name]
+        if found is None:
+            if selection & {"SUBSCRIBED", "SPECIAL-USE"}:
+                continue
+            attributes = [placeholder] + (["\\HasChildren"] if verb == "LIST" else [])
+            session.untagged(
+                f"{verb} ({' '.join(attributes)}) \"/\" ".encode() + session.encode_name(name)
+            )
+            continue  # no STATUS for a name that is no mailbox (RFC 5819 §2)
+        folder = found
         if "SUBSCRIBED" in selection and not folder.subscribed:
             continue
         if "SPECIAL-USE" in selection and not folder.special_use:
@@ -390,7 +413,7 @@ async def status(session: Session, command: Command) -> None:
 async def _emit_status(session: Session, folder: FolderInfo, items: list[str]) -> None:
     stats = await session.store.folder_stats(folder.id)
     values = {
-        "MESSAGES": stats.messages, "RECENT": 0, "UIDNEXT": folder.uidnext,
+        "MESSAGES": stats.messages, "RECENT": stats.recent, "UIDNEXT": folder.uidnext,
         "UIDVALIDITY": folder.uidvalidity, "UNSEEN": stats.unseen, "SIZE": stats.size,
         "HIGHESTMODSEQ": folder.highestmodseq, "DELETED": stats.deleted,
     }

@@ -25,7 +25,7 @@ from mailserver.imap.syntax import (
 from mailserver.mime import threading as mime_threading
 from mailserver.mime.parse import ParsedMessage
 from mailserver.mime.summary import HEAD_FIELDS, Rendered
-from mailserver.store import MessageInfo, StoreError
+from mailserver.store import Appended, MessageInfo, StoreError
 
 SYSTEM_FLAGS = {f.upper(): f for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen",
                                         "\\Draft")}
@@ -136,18 +136,18 @@ async def append(session: Session, command: Command) -> None:
         batch.append((bytes(message), flags, when))
     if not batch:
         raise SyntaxFault("message literal expected")
-    uids = []
-    uidvalidity = folder.uidvalidity
-    for raw, flags, when in batch:
-        try:
-            stored = await session.store.append(
-                session.mailbox.id, name, raw, flags=flags, internal_date=when,
-                message_id=_message_id(raw),
-            )
-        except StoreError as error:
-            raise No(f"[TRYCREATE] {error}") from error
-        uids.append(stored.uid)
-        uidvalidity = stored.uidvalidity
+    try:
+        # RFC 3502 §6.3.11: all the messages are appended, or none is.
+        stored = await session.store.append_many(session.mailbox.id, name, [
+            Appended(raw, frozenset(flags), when, _message_id(raw)) for raw, flags, when in batch
+        ])
+    except StoreError as error:
+        raise No(f"[TRYCREATE] {error}") from error
+    uids = [item.uid for item in stored]
+    uidvalidity = stored[-1].uidvalidity
+    if session.selected is not None and session.selected.folder.id == folder.id:
+        # RFC 9051 §6.3.12: EXISTS at once (the bus may tell us only later).
+        session.selected.dirty = True
     # RFC 4315 §3: APPENDUID
     session.tagged(command.tag, "OK",
                    f"[APPENDUID {uidvalidity} {seqset.render(uids)}] APPEND completed")
@@ -259,7 +259,8 @@ async def _fetch_messages(
             try:
                 parts.append(fetchitems.render(item, info, info.flags, raw, parsed,
                                                utf8=session.utf8,
-                                               flag_text=format_flags(info.flags),
+                                               flag_text=session.flag_text(info.uid,
+                                                                           info.flags),
                                                summary=summary))
             except fetchitems.UnfetchableData as error:
                 raise No(f"[UNKNOWN-CTE] {error}") from error
@@ -275,7 +276,7 @@ def _fetch_flags_from_view(
 ) -> None:
     names = [item.kind for item in request.items]
     uid_first = names == ["UID", "FLAGS"]
-    pending, flags_of = selected.pending_expunge, selected.flags
+    pending, flags_of, recent = selected.pending_expunge, selected.flags, selected.recent
     texts: dict[frozenset[str], str] = {}  # few distinct flag sets: format each once
     lines: list[str] = []
     for seq, uid in _positions(selected, wanted):
@@ -284,8 +285,11 @@ def _fetch_flags_from_view(
         flags = flags_of.get(uid)
         if flags is None:
             continue
-        text = texts.get(flags)
-        if text is None:
+        if uid in recent:  # RFC 3501 §2.3.2: this session's \Recent is per message
+            text = f"FLAGS ({session.flag_text(uid, flags)})"
+        elif flags in texts:
+            text = texts[flags]
+        else:
             text = texts[flags] = f"FLAGS ({format_flags(flags)})"
         if uid_first:  # the usual UID FETCH 1:* (FLAGS)
             lines.append(f"* {seq} FETCH (UID {uid} {text})")
@@ -372,7 +376,7 @@ async def store(session: Session, command: Command) -> None:
         seq = selected.seq_of(uid)
         if seq is None:
             continue
-        items = f"FLAGS ({format_flags(info.flags)})"
+        items = f"FLAGS ({session.flag_text(uid, info.flags)})"
         if silent:  # RFC 7162 §3.1.3: MODSEQ is still reported
             items = ""
         if uid_form:
@@ -412,6 +416,8 @@ async def copy(session: Session, command: Command) -> None:
         return
     result = await session.store.copy_messages(selected.folder.id, wanted, destination.id,
                                                move=move)
+    if destination.id == selected.folder.id:
+        selected.dirty = True  # EXISTS before the tagged OK (the bus may tell us later)
     code = ""
     if result.pairs:
         code = (f"[COPYUID {result.uidvalidity} {seqset.render(p[0] for p in result.pairs)} "
@@ -461,7 +467,8 @@ async def _matching(
     asked (no body opened); the message rows are loaded only when a key needs them."""
     selected = session.require_selected()
     tokens = searching.strip_charset(tokens)
-    context = searching.Context(uids=selected.uids, saved=selected.saved)
+    context = searching.Context(uids=selected.uids, saved=selected.saved,
+                                recent=frozenset(selected.recent))
     predicate = searching.compile_keys(tokens, context)
     pending, flags = selected.pending_expunge, selected.flags
     view = [(seq, uid) for seq, uid in enumerate(selected.uids, start=1)

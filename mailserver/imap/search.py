@@ -42,6 +42,7 @@ Predicate = Callable[[Candidate], bool]
 class Context:
     uids: list[int]  # the session's view (sequence numbers are positions)
     saved: list[int]  # SEARCHRES
+    recent: frozenset[int] = frozenset()  # RFC 3501 §2.3.2 (empty in IMAP4rev2)
     needs_body: bool = False  # BODY, TEXT: the whole message
     needs_headers: bool = False  # header keys, SENT*: the header block is enough
     needs_info: bool = False  # INTERNALDATE, size or MODSEQ of each message
@@ -107,10 +108,17 @@ class _Reader:
         if name in flag_keys:
             flag, present = flag_keys[name]
             return lambda c: (flag in c.flags) == present
-        if name == "ALL" or name == "OLD":  # no message is \Recent here (RFC 9051 drops it)
+        if name == "ALL":
             return lambda c: True
-        if name in ("NEW", "RECENT"):
-            return lambda c: False
+        # RFC 3501 §6.4.4: RECENT, NEW (\Recent and not \Seen), OLD; RFC 9051 drops
+        # \Recent, so for IMAP4rev2 sessions no message is recent.
+        recent = self.context.recent
+        if name == "RECENT":
+            return lambda c: c.uid in recent
+        if name == "NEW":
+            return lambda c: c.uid in recent and "\\Seen" not in c.flags
+        if name == "OLD":
+            return lambda c: c.uid not in recent
         if name in ("KEYWORD", "UNKEYWORD"):
             keyword = self.string("keyword")
             present = name == "KEYWORD"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import bisect
 import contextlib
 import logging
 import ssl
@@ -172,6 +173,34 @@ class Session:
     @property
     def utf8(self) -> bool:
         return bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
+
+    @property
+    def sees_recent(self) -> bool:
+        """IMAP4rev1 sessions have \\Recent; RFC 9051 removed it (IMAP4rev2)."""
+        return "IMAP4REV2" not in self.enabled
+
+    def flag_text(self, uid: int, flags: frozenset[str]) -> str:
+        """A message's FLAGS list as this session sees it (\\Recent included)."""
+        text = format_flags(flags)
+        selected = self.selected
+        if selected is not None and uid in selected.recent:
+            text = f"{text} \\Recent" if text else "\\Recent"
+        return text
+
+    async def take_recent(self, selected: Selected, uids: list[int], unclaimed: int) -> bool:
+        """RFC 3501 §2.3.2: of ``uids`` (ascending, just learnt of), those no session
+        was told about become \\Recent here. A read-only (EXAMINE) session sees
+        them without taking them (``unclaimed``: the folder's first unclaimed UID
+        as last read). True if any did."""
+        if not uids or not self.sees_recent:
+            return False
+        if selected.readonly:
+            first = unclaimed
+        else:
+            first = await self.store.claim_recent(selected.folder.id, uids[-1])
+        recent = uids[bisect.bisect_left(uids, first):]
+        selected.recent.update(recent)
+        return bool(recent)
 
     @property
     def condstore(self) -> bool:
@@ -375,7 +404,7 @@ class Session:
 
     def close_selected(self) -> None:
         if self.selected is not None:
-            self.store.changes.unsubscribe(self.selected.folder.id, self.selected.queue)
+            self.store.changes.unsubscribe(self.selected.folder.id, self.selected.watcher)
             self.selected = None
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED
@@ -400,11 +429,14 @@ class Session:
             if delta.folder is None:  # deleted under us
                 selected.pending_expunge.update(selected.uids)
             elif delta.folder.highestmodseq > selected.known_modseq:
-                self._absorb_changes(selected, delta)
+                fresh = self._absorb_changes(selected, delta)
+                if await self.take_recent(selected, fresh, delta.folder.first_recent_uid):
+                    self.untagged(f"{len(selected.recent)} RECENT")  # RFC 3501 §7.3.2
         if expunges and selected.pending_expunge:
             self._report_expunges(selected)
 
-    def _absorb_changes(self, selected: Selected, delta: FolderDelta) -> None:
+    def _absorb_changes(self, selected: Selected, delta: FolderDelta) -> list[int]:
+        """Report flag changes and new messages; returns the new UIDs."""
         assert delta.folder is not None
         changed, vanished = delta.changed, delta.vanished
         selected.known_modseq = delta.folder.highestmodseq
@@ -426,9 +458,10 @@ class Session:
             self.untagged(f"{len(selected.uids)} EXISTS")
         gone = set(vanished) & selected.flags.keys()
         selected.pending_expunge.update(gone)
+        return [info.uid for info in fresh]
 
     def flag_items(self, uid: int, flags: frozenset[str], modseq: int) -> str:
-        text = f"FLAGS ({format_flags(flags)}) UID {uid}"
+        text = f"FLAGS ({self.flag_text(uid, flags)}) UID {uid}"
         if self.condstore:
             text += f" MODSEQ ({modseq})"
         return text
@@ -450,6 +483,7 @@ class Session:
         selected.uids = [u for u in selected.uids if u not in drop]
         for uid in gone:
             selected.flags.pop(uid, None)
+        selected.recent -= drop
 
 
 def format_flags(flags: frozenset[str] | set[str]) -> str:

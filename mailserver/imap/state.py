@@ -8,26 +8,36 @@ reporting them.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 from dataclasses import dataclass, field
 
 from mailserver.store import FolderInfo
-from mailserver.store.notify import FolderChange
+from mailserver.store.notify import Watcher
 
 
 @dataclass
 class Selected:
     folder: FolderInfo
     readonly: bool
-    queue: asyncio.Queue[FolderChange]
+    watcher: Watcher
     uids: list[int] = field(default_factory=list)
     flags: dict[int, frozenset[str]] = field(default_factory=dict)
-    known_modseq: int = 0
     pending_expunge: set[int] = field(default_factory=set)
     dirty: bool = False
+    # RFC 3501 §2.3.2: the messages this session was first told about (IMAP4rev1).
+    recent: set[int] = field(default_factory=set)
     # RFC 5182 SEARCHRES: the UIDs the last SEARCH ... RETURN (SAVE) found.
     saved: list[int] = field(default_factory=list)
+
+    @property
+    def known_modseq(self) -> int:
+        # Kept on the watcher: the change bus reads it to prepare, once for all the
+        # sessions that know the same state, what they will ask (notify.py).
+        return self.watcher.since
+
+    @known_modseq.setter
+    def known_modseq(self, value: int) -> None:
+        self.watcher.since = value
 
     def seq_of(self, uid: int) -> int | None:
         index = bisect.bisect_left(self.uids, uid)
@@ -37,10 +47,6 @@ class Selected:
 
     def drain(self) -> bool:
         """Consume notifications; True if any arrived since the last look."""
-        while True:
-            try:
-                self.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                break
+        if self.watcher.take():
             self.dirty = True
         return self.dirty

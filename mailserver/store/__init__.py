@@ -1,6 +1,7 @@
 """The message store: folders, messages, bodies, threads, change notifications."""
 
 from mailserver.store.api import (
+    Appended,
     BodyMissing,
     CopyResult,
     Delivered,
@@ -15,6 +16,6 @@ from mailserver.store.api import (
 )
 
 __all__ = [
-    "BodyMissing", "CopyResult", "Delivered", "FlagResult", "FolderInfo", "FolderStats",
-    "MessageInfo", "Store", "StoreError", "ThreadInfo", "ThreadUpdate",
+    "Appended", "BodyMissing", "CopyResult", "Delivered", "FlagResult", "FolderInfo",
+    "FolderStats", "MessageInfo", "Store", "StoreError", "ThreadInfo", "ThreadUpdate",
 ]

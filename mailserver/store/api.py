@@ -71,6 +71,7 @@ class FolderInfo:
     uidnext: int
     highestmodseq: int
     subscribed: bool
+    first_recent_uid: int = 1  # RFC 3501 §2.3.2 (Store.claim_recent)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,16 @@ class Delivered:
     uidvalidity: int
     uid: int
     modseq: int
+
+
+@dataclass(frozen=True)
+class Appended:
+    """One message of an APPEND / MULTIAPPEND."""
+
+    raw: bytes
+    flags: frozenset[str] = frozenset()
+    internal_date: dt.datetime | None = None
+    message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,7 @@ class FolderStats:
     unseen: int
     size: int
     deleted: int
+    recent: int = 0  # RFC 3501 §6.3.10: no session told about them yet
 
 
 @dataclass(frozen=True)
@@ -157,6 +169,7 @@ def _folder_info(row: Any) -> FolderInfo:
         uidnext=row.uidnext,
         highestmodseq=row.highestmodseq,
         subscribed=row.subscribed,
+        first_recent_uid=row.first_recent_uid,
     )
 
 
@@ -292,7 +305,10 @@ class Store:
         self._deltas: dict[tuple[int, int], asyncio.Future[FolderDelta]] = {}
         self._bodies_queries: dict[tuple[bool, bool], Any] = {}
         self._generation: dict[int, int] = {}
+        # folder id -> first UID not yet claimed \Recent by a session of this process.
+        self._recent_taken: dict[int, int] = {}
         self.changes.listeners.append(self._forget_deltas)
+        self.changes.prepare = self.folder_delta
 
     def _forget_uncommitted(self) -> None:
         """A rolled-back write may have cached ids of folders, or mailbox keys, it
@@ -370,23 +386,37 @@ class Store:
         message_id: str | None = None,
     ) -> Delivered:
         """IMAP APPEND: store ``raw`` in an existing folder of the mailbox."""
-        when = internal_date or dt.datetime.now(dt.UTC)
-        digest = hashlib.sha256(raw).hexdigest()
-        flag_text = " ".join(sorted(set(flags)))
-        summary = _summary_of(raw)
+        stored = await self.append_many(
+            mailbox_id, folder, [Appended(raw, frozenset(flags), internal_date, message_id)]
+        )
+        return stored[0]
+
+    async def append_many(
+        self, mailbox_id: int, folder: str, messages: Sequence[Appended]
+    ) -> list[Delivered]:
+        """IMAP MULTIAPPEND: every message stored in one transaction, or none
+        (RFC 3502 §6.3.11: "all or none of the messages are appended")."""
+        now = dt.datetime.now(dt.UTC)
+        prepared = [
+            (m, hashlib.sha256(m.raw).hexdigest(), " ".join(sorted(set(m.flags))),
+             _summary_of(m.raw))
+            for m in messages
+        ]
 
         def work(connection: Connection) -> list[Delivered]:
             folder_id = self._existing_folder_id(connection, mailbox_id, folder)
-            blob_id = self._store_body(connection, digest, raw, [mailbox_id])
-            return [
-                self._insert_message(
-                    connection, mailbox_id, folder_id, blob_id, len(raw),
-                    when, flag_text, message_id, None, summary,
-                )
-            ]
+            stored = []
+            for message, digest, flag_text, summary in prepared:
+                blob_id = self._store_body(connection, digest, message.raw, [mailbox_id])
+                stored.append(self._insert_message(
+                    connection, mailbox_id, folder_id, blob_id, len(message.raw),
+                    message.internal_date or now, flag_text, message.message_id, None,
+                    summary,
+                ))
+            return stored
 
         result: list[Delivered] = await self._writer.submit(work, self._announce_new)
-        return result[0]
+        return result
 
     async def set_flags(
         self, folder_id: int, uids: Sequence[int], flags: Iterable[str], mode: FlagMode
@@ -701,6 +731,9 @@ class Store:
         """Counts for STATUS (RFC 9051 §6.3.11), in one query."""
         seen = Message.flags.like("%\\Seen%")
         deleted = Message.flags.like("%\\Deleted%")
+        first_recent = (
+            select(Folder.first_recent_uid).where(Folder.id == folder_id).scalar_subquery()
+        )
         async with self._engine.connect() as connection:
             row = (
                 await connection.execute(
@@ -709,10 +742,43 @@ class Store:
                         func.coalesce(func.sum(Message.size), 0),
                         func.count().filter(~seen),
                         func.count().filter(deleted),
+                        func.count().filter(Message.uid >= first_recent),
                     ).where(Message.folder_id == folder_id)
                 )
             ).one()
-        return FolderStats(int(row[0]), int(row[2]), int(row[1]), int(row[3]))
+        return FolderStats(int(row[0]), int(row[2]), int(row[1]), int(row[3]), int(row[4]))
+
+    async def claim_recent(self, folder_id: int, up_to_uid: int) -> int:
+        """RFC 3501 §2.3.2: the messages up to ``up_to_uid`` that no session was told
+        about become \\Recent for the caller, and for no session after it. Returns
+        the first UID of the caller's share: its \\Recent messages are those from it
+        to ``up_to_uid`` (none when it is above).
+
+        A share taken in this process is remembered before it is written, so that
+        of 10,000 IDLE sessions told about one delivery one writes, the others
+        return at once; the row decides between processes."""
+        if self._recent_taken.get(folder_id, 1) > up_to_uid:
+            return up_to_uid + 1
+        self._recent_taken[folder_id] = up_to_uid + 1
+        if len(self._recent_taken) > 100_000:
+            self._recent_taken.clear()  # a bound; forgetting only costs a query
+
+        def work(connection: Connection) -> int:
+            # The no-op update takes the row lock, then the value is ours to move.
+            first = connection.execute(
+                update(Folder).where(Folder.id == folder_id)
+                .values(first_recent_uid=Folder.first_recent_uid)
+                .returning(Folder.first_recent_uid)
+            ).scalar_one_or_none()
+            if first is None:
+                return up_to_uid + 1
+            if int(first) <= up_to_uid:
+                connection.execute(update(Folder).where(Folder.id == folder_id)
+                                   .values(first_recent_uid=up_to_uid + 1))
+            return int(first)
+
+        taken: int = await self._writer.submit(work)
+        return taken
 
     async def messages_by_uid(self, folder_id: int, uids: Sequence[int]) -> list[MessageInfo]:
         def read(connection: Connection) -> list[MessageInfo]:
@@ -1253,8 +1319,12 @@ class Store:
         return Delivered(mailbox_id, folder_id, uidvalidity, uid, modseq)
 
     def _announce_new(self, delivered: list[Delivered]) -> None:
+        by_folder: dict[int, list[Delivered]] = {}
         for item in delivered:
-            self.changes.publish(FolderChange(item.folder_id, "exists", (item.uid,), item.modseq))
+            by_folder.setdefault(item.folder_id, []).append(item)
+        for folder_id, items in by_folder.items():  # one change per folder (MULTIAPPEND)
+            self.changes.publish(FolderChange(folder_id, "exists", tuple(i.uid for i in items),
+                                              max(i.modseq for i in items)))
 
 
 def _with_flags(info: MessageInfo, flags: set[str], modseq: int) -> MessageInfo:

@@ -53,6 +53,9 @@ class Folder(Base):
     uidnext: Mapped[int] = mapped_column(BigInteger, default=1)
     # RFC 7162 §3.1.1: every change to the folder gets a higher MODSEQ.
     highestmodseq: Mapped[int] = mapped_column(BigInteger, default=1)
+    # RFC 3501 §2.3.2: messages from this UID on are \Recent for the next session
+    # told about them (Store.claim_recent), and for no session after it.
+    first_recent_uid: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()

@@ -19,7 +19,7 @@ import socket
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -59,10 +59,63 @@ class FolderChange:
             return None
 
 
+class Watcher:
+    """One session's interest in one folder: a flag the bus raises, and the future
+    to resolve while the session waits (IDLE). No queue and no task per watcher:
+    10,000 IDLE sessions on one folder are woken by 10,000 ``set_result`` calls.
+    What changed is re-read from the folder (MODSEQ), so only the signal matters;
+    ``last`` keeps the latest change for those who want to look."""
+
+    __slots__ = ("changed", "last", "since", "waiter")
+
+    def __init__(self, since: int = 0) -> None:
+        self.changed = False
+        # The MODSEQ up to which the watcher knows the folder (IMAP: the session's).
+        self.since = since
+        self.last: FolderChange | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    def notify(self, change: FolderChange) -> None:
+        self.changed = True
+        self.last = change
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def take(self) -> bool:
+        """Whether a change arrived since the last call."""
+        changed, self.changed = self.changed, False
+        return changed
+
+    async def wait(self) -> FolderChange | None:
+        """Until a change arrives (at once if one is waiting); consumes it."""
+        if not self.changed:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        self.changed = False
+        return self.last
+
+
+# From this many watchers of one folder, what they will ask is prepared before
+# they are woken (see ``ChangeBus.prepare``).
+PREPARE_FROM = 8
+PREPARE_MAX_STATES = 4
+
+
 class ChangeBus:
-    def __init__(self, queue_size: int = 1000) -> None:
-        self._watchers: dict[int, set[asyncio.Queue[FolderChange]]] = defaultdict(set)
-        self._queue_size = queue_size
+    def __init__(self) -> None:
+        self._watchers: dict[int, set[Watcher]] = defaultdict(set)
+        # Set by the store: ``prepare(folder_id, since)`` reads what changed in the
+        # folder after ``since`` and keeps it for the watchers that will ask. Woken
+        # only once it is ready, 10,000 IDLE sessions of one folder find the answer
+        # waiting instead of each suspending (and allocating) to wait for one query.
+        self.prepare: Callable[[int, int], Awaitable[object]] | None = None
+        self._preparing: set[asyncio.Task[None]] = set()
         self._socket: socket.socket | None = None
         self._directory: Path | None = None
         self._path: Path | None = None
@@ -75,15 +128,15 @@ class ChangeBus:
 
     # ---- watchers in this process ------------------------------------------------
 
-    def subscribe(self, folder_id: int) -> asyncio.Queue[FolderChange]:
-        queue: asyncio.Queue[FolderChange] = asyncio.Queue(self._queue_size)
-        self._watchers[folder_id].add(queue)
-        return queue
+    def subscribe(self, folder_id: int, since: int = 0) -> Watcher:
+        watcher = Watcher(since)
+        self._watchers[folder_id].add(watcher)
+        return watcher
 
-    def unsubscribe(self, folder_id: int, queue: asyncio.Queue[FolderChange]) -> None:
+    def unsubscribe(self, folder_id: int, watcher: Watcher) -> None:
         watchers = self._watchers.get(folder_id)
         if watchers is not None:
-            watchers.discard(queue)
+            watchers.discard(watcher)
             if not watchers:
                 del self._watchers[folder_id]
 
@@ -100,12 +153,29 @@ class ChangeBus:
         """Tell local watchers only (changes heard from other processes come in here)."""
         for listener in self.listeners:
             listener(change)
-        for queue in self._watchers.get(change.folder_id, ()):
-            if queue.full():
-                # A watcher that does not read loses detail, not the signal: it
-                # re-reads the folder state when it wakes.
-                continue
-            queue.put_nowait(change)
+        watchers = self._watchers.get(change.folder_id)
+        if not watchers:
+            return
+        if self.prepare is not None and len(watchers) >= PREPARE_FROM:
+            states = {watcher.since for watcher in watchers}
+            if len(states) <= PREPARE_MAX_STATES:
+                task = asyncio.ensure_future(self._prepare_then_notify(change, states))
+                self._preparing.add(task)
+                task.add_done_callback(self._preparing.discard)
+                return
+        for watcher in list(watchers):
+            watcher.notify(change)
+
+    async def _prepare_then_notify(self, change: FolderChange, states: set[int]) -> None:
+        assert self.prepare is not None
+        try:
+            for since in states:
+                await self.prepare(change.folder_id, since)
+        except Exception:
+            log.exception("change bus: preparing folder %d failed", change.folder_id)
+        finally:
+            for watcher in list(self._watchers.get(change.folder_id, ())):
+                watcher.notify(change)
 
     # ---- peers in other processes -------------------------------------------------
 
