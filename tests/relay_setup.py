@@ -6,9 +6,10 @@ loopback port 25. Set up through the `mss` commands an operator would use."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,3 +135,19 @@ def enable_smime(operators: Operators, key_type: str = "rsa2048") -> None:
         mss(here, "pki", "trust", "add", str(there.data_dir / "pki" / "ca" / "root" / "ca.pem"))
         mss(here, "directory", "cert", "add", str(there.path(there.smime.encrypt_certificate)),
             "--domain", there.server.domains[0], "--usage", "encrypt")
+
+
+@contextlib.contextmanager
+def running_pair(operators: Operators, b_mailboxes: tuple[str, ...] = ()
+                 ) -> Iterator[tuple[ServerThread, ServerThread]]:
+    """Both operators serving, with Alice at A and Bruno (and ``b_mailboxes``) at B."""
+    a = ServerThread(operators.a).start()
+    b = ServerThread(operators.b).start()
+    a.add_mailbox(f"alice@{DOMAIN_A}", PASSWORD)
+    for address in (f"bruno@{DOMAIN_B}", *b_mailboxes):
+        b.add_mailbox(address, PASSWORD)
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()

@@ -24,6 +24,7 @@ from tests.relay_setup import (
     make_operators,
     mss,
     queue_size,
+    running_pair,
     wait_for,
 )
 
@@ -47,15 +48,8 @@ def operators(tmp_path: Path, database_url: str) -> Operators:
 
 @pytest.fixture
 def running(operators: Operators) -> Iterator[tuple[ServerThread, ServerThread]]:
-    a = ServerThread(operators.a).start()
-    b = ServerThread(operators.b).start()
-    a.add_mailbox(ALICE, PASSWORD)
-    b.add_mailbox(BRUNO, PASSWORD)
-    try:
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
+    with running_pair(operators) as pair:
+        yield pair
 
 
 def _b_key(b: ServerThread) -> bytes:

@@ -39,6 +39,7 @@ from tests.relay_setup import (
     make_operators,
     mss,
     queue_size,
+    running_pair,
     tune,
     wait_for,
 )
@@ -95,16 +96,8 @@ def operators(tmp_path: Path, database_url: str) -> Operators:
 
 @pytest.fixture
 def running(operators: Operators) -> Iterator[tuple[ServerThread, ServerThread]]:
-    a = ServerThread(operators.a).start()
-    b = ServerThread(operators.b).start()
-    a.add_mailbox(ALICE, PASSWORD)
-    b.add_mailbox(BRUNO, PASSWORD)
-    b.add_mailbox(CLAIRE, PASSWORD)
-    try:
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
+    with running_pair(operators, (CLAIRE,)) as pair:
+        yield pair
 
 
 def test_signed_encrypted_arrives_verified_and_decrypted(
