@@ -196,11 +196,10 @@ def test_patient_statuses_and_notification_address(database_url: str) -> None:
     assert record is not None and record.patient_status is PatientStatus.OPPOSED
 
 
-def test_prefix_of_many_words(tmp_path: Path) -> None:
+def test_prefix_of_many_words(database_url: str) -> None:
     """A prefix starting more words than are expanded one by one still matches all."""
     from directory.search import MAX_EXPANSIONS
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
     count = MAX_EXPANSIONS + 10
 
     async def body(engine, directory: Directory, search):  # type: ignore[no-untyped-def]
@@ -210,7 +209,7 @@ def test_prefix_of_many_words(tmp_path: Path) -> None:
         return (await search.search("zedk anne", limit=100),
                 await search.search("zedko007"), await search.search("zedkx"))
 
-    many, one, none = with_db(url, body)
+    many, one, none = with_db(database_url, body)
     assert many.total == count
     assert [e.address for e in one.entries] == ["p7@hopital.example"]
     assert none.entries == []
