@@ -38,6 +38,8 @@ POSTGRES = [
     FOR EACH STATEMENT EXECUTE FUNCTION directory_search_vocab_add()""",
     """INSERT INTO directory_search_vocab (term)
     SELECT DISTINCT unnest(tsvector_to_array(words)) FROM directory_search""",
+    # Every search reads GIN's pending list through: merged now (imports do too).
+    "SELECT gin_clean_pending_list('ix_directory_search_words')",
 ]
 
 
