@@ -225,8 +225,8 @@ def test_prefixes_expand_to_the_words_they_start(database_url: str, tmp_path: Pa
     async def body(engine, directory, search):  # type: ignore[no-untyped-def]
         await import_file(engine, V1)
         before = {query: await _found(search, query) for query in (
-            "gloriet", "gloriette", "LEFÈV lyo", "lefev", "œuvr", "secreta", "cardiol nant", "zorgl",
-            "dupondea")}
+            "gloriet", "gloriette", "LEFÈV lyo", "lefev", "œuvr", "secreta", "cardiol nant",
+            "zorgl", "dupondea")}
         await directory.add_mailbox("z.zorglub@hopital.example", MailboxType.PER,
                                     password_hash=None, display_name="Zorglub Anne")
         await import_file(engine, renamed)  # an UPDATE of the document, a new word
