@@ -4,8 +4,10 @@ Every word of the query must start a word of the entry (names, profession,
 specialty, service, organisation, street, city, postal code, department), accents
 and case aside. The words of each mailbox are one normalised document
 (``directory_search``); the word index is FTS5 on SQLite and a GIN index on
-``to_tsvector('simple', …)`` on PostgreSQL, both answering prefix queries from the
-index. Red-listed, retired and disabled mailboxes are never returned.
+``to_tsvector('simple', …)`` on PostgreSQL. On both, a prefix starting at most
+MAX_EXPANSIONS words becomes the OR of those exact words, read from the index's
+vocabulary (both indexes answer exact words much faster than prefixes).
+Red-listed, retired and disabled mailboxes are never returned.
 
 Up to ``CANDIDATES`` matches are ranked (whole-word matches first, then by name);
 a broader query says so and asks for more words.
