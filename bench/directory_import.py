@@ -2,14 +2,17 @@
 size, 84 % PER / 16 % ORG, a few duplicated addresses), re-import it, then measure
 the public search latency; on SQLite, then on PostgreSQL.
 
-    python bench/directory_import.py [--rows N] [--sqlite-only]
+    python bench/directory_import.py [--rows N] [--sqlite-only | --postgres-only]
                                      [--postgres postgresql+asyncpg://…/db]
+                                     [--keep] [--search-only]
 
 Targets (issue 3): ≥ 20,000 rows/s on SQLite, peak RSS < 300 MB, search p95 < 50 ms.
 Each database runs in a child process of its own, so that the peak RSS printed is
 that import's. Without --postgres a scratch database is created on the local server
 (127.0.0.1:5432, user postgres, as the tests) and dropped afterwards; a database
-given must be empty (or a previous run's): it is migrated.
+given must be empty (or a previous run's): it is migrated. --keep leaves the scratch
+database in place (its URL is printed); --search-only with --postgres only measures the
+search on a database a previous run imported (same --rows), to iterate on the search.
 """
 
 from __future__ import annotations
@@ -109,11 +112,12 @@ def generate(path: Path, rows: int, seed: int = 3) -> list[tuple[str, str, str]]
     return sample
 
 
-async def run(url: str, path: Path, rows: int, sample: list[tuple[str, str, str]]) -> None:
+async def run(url: str, path: Path, rows: int, sample: list[tuple[str, str, str]],
+              search_only: bool = False) -> None:
     engine = create_engine(url, sqlite_synchronous="NORMAL")
     try:
         await upgrade(engine)
-        for label in ("first import", "re-import (no change)"):
+        for label in () if search_only else ("first import", "re-import (no change)"):
             started, cpu = time.monotonic(), _cpu_seconds()
             report = await import_file(engine, path)
             seconds, cpu = time.monotonic() - started, _cpu_seconds() - cpu
@@ -161,18 +165,18 @@ async def _admin(statement: str) -> None:
 
 
 def _child(label: str, url: str, path: Path, rows: int,
-           sample: list[tuple[str, str, str]]) -> None:
+           sample: list[tuple[str, str, str]], search_only: bool) -> None:
     print(f"{label}:", flush=True)
-    asyncio.run(run(url, path, rows, sample))
+    asyncio.run(run(url, path, rows, sample, search_only))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  peak RSS {peak_mb:.0f} MB (this process: generator sample, import, search)",
           flush=True)
 
 
 def _in_child(label: str, url: str, path: Path, rows: int,
-              sample: list[tuple[str, str, str]]) -> None:
+              sample: list[tuple[str, str, str]], search_only: bool = False) -> None:
     process = multiprocessing.get_context("fork").Process(
-        target=_child, args=(label, url, path, rows, sample))
+        target=_child, args=(label, url, path, rows, sample, search_only))
     process.start()
     process.join()
     if process.exitcode:
@@ -185,7 +189,14 @@ def main() -> None:
     parser.add_argument("--postgres", help="PostgreSQL database to use (asyncpg URL; "
                                            "default: a scratch database on 127.0.0.1)")
     parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
+    parser.add_argument("--postgres-only", action="store_true", help="skip SQLite")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the scratch PostgreSQL database (for --search-only)")
+    parser.add_argument("--search-only", action="store_true",
+                        help="no import: measure the search on --postgres (imported before)")
     options = parser.parse_args()
+    if options.search_only and not options.postgres:
+        parser.error("--search-only needs --postgres (a database a previous run imported)")
     print(f"load average before the run {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} CPUs", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,8 +205,9 @@ def main() -> None:
         sample = generate(path, options.rows)
         print(f"generated {options.rows:,} rows ({path.stat().st_size / 1e6:.0f} MB) in "
               f"{time.monotonic() - started:.1f} s", flush=True)
-        _in_child("SQLite", f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}", path,
-                  options.rows, sample)
+        if not (options.postgres_only or options.search_only):
+            _in_child("SQLite", f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}", path,
+                      options.rows, sample)
         if not options.sqlite_only:
             scratch = None
             url = options.postgres
@@ -204,9 +216,11 @@ def main() -> None:
                 asyncio.run(_admin(f'CREATE DATABASE "{scratch}"'))
                 url = f"{LOCAL_POSTGRES}/{scratch}"
             try:
-                _in_child("PostgreSQL", url, path, options.rows, sample)
+                _in_child("PostgreSQL", url, path, options.rows, sample, options.search_only)
             finally:
-                if scratch:
+                if scratch and options.keep:
+                    print(f"kept {url}")
+                elif scratch:
                     asyncio.run(_admin(f'DROP DATABASE "{scratch}"'))
     print(f"load average after the run {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} CPUs")

@@ -196,11 +196,10 @@ def test_patient_statuses_and_notification_address(database_url: str) -> None:
     assert record is not None and record.patient_status is PatientStatus.OPPOSED
 
 
-def test_prefix_of_many_words(tmp_path: Path) -> None:
+def test_prefix_of_many_words(database_url: str) -> None:
     """A prefix starting more words than are expanded one by one still matches all."""
     from directory.search import MAX_EXPANSIONS
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
     count = MAX_EXPANSIONS + 10
 
     async def body(engine, directory: Directory, search):  # type: ignore[no-untyped-def]
@@ -210,7 +209,45 @@ def test_prefix_of_many_words(tmp_path: Path) -> None:
         return (await search.search("zedk anne", limit=100),
                 await search.search("zedko007"), await search.search("zedkx"))
 
-    many, one, none = with_db(url, body)
+    many, one, none = with_db(database_url, body)
     assert many.total == count
     assert [e.address for e in one.entries] == ["p7@hopital.example"]
     assert none.entries == []
+
+
+def test_prefixes_expand_to_the_words_they_start(database_url: str, tmp_path: Path) -> None:
+    """Long prefixes become ORs of the vocabulary's words (FTS5's on SQLite, migration
+    0005_search_vocab's on PostgreSQL): rare words, accents, the red list and words
+    written after the first search (by the service, by a re-import) all still hold."""
+    renamed = tmp_path / "mssante_v1_renamed.csv"
+    renamed.write_bytes(V1.read_bytes().replace(b"|DUPOND|", b"|DUPONDEAU|"))
+
+    async def body(engine, directory, search):  # type: ignore[no-untyped-def]
+        await import_file(engine, V1)
+        before = {query: await _found(search, query) for query in (
+            "gloriet", "gloriette", "LEFÈV lyo", "lefev", "œuvr", "secreta", "cardiol nant",
+            "zorgl", "dupondea")}
+        await directory.add_mailbox("z.zorglub@hopital.example", MailboxType.PER,
+                                    password_hash=None, display_name="Zorglub Anne")
+        await import_file(engine, renamed)  # an UPDATE of the document, a new word
+        await directory.set_red_list("helene.lefevre@pro.mssante.example", True)
+        fresh = DirectorySearch(engine)  # expansions are cached for a minute
+        after = {query: await _found(fresh, query) for query in (
+            "zorgl", "zorglub an", "dupondea", "dupond", "lefev")}
+        return before, after
+
+    before, after = with_db(database_url, body)
+    assert "jean.dupont@chu-nantes.mssante.example" in before["gloriet"]
+    assert before["gloriet"] == before["gloriette"]
+    helene = ["helene.lefevre@pro.mssante.example"]
+    assert before["LEFÈV lyo"] == before["lefev"] == helene
+    assert before["œuvr"] == ["camille.oeuvray@pharmacie.mssante.example"]
+    assert before["secreta"] == ["secretariat@pro.mssante.example"]
+    assert sorted(before["cardiol nant"]) == sorted([
+        "jean.dupont@chu-nantes.mssante.example",
+        "j.dupont.urgences@chu-nantes.mssante.example",
+        "cardiologie@chu-nantes.mssante.example"])
+    assert before["zorgl"] == before["dupondea"] == []
+    assert after["zorgl"] == after["zorglub an"] == ["z.zorglub@hopital.example"]
+    assert after["dupondea"] == after["dupond"] == ["marc.dupond@pro.mssante.example"]
+    assert after["lefev"] == []  # red-listed
