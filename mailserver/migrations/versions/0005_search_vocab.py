@@ -1,7 +1,7 @@
 """directory search vocabulary on PostgreSQL (prefix → exact words)
 
 Revision ID: 0005_search_vocab
-Revises: 0004_directory_import
+Revises: 0004_recent
 
 A GIN prefix match (``paris:*``) collects every matching row into a bitmap before
 ANDing, so a query of several common prefixes costs tens of milliseconds on the
@@ -15,7 +15,7 @@ document holds any more expands into a term that matches nothing).
 from alembic import op
 
 revision = "0005_search_vocab"
-down_revision = "0004_directory_import"
+down_revision = "0004_recent"
 branch_labels = None
 depends_on = None
 
