@@ -54,6 +54,8 @@ def protect(message: bytes, signer: Identity, recipients: Sequence[x509.Certific
 
 def _strip_our_results(head: bytes, authserv_id: str) -> bytes:
     """RFC 8601 §5: remove Authentication-Results fields claiming to be ours."""
+    if b"authentication-results" not in head.lower():
+        return head  # the usual case: no such field, nothing to parse
     kept = b""
     for name, raw in mime.fields(head):
         if name == "authentication-results":
