@@ -111,6 +111,16 @@ def imap(pki: Pki, cert: tuple[Path, Path] | None, *, implicit: bool = True) -> 
     return client
 
 
+def imap_refuses(pki: Pki, files: tuple[Path, Path]) -> None:
+    """IMAP AUTHENTICATE EXTERNAL with this certificate: NO [AUTHENTICATIONFAILED]."""
+    client = imap(pki, files)
+    try:
+        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+            client.authenticate("EXTERNAL", lambda _: b"")
+    finally:
+        client.logout()
+
+
 def refused_reason(caplog: pytest.LogCaptureFixture, text: str) -> None:
     lines = [r.getMessage() for r in caplog.records if "certificate login refused" in
              r.getMessage()]
@@ -233,12 +243,7 @@ def test_expired_certificate_is_refused_and_password_still_works(
         assert error.value.smtp_code == 535
         assert client.login(APP, PASSWORD)[0] == 235  # the same TLS session
     refused_reason(caplog, "expired on")
-    client2 = imap(pki, (cert, key))
-    try:
-        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
-            client2.authenticate("EXTERNAL", lambda _: b"")
-    finally:
-        client2.logout()
+    imap_refuses(pki, (cert, key))
 
 
 def test_certificate_from_an_untrusted_ca_never_logs_in(
@@ -281,12 +286,7 @@ def test_certificate_without_binding_is_refused(
             client.auth("EXTERNAL", external(UNBOUND))  # type: ignore[arg-type]
         assert error.value.smtp_code == 535
     refused_reason(caplog, "bound to no mailbox")
-    client2 = imap(pki, (cert, key))
-    try:
-        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
-            client2.authenticate("EXTERNAL", lambda _: b"")
-    finally:
-        client2.logout()
+    imap_refuses(pki, (cert, key))
 
 
 def test_without_a_certificate_external_is_not_offered(
@@ -322,12 +322,7 @@ def test_person_mailbox_cannot_log_in_by_certificate(
         assert error.value.smtp_code == 535
         assert b"application and organisation" in error.value.smtp_error
     refused_reason(caplog, "is a PER mailbox")
-    client2 = imap(pki, (cert, key))
-    try:
-        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
-            client2.authenticate("EXTERNAL", lambda _: b"")
-    finally:
-        client2.logout()
+    imap_refuses(pki, (cert, key))
 
 
 
