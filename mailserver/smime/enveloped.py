@@ -357,15 +357,19 @@ def _decrypt_enveloped(data: cms.EnvelopedData,
     ciphertext = _ciphertext(info)
     if not ciphertext or len(ciphertext) % 16:
         raise _Failed(DecryptStatus.MALFORMED, "AES-CBC ciphertext is not whole blocks")
+    return _aes_cbc_decrypt(content_key, iv, ciphertext), f"EnvelopedData {name}"
+
+
+def _aes_cbc_decrypt(content_key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
+    """AES-CBC then PKCS#7 unpadding (RFC 5652 §6.3); whole blocks checked by callers."""
     decryptor = Cipher(algorithms.AES(content_key), modes.CBC(iv)).decryptor()
     padded = decryptor.update(ciphertext) + decryptor.finalize()
     unpadder = symmetric_padding.PKCS7(128).unpadder()
     try:
-        plain = unpadder.update(padded) + unpadder.finalize()
+        return unpadder.update(padded) + unpadder.finalize()
     except ValueError as error:
         raise _Failed(DecryptStatus.FAILED, "decryption failed (wrong key or altered "
                                             "content)") from error
-    return plain, f"EnvelopedData {name}"
 
 
 _FAST_OIDS = {der.oid(_OID_AUTH_ENVELOPED_DATA): "auth", der.oid(_OID_ENVELOPED_DATA): "env"}
@@ -475,15 +479,7 @@ def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes
     if tag != der.OCTET_STRING or iv_end - iv_start != 16 or not ciphertext \
             or len(ciphertext) % 16:
         return None
-    decryptor = Cipher(algorithms.AES(content_key),
-                       modes.CBC(parameters[iv_start:iv_end])).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = symmetric_padding.PKCS7(128).unpadder()
-    try:
-        plain = unpadder.update(padded) + unpadder.finalize()
-    except ValueError as error:
-        raise _Failed(DecryptStatus.FAILED, "decryption failed (wrong key or altered "
-                                            "content)") from error
+    plain = _aes_cbc_decrypt(content_key, parameters[iv_start:iv_end], ciphertext)
     return plain, f"EnvelopedData {name}"
 
 
