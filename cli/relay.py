@@ -18,8 +18,10 @@ from mailserver.queue.outbound import OutboundQueue, QueueError
 from mailserver.queue.routes import parse_target, with_route, without_route
 from mailserver.settings import CONFIG_FILE_NAME, Settings, SettingsError, load_settings
 from mailserver.store import Store
+from mailserver.store.crypto import CryptoError
 from mailserver.store.database import create_engine
 from mailserver.store.migrate import upgrade
+from mailserver.store.vault import open_vault
 from mailserver.trust.anchors import (
     AnchorError,
     add_anchors,
@@ -37,7 +39,8 @@ from mailserver.trust.signature import (
 from mailserver.trust.whitelist import WhiteListError
 
 T = TypeVar("T")
-ERRORS = (QueueError, WhiteListError, AnchorError, dkim_keys.DkimKeyError, SettingsError,
+ERRORS = (QueueError, CryptoError, WhiteListError, AnchorError, dkim_keys.DkimKeyError,
+          SettingsError,
           OSError, ValueError)
 
 
@@ -65,7 +68,8 @@ def _run(coroutine: Awaitable[T]) -> T:
 async def _database(settings: Settings) -> AsyncIterator[tuple[TrustSpace, OutboundQueue]]:
     engine = create_engine(settings.database_url,
                            sqlite_synchronous=settings.database.sqlite_synchronous)
-    store = Store(engine)
+    # The vault opens sealed queued messages (`mss queue show`).
+    store = Store(engine, vault=open_vault(settings, engine.dialect.name))
     try:
         await upgrade(engine)
         yield TrustSpace(engine), OutboundQueue(store, engine.dialect.name)

@@ -71,6 +71,11 @@ def free_port_base() -> int:
     raise RuntimeError("no free port base on 127.0.0.1")
 
 
+def files_containing(root: Path, needle: bytes) -> list[Path]:
+    """Every file under ``root`` holding ``needle`` (encryption at rest: none should)."""
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
 async def _admin(sql: str) -> None:
     import asyncpg
 

@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from mailserver.settings import Settings
-from tests.conftest import DOMAIN, ServerThread, make_deployment, start_server
+from tests.conftest import (
+    DOMAIN,
+    ServerThread,
+    files_containing,
+    make_deployment,
+    start_server,
+)
 
 BOB = f"bob@{DOMAIN}"
 PASSWORD = "correct horse battery"
@@ -23,10 +29,6 @@ def deliver(server: ServerThread, marker: str) -> None:
     with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as client:
         client.sendmail("lab@other.example", [BOB],
                         f"Subject: {marker}\r\n\r\nRésultat {marker}\r\n".encode())
-
-
-def files_containing(root: Path, needle: bytes) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -102,7 +104,7 @@ def test_master_key_rotation_keeps_mail_readable(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(main, ["--data-dir", str(settings.data_dir), "keys", "rotate"])
     assert result.exit_code == 0, result.output
-    assert "1 mailbox keys re-wrapped" in result.output
+    assert "1 mailbox keys and 0 queued messages re-wrapped" in result.output
     assert key_path.read_bytes() != first_key
     assert key_path.stat().st_mode & 0o777 == 0o600
     old = key_path.with_name(key_path.name + ".old")

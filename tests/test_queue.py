@@ -92,3 +92,51 @@ def test_queue_rows_commit_with_the_local_copies_or_not_at_all(tmp_path: Path) -
             await _close(store)
 
     asyncio.run(go())
+
+
+def test_queued_messages_are_sealed_and_bound_to_their_row(database_url: str,
+                                                            tmp_path: Path) -> None:
+    """With encryption at rest, the queue stores ciphertext; a data key moved to
+    another row does not open it, and such a row does not hold the others back."""
+    from sqlalchemy import text
+
+    from mailserver.store import crypto
+    from mailserver.store.vault import Vault
+
+    async def go() -> None:
+        engine = create_engine(database_url)
+        await upgrade(engine)
+        key_file = tmp_path / "master.key"
+        crypto.create_master_key(key_file)
+        store = Store(engine, vault=Vault(crypto.load_master_key(key_file), engine.dialect.name))
+        queue = OutboundQueue(store, engine.dialect.name)
+        try:
+            for queue_id in ("QA", "QB"):
+                body = f"Subject: {queue_id}\r\n\r\nRésultat confidentiel {queue_id}\r\n"
+                await store.deliver([], b"", also=queue.enqueue_work(
+                    queue_id=queue_id, mail_from="a@sante-a.example", data=body.encode(),
+                    recipients=[OutboundRecipient(f"{queue_id.lower()}@sante-b.example")],
+                ))
+            async with engine.connect() as connection:
+                rows = {r.queue_id: r for r in (await connection.execute(text(
+                    "SELECT queue_id, data, data_key FROM queue_messages"))).all()}
+            assert all(b"confidentiel" not in bytes(r.data) for r in rows.values())
+            claimed = {c.queue_id: c for c in await queue.claim("w", 10, 60)}
+            assert claimed["QA"].data == "Subject: QA\r\n\r\nRésultat confidentiel QA\r\n".encode()
+            [entry, _] = await queue.entries()
+            assert entry.size == len(claimed["QA"].data or b"")
+            # QB's key given to QA: it does not authenticate.
+            async with engine.begin() as connection:
+                await connection.execute(text(
+                    "UPDATE queue_messages SET data_key = :key WHERE queue_id = 'QA'"),
+                    {"key": bytes(rows["QB"].data_key)})
+            async with engine.begin() as connection:  # the first worker's lease ends
+                await connection.execute(text("UPDATE queue_recipients SET lease_until = NULL"))
+            again = {c.queue_id: c for c in await queue.claim("w2", 10, 60)}
+            assert again["QA"].data is None and again["QB"].data is not None
+            with pytest.raises(crypto.CryptoError, match="does not authenticate"):
+                await queue.data(again["QA"].message_pk)
+        finally:
+            await _close(store)
+
+    asyncio.run(go())

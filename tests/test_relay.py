@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 from mailserver.pki.local_ca import issue_server_certificate, write_private_key
 from mailserver.settings import Settings
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, files_containing
 from tests.relay_setup import (
     DOMAIN_A,
     DOMAIN_B,
@@ -168,6 +168,13 @@ def test_peer_down_then_back_delivers_once(operators: Operators) -> None:
         assert f"<{BRUNO}>" in listing and "1 entries" in listing
         assert "Subject: while-b-down" in mss(operators.a, "queue", "show", str(entry.id))
         mss(operators.a, "queue", "hold", str(entry.id))
+        # Encryption at rest covers the queue: no plaintext in any file of A (the
+        # Message-ID, which threads are kept by, is metadata in clear by design).
+        assert files_containing(operators.a.data_dir, b"Subject: while-b-down") == []
+        assert files_containing(operators.a.data_dir, b"Compte rendu.") == []
+        # A rotation re-wraps the queued message's key; the running server follows.
+        rotated = mss(operators.a, "keys", "rotate")
+        assert "and 1 queued messages re-wrapped" in rotated
         b = ServerThread(operators.b).start()
         try:
             b.add_mailbox(BRUNO, PASSWORD)

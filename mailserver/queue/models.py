@@ -1,4 +1,4 @@
-"""The durable outbound queue: a message (bytes as signed) and one row per
+"""The durable outbound queue: a message (bytes as signed, sealed at rest) and one row per
 remote recipient, each with its own state, so that one refused recipient never
 holds the others. Times are UNIX seconds (floats), the same on every backend."""
 
@@ -23,7 +23,11 @@ class QueuedMessage(Base):
     envid: Mapped[str | None] = mapped_column(String(100), default=None)  # RFC 3461 §4.4
     ret: Mapped[str | None] = mapped_column(String(4), default=None)  # FULL / HDRS, §4.3
     message_id: Mapped[str | None] = mapped_column(String(998), default=None)
+    # With encryption at rest, ``data`` is sealed (store/crypto.py) under a data key
+    # wrapped by the master key ``master_key_id``; both NULL: stored as is.
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    data_key: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    master_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class QueuedRecipient(Base):

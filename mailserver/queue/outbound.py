@@ -10,6 +10,7 @@ queue without delivering a message twice.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -17,9 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, delete, exists, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailserver.queue.models import HELD, QUEUED, QueuedMessage, QueuedRecipient
 from mailserver.store import Store
+from mailserver.store.crypto import CryptoError, plaintext_size, rewrap_queue_data_key
+from mailserver.store.vault import Vault
 
 
 class QueueError(Exception):
@@ -90,6 +94,28 @@ class OutboundQueue:
     def __init__(self, store: Store, dialect: str) -> None:
         self._store = store
         self._postgres = dialect == "postgresql"
+        # Encryption at rest covers the queue too: a message for another operator is
+        # health data on our disk as much as a delivered one (issue 6).
+        self._vault: Vault | None = store.vault
+
+    def _sealed_columns(self, queue_id: str, data: bytes) -> dict[str, Any]:
+        if self._vault is None:
+            return {"data": data, "data_key": None, "master_key_id": None}
+        sealed = self._vault.seal_queued(data, queue_id)
+        return {"data": sealed.data, "data_key": sealed.data_key,
+                "master_key_id": sealed.master_key_id}
+
+    def _opened(self, row: Any) -> bytes:
+        """The plaintext of a ``queue_messages`` row read with its key columns."""
+        stored = bytes(row.data)
+        wrapped = None if row.data_key is None else bytes(row.data_key)
+        if self._vault is None:
+            if wrapped is not None:
+                raise QueueError(
+                    f"queued message {row.queue_id} is encrypted: this command needs the "
+                    "deployment's master key (storage.encrypt_at_rest)")
+            return stored
+        return self._vault.open_queued(stored, wrapped, row.master_key_id, row.queue_id)
 
     # ---- enqueue --------------------------------------------------------------
 
@@ -101,12 +127,13 @@ class OutboundQueue:
         """A unit of work that queues ``data`` for ``recipients``; the pipeline runs
         it in the same transaction as the local copies (``Store.deliver(also=)``)."""
         now = time.time()
+        stored = self._sealed_columns(queue_id, data)
 
         def work(connection: Connection) -> int:
             pk = int(connection.execute(
                 insert(QueuedMessage).values(
                     queue_id=queue_id, created_at=now, mail_from=mail_from, envid=envid,
-                    ret=ret, message_id=message_id[:998] if message_id else None, data=data,
+                    ret=ret, message_id=message_id[:998] if message_id else None, **stored,
                 ).returning(QueuedMessage.id)
             ).scalar_one())
             connection.execute(insert(QueuedRecipient), [
@@ -172,12 +199,15 @@ class OutboundQueue:
                 .join(QueuedMessage, QueuedMessage.id == QueuedRecipient.message_id)
                 .where(QueuedRecipient.id.in_(ids))
             ).all()
-            bodies = {
-                pk: bytes(data) for pk, data in connection.execute(
-                    select(QueuedMessage.id, QueuedMessage.data).where(
-                        QueuedMessage.id.in_({row.message_id for row in rows}))
-                )
-            }
+            bodies: dict[int, bytes] = {}
+            for message in connection.execute(
+                select(*_SEALED, QueuedMessage.id).where(
+                    QueuedMessage.id.in_({row.message_id for row in rows}))
+            ):
+                # A row that cannot be opened (damaged, or its master key missing) must
+                # not hold the others: the worker reads it again and defers it with why.
+                with contextlib.suppress(CryptoError):
+                    bodies[message.id] = self._opened(message)
             return [
                 Claimed(
                     id=row.id, message_pk=row.message_id,
@@ -210,12 +240,12 @@ class OutboundQueue:
 
     async def data(self, message_pk: int) -> bytes:
         def work(connection: Connection) -> bytes:
-            value = connection.execute(
-                select(QueuedMessage.data).where(QueuedMessage.id == message_pk)
-            ).scalar_one_or_none()
-            if value is None:
+            row = connection.execute(
+                select(*_SEALED).where(QueuedMessage.id == message_pk)
+            ).first()
+            if row is None:
                 raise QueueError(f"queued message {message_pk} is gone")
-            return bytes(value)
+            return self._opened(row)
 
         return await self._store.read(work)
 
@@ -276,7 +306,7 @@ class OutboundQueue:
                     recipient=row.recipient, status=row.status,
                     attempts=row.attempts, created_at=row.created_at,
                     next_attempt_at=row.next_attempt_at,
-                    last_reply=row.last_reply, size=len(row.data),
+                    last_reply=row.last_reply, size=plaintext_size(bytes(row.data)),
                 )
                 for row in rows
             ]
@@ -287,11 +317,11 @@ class OutboundQueue:
         for found in await self.entries():
             if found.id == entry_id:
                 def work(connection: Connection) -> bytes:
-                    return bytes(connection.execute(
-                        select(QueuedMessage.data).join(
+                    return self._opened(connection.execute(
+                        select(*_SEALED).join(
                             QueuedRecipient, QueuedRecipient.message_id == QueuedMessage.id
                         ).where(QueuedRecipient.id == entry_id)
-                    ).scalar_one())
+                    ).one())
                 return found, await self._store.read(work)
         raise QueueError(f"no queue entry {entry_id} (see `mss queue list`)")
 
@@ -325,6 +355,41 @@ class OutboundQueue:
 
         if not await self._store.write(work):
             raise QueueError(f"no queue entry {entry_id} (see `mss queue list`)")
+
+
+_SEALED = (QueuedMessage.queue_id, QueuedMessage.data, QueuedMessage.data_key,
+           QueuedMessage.master_key_id)
+
+
+# ---- master key rotation (store/vault.py calls these in its transaction) ----------------
+
+
+async def rewrap_queued_keys(connection: AsyncConnection, keys: dict[str, bytes],
+                             new_key: bytes, new_id: str) -> int:
+    """Re-wrap the data key of every sealed queued message under ``new_key``."""
+    rows = (await connection.execute(
+        select(QueuedMessage.id, QueuedMessage.queue_id, QueuedMessage.data_key,
+               QueuedMessage.master_key_id).where(
+            QueuedMessage.master_key_id.is_not(None), QueuedMessage.master_key_id != new_id)
+    )).all()
+    for row in rows:
+        old = keys.get(row.master_key_id)
+        if old is None:
+            raise CryptoError(f"queued message {row.queue_id}: wrapped by unknown master key "
+                              f"{row.master_key_id}")
+        await connection.execute(
+            update(QueuedMessage).where(QueuedMessage.id == row.id).values(
+                data_key=rewrap_queue_data_key(old, new_key, bytes(row.data_key), row.queue_id),
+                master_key_id=new_id,
+            )
+        )
+    return len(rows)
+
+
+async def queue_uses_key(connection: AsyncConnection, key_id: str) -> bool:
+    return (await connection.execute(
+        select(QueuedMessage.id).where(QueuedMessage.master_key_id == key_id).limit(1)
+    )).first() is not None
 
 
 def _chunks(values: Sequence[int], size: int = 500) -> list[Sequence[int]]:

@@ -310,6 +310,12 @@ class Store:
         self.changes.listeners.append(self._forget_deltas)
         self.changes.prepare = self.folder_delta
 
+
+    @property
+    def vault(self) -> Vault | None:
+        """The keys of encryption at rest (None when it is off)."""
+        return self._vault
+
     def _forget_uncommitted(self) -> None:
         """A rolled-back write may have cached ids of folders, or mailbox keys, it
         created: forget them all (they are read again from the database)."""

@@ -9,8 +9,11 @@
   (ephemeral X25519 → HKDF-SHA256 → AES-256-GCM), so delivering to many mailboxes
   encrypts the body once and the reader needs its own mailbox key only.
 
-Rotating the master key re-wraps the mailbox private keys; bodies and data keys
-are untouched. Everything here is pure: bytes in, bytes out.
+- A message in the **outbound queue** (for another operator) is sealed the same way,
+  its data key wrapped by the master key itself, bound to its queue id.
+
+Rotating the master key re-wraps the mailbox private keys and the queue's data keys;
+bodies are untouched. Everything here is pure: bytes in, bytes out.
 """
 
 from __future__ import annotations
@@ -149,6 +152,37 @@ def decrypt_body(data_key: bytes, stored: bytes) -> bytes:
     if not is_encrypted_body(stored):
         raise CryptoError("not an encrypted body")
     return _open(data_key, stored[4:], BODY_FORMAT)
+
+
+# ---- the outbound queue ------------------------------------------------------------------
+# A message waiting for another operator belongs to no mailbox of ours: its data key is
+# wrapped by the master key itself, bound to its queue id (so a key cannot be moved to
+# another row). A master key rotation re-wraps these keys; the bodies stay as they are.
+
+
+def _queue_aad(queue_id: str) -> bytes:
+    return b"mss-queue-data-key:" + queue_id.encode("utf-8")
+
+
+def wrap_queue_data_key(master_key: bytes, data_key: bytes, queue_id: str) -> bytes:
+    return _seal(master_key, data_key, _queue_aad(queue_id))
+
+
+def unwrap_queue_data_key(master_key: bytes, wrapped: bytes, queue_id: str) -> bytes:
+    return _open(master_key, wrapped, _queue_aad(queue_id))
+
+
+def rewrap_queue_data_key(old_master: bytes, new_master: bytes, wrapped: bytes,
+                          queue_id: str) -> bytes:
+    return wrap_queue_data_key(new_master, unwrap_queue_data_key(old_master, wrapped, queue_id),
+                               queue_id)
+
+
+def plaintext_size(stored: bytes) -> int:
+    """The size of what ``encrypt_body`` sealed (the size of anything else as is)."""
+    if is_encrypted_body(stored):
+        return max(0, len(stored) - len(BODY_FORMAT) - _NONCE - 16)
+    return len(stored)
 
 
 # ---- message summaries ------------------------------------------------------------------

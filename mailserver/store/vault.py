@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,18 +143,21 @@ class Vault:
         self._public_key(connection, mailbox_id)
         return self.summary_key(connection, mailbox_id)
 
+    def _master_named(self, key_id: str, what: str) -> bytes:
+        master = self._masters.get(key_id)
+        if master is None and self._reload is not None:  # rotated since we started
+            self._masters.update({master_key_id(k): k for k in self._reload()})
+            master = self._masters.get(key_id)
+        if master is None:
+            raise crypto.CryptoError(
+                f"{what} is wrapped by master key {key_id}, which this server does not have"
+            )
+        return master
+
     def _unwrap(self, row: Any, mailbox_id: int) -> X25519PrivateKey:
         if row is None:
             raise crypto.CryptoError(f"mailbox {mailbox_id} has no key")
-        master = self._masters.get(row.master_key_id)
-        if master is None and self._reload is not None:  # rotated since we started
-            self._masters.update({master_key_id(k): k for k in self._reload()})
-            master = self._masters.get(row.master_key_id)
-        if master is None:
-            raise crypto.CryptoError(
-                f"mailbox {mailbox_id}'s key is wrapped by master key {row.master_key_id}, "
-                "which this server does not have"
-            )
+        master = self._master_named(row.master_key_id, f"mailbox {mailbox_id}'s key")
         key = crypto.unwrap_mailbox_key(master, mailbox_id, bytes(row.wrapped_private_key))
         self._private[mailbox_id] = key
         return key
@@ -174,6 +178,47 @@ class Vault:
                 self._data_keys.clear()  # simple bound, safe from any reader thread
             self._data_keys[wrapped] = data_key
         return crypto.decrypt_body(data_key, stored)
+
+
+    # ---- the outbound queue ---------------------------------------------------------
+
+    def seal_queued(self, raw: bytes, queue_id: str) -> SealedQueued:
+        """A message for the outbound queue, sealed under a fresh data key that the
+        master key wraps (crypto.wrap_queue_data_key)."""
+        data_key = crypto.new_data_key()
+        return SealedQueued(
+            data=crypto.encrypt_body(data_key, raw),
+            data_key=crypto.wrap_queue_data_key(self._master, data_key, queue_id),
+            master_key_id=self.key_id,
+        )
+
+    def open_queued(self, stored: bytes, wrapped: bytes | None, key_id: str | None,
+                    queue_id: str) -> bytes:
+        """The plaintext of a queued message (rows queued without a vault pass as is)."""
+        if wrapped is None or key_id is None:
+            if crypto.is_encrypted_body(stored):
+                raise crypto.CryptoError(f"queued message {queue_id} has no data key")
+            return stored
+        master = self._master_named(key_id, f"queued message {queue_id}")
+        data_key = crypto.unwrap_queue_data_key(master, wrapped, queue_id)
+        return crypto.decrypt_body(data_key, stored)
+
+
+@dataclass(frozen=True)
+class SealedQueued:
+    """What the outbound queue stores for one message when encryption at rest is on."""
+
+    data: bytes
+    data_key: bytes
+    master_key_id: str
+
+
+# Other rooms keep rows wrapped by the master key (the outbound queue): a rotation
+# re-wraps them in its transaction, and the retired key is kept while one uses it.
+# (connection, master keys by id, new key, new key id) -> rows re-wrapped
+Rewrap = Callable[[AsyncConnection, dict[str, bytes], bytes, str], Awaitable[int]]
+# (connection, key id) -> whether some row is still wrapped by that key
+UsesKey = Callable[[AsyncConnection, str], Awaitable[bool]]
 
 
 def pending_key_path(settings: Settings) -> Path:
@@ -200,17 +245,22 @@ def open_vault(settings: Settings, dialect: str) -> Vault | None:
     the vault knows both keys until the next rotation finishes the swap."""
     if not settings.storage.encrypt_at_rest:
         return None
-    return Vault(crypto.load_master_key(settings.path(settings.storage.master_key)), dialect,
-                 _side_keys(settings), reload=lambda: _side_keys(settings))
+    current = settings.path(settings.storage.master_key)
+    # Reloading reads the current key file too: after a rotation it holds the new key,
+    # which re-wrapped rows name.
+    return Vault(crypto.load_master_key(current), dialect, _side_keys(settings),
+                 reload=lambda: [crypto.load_master_key(current), *_side_keys(settings)])
 
 
-async def rotate_master_key(settings: Settings, engine: AsyncEngine) -> tuple[str, str, int]:
-    """Re-wrap every mailbox key under a new master key; bodies are not touched.
+async def rotate_master_key(settings: Settings, engine: AsyncEngine,
+                            also: Sequence[Rewrap] = ()) -> tuple[str, str, int, int]:
+    """Re-wrap every mailbox key under a new master key, and in the same transaction
+    the rows of the rooms in ``also`` (the outbound queue); bodies are not touched.
 
     Crash-safe order: the new key is written to ``master.key.new`` first; the
     re-wrap commits in one transaction; then ``master.key.new`` atomically replaces
     ``master.key``. Interrupted anywhere, the vault still has every key it needs.
-    Returns (old key id, new key id, mailboxes re-wrapped).
+    Returns (old key id, new key id, mailboxes re-wrapped, rows of ``also`` re-wrapped).
     """
     current_path = settings.path(settings.storage.master_key)
     pending = pending_key_path(settings)
@@ -244,16 +294,21 @@ async def rotate_master_key(settings: Settings, engine: AsyncEngine) -> tuple[st
                 )
             )
             count += 1
+        others = 0
+        for rewrap in also:
+            others += await rewrap(connection, keys, new_key, new_id)
     # Atomic swaps: the replaced key is kept as master.key.old, for rows a running
     # server may have wrapped with it meanwhile; the next rotation re-wraps them
     # and then destroys it.
     os.replace(current_path, retired)
     os.replace(pending, current_path)
-    return old_id, new_id, count
+    return old_id, new_id, count, others
 
 
-async def destroy_retired_key(settings: Settings, engine: AsyncEngine) -> bool:
-    """Delete master.key.old once no mailbox key is wrapped by it any more."""
+async def destroy_retired_key(settings: Settings, engine: AsyncEngine,
+                              also: Sequence[UsesKey] = ()) -> bool:
+    """Delete master.key.old once no mailbox key, nor a row of the rooms in ``also``,
+    is wrapped by it any more."""
     retired = retired_key_path(settings)
     if not retired.exists():
         return False
@@ -262,6 +317,10 @@ async def destroy_retired_key(settings: Settings, engine: AsyncEngine) -> bool:
         still = (await connection.execute(
             select(MailboxKey.mailbox_id).where(MailboxKey.master_key_id == retired_id).limit(1)
         )).first()
+        if still is None:
+            for uses_key in also:
+                if await uses_key(connection, retired_id):
+                    return False
     if still is not None:
         return False
     retired.unlink()
