@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench bench-quick clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,22 @@ unit: $(BIN)/.installed
 # Everything CI checks: lint, types, the suite on SQLite and PostgreSQL.
 test: lint typecheck unit
 
-bench: $(BIN)/.installed
+# Every benchmark of bench/, one after the other (about 20 minutes; an idle machine
+# gives figures worth comparing). `make bench-quick` runs the short ones only.
+bench: bench-quick
+	$(BIN)/python bench/relay.py
+	$(BIN)/python bench/relay.py --postgres
+	$(BIN)/python bench/directory_import.py
+	$(BIN)/python bench/imap_large_folder.py
+	$(BIN)/python bench/imap_ops_mix.py
+	$(BIN)/python bench/imap_idle_many.py --clients 10000
+
+bench-quick: $(BIN)/.installed
 	$(BIN)/python bench/smtp_intake.py
 	$(BIN)/python bench/smtp_intake.py --postgres
+	$(BIN)/python bench/smime.py
+	$(BIN)/python bench/policies.py
+	$(BIN)/python bench/mime_parse.py
 
 clean:
 	rm -rf $(VENV) var/demo .pytest_cache .mypy_cache .ruff_cache
