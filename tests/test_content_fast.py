@@ -1,0 +1,90 @@
+"""The content analysis fast paths agree with the general paths they stand in front
+of, and hostile input still takes the general path (issue 5, 1 ms per message)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailserver.health.attachments import (
+    _SCRIPT,
+    _SCRIPT_WORDS,
+    _looks_scripted,
+    _scan_script_words,
+)
+from mailserver.mime.fetch import _decode_base64
+
+# -- base64 (RFC 2045 §6.8) -------------------------------------------------------------
+
+_B64_PIECES = st.sampled_from([
+    b"QUJD", b"YQ", b"YWI", b"=", b"==", b"\r\n", b"\n", b" ", b"\t", b"*", b"-", b"A",
+    b"+/", b"//8", b"\x00", b"\xff", b"====",
+])
+
+
+def _binascii_reference(data: bytes) -> bytes | None:
+    try:
+        return binascii.a2b_base64(data)
+    except binascii.Error:
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_B64_PIECES, max_size=30))
+def test_base64_fast_path_agrees_with_binascii(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    decoded = _decode_base64(data)  # never raises: lenient decoding
+    pad = data.find(b"=")
+    if pad < 0 or not data[pad:].strip(b"=\r\n\t "):
+        expected = _binascii_reference(data)
+        if expected is not None:  # what binascii accepts decodes as binascii does
+            assert decoded == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=3000), st.integers(min_value=4, max_value=100))
+def test_base64_wrapped_lines_decode(data: bytes, width: int) -> None:
+    encoded = base64.b64encode(data)
+    wrapped = b"\r\n".join(encoded[i:i + width] for i in range(0, len(encoded), width))
+    assert _decode_base64(wrapped + b"\r\n") == data
+
+
+# -- script words -----------------------------------------------------------------------
+
+_SCRIPT_PIECES = st.sampled_from([
+    *_SCRIPT_WORDS, b"<", b".", b"(", b"$", b"-", b" ", b"\t", b"\r\n", b"\x0b", b"\x0c",
+    b"@", b"/c", b"/C", b".exe", b"off", b"OFF", b"net.", b"system.", b"w", b"c", b"x",
+    b"SCRIPT", b"Eval", b"ActiveX", b"object", b"new", b"set", b"invoke", b"shell",
+    b"application", b"encodedcommand", b"expression", b"executionpolicy", b"\x01", b"+",
+    b"/", b"A9z", b"\xc3\xa9",
+])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_SCRIPT_PIECES, max_size=25))
+def test_script_gate_agrees_with_the_word_scan(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    assert _looks_scripted(data) == _scan_script_words(data)
+    if _SCRIPT.search(data.lower()):  # the gate never hides a match of the patterns
+        assert _looks_scripted(data)
+
+
+def test_script_gate_sees_every_pattern() -> None:
+    for sample in (b"<  SCRIPT src=x>", b"WScript .Echo", b"+cscript/", b"CreateObject  (",
+                   b"ActiveXObject", b"  @echo off", b"Invoke-Expression", b"iex\t$x",
+                   b"New-Object  System.Net.WebClient", b"-EncodedCommand", b"iex(x)",
+                   b"Set-ExecutionPolicy", b"powershell.exe -nop", b"cmd /c dir",
+                   b"eval\n(", b"execute(x)", b"Shell.Application", b"cmd.exe  /c x"):
+        assert _SCRIPT.search(sample.lower()), sample
+        assert _looks_scripted(b"A" * 5000 + b"\n" + sample + b"\n" + b"z" * 5000), sample
+
+
+def test_base64_body_without_script_is_clean() -> None:
+    body = base64.b64encode(bytes(range(256)) * 200)
+    wrapped = b"\r\n".join(body[i:i + 76] for i in range(0, len(body), 76))
+    document = b'<?xml version="1.0"?><ClinicalDocument><text>' + wrapped + b"</text>"
+    assert not _looks_scripted(document)
+    assert _looks_scripted(document + b"<script>alert(1)</script>")
