@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from mailserver.health.attachments import (
     _looks_scripted,
     _scan_script_words,
 )
+from mailserver.health.hl7time import parse_digits
 from mailserver.mime.fetch import _decode_base64
 
 # -- base64 (RFC 2045 §6.8) -------------------------------------------------------------
@@ -88,3 +90,40 @@ def test_base64_body_without_script_is_clean() -> None:
     document = b'<?xml version="1.0"?><ClinicalDocument><text>' + wrapped + b"</text>"
     assert not _looks_scripted(document)
     assert _looks_scripted(document + b"<script>alert(1)</script>")
+
+
+# -- HL7 dates --------------------------------------------------------------------------
+
+def _strptime_reference(digits: str) -> dt.datetime | None:
+    fmt = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}.get(len(digits))
+    if fmt is None:
+        return None
+    try:
+        return dt.datetime.strptime(digits, fmt)
+    except ValueError:
+        return None
+
+
+_DIGIT_STRINGS = st.one_of(
+    st.text(alphabet="0123456789", min_size=8, max_size=14),
+    st.text(alphabet="0123456789\u0660\u0661\u00b2\u0969 ", min_size=8, max_size=14),
+    st.builds(lambda m: m.strftime("%Y%m%d%H%M%S")[:st_len(m)],
+              st.datetimes(min_value=dt.datetime(1000, 1, 1))),
+)
+
+
+def st_len(moment: dt.datetime) -> int:
+    return (8, 12, 14)[moment.microsecond % 3]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_DIGIT_STRINGS)
+def test_hl7_digits_agree_with_strptime(digits: str) -> None:
+    assert parse_digits(digits) == _strptime_reference(digits)
+
+
+def test_hl7_digits_edges() -> None:
+    for digits in ("20240229", "20230229", "20241301", "20240001", "20240132", "00000101",
+                   "202401011260", "202401012400", "20240101235960", "20240101235961",
+                   "20240101235959", "2024010112", "2024\u0660101"):
+        assert parse_digits(digits) == _strptime_reference(digits), digits

@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
+from mailserver.health.hl7time import parse_digits
 from mailserver.health.problems import Problem
 from mailserver.health.xdm import INS_OIDS, PatientId
 from mailserver.health.xmlsafe import child, children, local, parse_xml, path, text
@@ -68,13 +69,11 @@ def _ts(value: str) -> dt.datetime | None:
     value = value.strip()
     digits = value[:14]
     zone = value[len(digits):] if digits.isdigit() else ""
-    formats = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
     digits = "".join(c for c in digits if c.isdigit())
-    fmt = formats.get(len(digits))
-    if fmt is None:
+    moment = parse_digits(digits)
+    if moment is None:
         return None
     try:
-        moment = dt.datetime.strptime(digits, fmt)
         if zone and zone[0] in "+-" and zone[1:5].isdigit():
             offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
             return moment.replace(tzinfo=dt.timezone(offset if zone[0] == "+" else -offset))
