@@ -65,15 +65,21 @@ def local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
+# ``local(tag) == name`` for a name without "}", without splitting every tag.
+
+
 def children(element: Element, name: str) -> list[Element]:
-    return [child for child in element if local(child.tag) == name]
+    suffix = "}" + name
+    return [c for c in element if c.tag == name or c.tag.endswith(suffix)]
 
 
 def child(element: Element | None, name: str) -> Element | None:
     if element is None:
         return None
+    suffix = "}" + name
     for candidate in element:
-        if local(candidate.tag) == name:
+        tag = candidate.tag
+        if tag == name or tag.endswith(suffix):
             return candidate
     return None
 
