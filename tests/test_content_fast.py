@@ -6,7 +6,10 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import io
+import zipfile
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +20,7 @@ from mailserver.health.attachments import (
     _scan_script_words,
 )
 from mailserver.health.hl7time import parse_digits
+from mailserver.health.safezip import ZipLimits, read_zip
 from mailserver.mime.fetch import _decode_base64
 
 # -- base64 (RFC 2045 §6.8) -------------------------------------------------------------
@@ -127,3 +131,40 @@ def test_hl7_digits_edges() -> None:
                    "202401011260", "202401012400", "20240101235960", "20240101235961",
                    "20240101235959", "2024010112", "2024\u0660101"):
         assert parse_digits(digits) == _strptime_reference(digits), digits
+
+
+# -- zip entries (APPNOTE 4.3.7, 4.4.5) -------------------------------------------------
+
+def _zip(entries: list[tuple[str, bytes, int]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content, method in entries:
+            archive.writestr(zipfile.ZipInfo(name), content, compress_type=method)
+    return buffer.getvalue()
+
+
+_ENTRIES = st.lists(st.tuples(
+    st.sampled_from(["a.txt", "b/c.xml", "IHE_XDM/SUBSET01/DOC0001.XML", "é.txt", "a.txt"]),
+    st.one_of(st.binary(max_size=300), st.just(b"<x>" * 2000), st.just(bytes(70_000))),
+    st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]),
+), max_size=4)
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@settings(max_examples=300, deadline=None)
+@given(_ENTRIES, st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)),
+                          max_size=3))
+def test_small_entry_fast_path_agrees_with_zipfile(
+        entries: list[tuple[str, bytes, int]], flips: list[tuple[int, int]]) -> None:
+    data = bytearray(_zip(entries))
+    for at, value in flips:  # hostile bytes anywhere: headers, streams, CRCs
+        data[at % len(data)] = value
+    limits = ZipLimits(max_total_size=100_000, max_entry_size=60_000, max_ratio=5)
+    assert read_zip(bytes(data), limits) == read_zip(bytes(data), limits, fast=False)
+
+
+def test_small_entry_fast_path_leaves_bombs_to_the_general_path() -> None:
+    bomb = _zip([("zeros.txt", bytes(3 * 1024 * 1024), zipfile.ZIP_DEFLATED)])
+    for limits in (ZipLimits(), ZipLimits(max_entry_size=1000, max_total_size=1000)):
+        fast, general = read_zip(bomb, limits), read_zip(bomb, limits, fast=False)
+        assert fast == general and [p.code for p in fast.problems] == ["ZIP-BOMB"]
