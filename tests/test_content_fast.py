@@ -19,10 +19,12 @@ from mailserver.health.attachments import (
     _looks_scripted,
     _scan_script_words,
 )
-from mailserver.health.content import delimiter_lines
+from mailserver.health.content import _disposition, delimiter_lines
 from mailserver.health.hl7time import parse_digits
 from mailserver.health.safezip import ZipLimits, read_zip
 from mailserver.mime.fetch import _decode_base64
+from mailserver.mime.headers import parse_param_value
+from mailserver.mime.parse import ParsedMessage
 
 # -- base64 (RFC 2045 §6.8) -------------------------------------------------------------
 
@@ -179,3 +181,29 @@ def test_small_entry_fast_path_leaves_bombs_to_the_general_path() -> None:
 def test_delimiter_lines_is_count(pieces: list[bytes]) -> None:
     raw = b"".join(pieces)
     assert delimiter_lines(raw) == raw.count(b"\n--")
+
+
+# -- the disposition and the file name, parsed once -------------------------------------
+
+_DISPOSITIONS = st.sampled_from([
+    None, "", "attachment", "inline", 'attachment; filename="cr.pdf"', "ATTACHMENT ; filename=a",
+    "attachment; filename*=utf-8''%C3%A9t%C3%A9.pdf", 'inline; filename=""', "; filename=x",
+    "attachment; filename*0=a; filename*1=b.txt", "(c) attachment (x); filename=y",
+])
+_TYPES = st.sampled_from([
+    "application/pdf", 'application/pdf; name="n.pdf"', "text/plain; name==?utf-8?q?=C3=A9?=",
+    "bad", 'application/zip; name="IHE_XDM.zip"',
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_DISPOSITIONS, _TYPES)
+def test_disposition_and_filename_as_the_parser_reads_them(
+        disposition: str | None, content_type: str) -> None:
+    head = f"Content-Type: {content_type}\r\n"
+    if disposition is not None:
+        head += f"Content-Disposition: {disposition}\r\n"
+    part = ParsedMessage.from_bytes((head + "\r\nbody\r\n").encode("latin-1"))
+    value = part.header_value("content-disposition")
+    expected = parse_param_value(value).value.strip(" \t").lower() if value is not None else ""
+    assert _disposition(part) == (expected, part.filename or "")

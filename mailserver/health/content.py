@@ -15,7 +15,7 @@ from mailserver.health.problems import Problem
 from mailserver.health.safezip import ZipLimits
 from mailserver.health.xdm import XdmPackage, read_xdm_contents
 from mailserver.mime.fetch import UnknownTransferEncoding, decode_content
-from mailserver.mime.headers import parse_param_value
+from mailserver.mime.headers import decoded_param, parse_param_value
 from mailserver.mime.parse import ParsedMessage
 from mailserver.settings import AttachmentSettings
 from policies.context import (
@@ -130,11 +130,18 @@ def _uudecode(data: bytes) -> bytes:
     return bytes(out)
 
 
-def _disposition(part: ParsedMessage) -> str:
+def _disposition(part: ParsedMessage) -> tuple[str, str]:
+    """The disposition type (lower case) and the file name: ``part.filename`` with the
+    Content-Disposition field parsed once for both (RFC 2183)."""
     value = part.header_value("content-disposition")
     if value is None:
-        return ""
-    return parse_param_value(value).value.strip(" \t").lower()
+        return "", part.filename or ""
+    parsed = parse_param_value(value)
+    name = decoded_param(parsed, "filename") if value else None
+    if not name:
+        content_type = part.content_type
+        name = decoded_param(content_type, "name") if content_type is not None else None
+    return parsed.value.strip(" \t").lower(), name or ""
 
 
 def analyse(raw: bytes, settings: AttachmentSettings,
@@ -173,8 +180,8 @@ def _analyse(raw: bytes, settings: AttachmentSettings,
     opaque = False
     for part in leaves:
         declared = f"{part.type}/{part.subtype}".lower()
-        filename = (part.filename or "")[:255]
-        disposition = _disposition(part)
+        disposition, filename = _disposition(part)
+        filename = filename[:255]
         data = _content(part)
         is_body = declared in _BODY_TYPES and not filename and disposition != "attachment"
         if declared in _SMIME_TYPES and data[:1] == b"\x30":  # DER SEQUENCE (RFC 8551)

@@ -19,6 +19,7 @@ from email.header import decode_header, make_header
 
 from directory.ins import InvalidINS, validate_ins
 from mailserver.health.cda import CdaDocument
+from mailserver.health.hl7time import parse_digits
 from mailserver.health.problems import Problem
 from mailserver.health.xdm import INS_NIR, INS_NIR_TEST, INS_OIDS, PatientId, XdmPackage
 
@@ -78,6 +79,9 @@ def read_headers(headers: Mapping[str, Sequence[str]]) -> MssHeaders:
 
 
 def _date(token: str) -> dt.date | None:
+    if len(token) == 8:  # "%Y%m%d", read as strptime would, without its regexes
+        moment = parse_digits(token)
+        return moment.date() if moment is not None else None
     for fmt, length in _DATES:
         if len(token) == length:
             try:
