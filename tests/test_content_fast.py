@@ -19,6 +19,7 @@ from mailserver.health.attachments import (
     _looks_scripted,
     _scan_script_words,
 )
+from mailserver.health.cda import read_cda
 from mailserver.health.content import _disposition, delimiter_lines
 from mailserver.health.hl7time import parse_digits
 from mailserver.health.safezip import ZipLimits, read_zip
@@ -207,3 +208,52 @@ def test_disposition_and_filename_as_the_parser_reads_them(
     value = part.header_value("content-disposition")
     expected = parse_param_value(value).value.strip(" \t").lower() if value is not None else ""
     assert _disposition(part) == (expected, part.filename or "")
+
+
+# -- the CDA header, built alone --------------------------------------------------------
+
+_CDA_PIECES = st.sampled_from([
+    '<id root="1.2.3" extension="X"/>', '<code code="11502-2" codeSystem="2.16.840.1.113883.6.1"'
+    ' displayName="CR"/>', '<code/>', "<title>Compte <b>rendu</b> &amp; suite</title>",
+    "<title><![CDATA[a<b]]></title>", '<effectiveTime value="20240101120000+0100"/>',
+    '<recordTarget><patientRole><id root="1.2.250.1.213.1.4.8" extension="1"/><id root="9"/>'
+    '<patient><name><given>Jean</given><given>Paul</given><family>DUPONT</family></name>'
+    '<birthTime value="19800101"/></patient></patientRole></recordTarget>',
+    "<recordTarget/>", '<author><assignedAuthor><id root="1.2.250.1.71.4.2.1" extension="8"/>'
+    "<assignedPerson><name><family>MARTIN</family></name></assignedPerson></assignedAuthor>"
+    "</author>", '<x:author xmlns:x="urn:other"><assignedAuthor/></x:author>',
+    "<component><nonXMLBody><text>QUJD</text></nonXMLBody></component>", "<!-- note -->",
+    "<?pi x?>", "text between", '<id xmlns:y="urn:y" y:root="1" root="2"/>', "<title>",
+    "</title>", "<code code='1' code='2'/>", "&undefined;", "<recordTarget><id/>",
+    "</recordTarget>", '<patientRole xmlns="urn:hl7-org:v3"/>',
+])
+_ROOTS = st.sampled_from([
+    '<ClinicalDocument xmlns="urn:hl7-org:v3">', '<ClinicalDocument xmlns="urn:hl7-org:v3x">',
+    "<ClinicalDocument>", '<cda:ClinicalDocument xmlns:cda="urn:hl7-org:v3">',
+    '<Other xmlns="urn:hl7-org:v3">',
+])
+
+
+@settings(max_examples=800, deadline=None)
+@given(_ROOTS, st.lists(_CDA_PIECES, max_size=12), st.booleans())
+def test_pruned_cda_reading_agrees_with_the_whole_tree(
+        root: str, pieces: list[str], declaration: bool) -> None:
+    close = "</" + root[1:].split(" ")[0].rstrip(">") + ">"
+    text = ('<?xml version="1.0" encoding="UTF-8"?>\n' if declaration else "")
+    data = (text + root + "".join(pieces) + close).encode()
+    assert read_cda(data) == read_cda(data, pruned=False)
+
+
+def test_pruned_cda_reading_refuses_what_the_tree_refuses() -> None:
+    good = fx_cda()
+    for data in (good[:-20], good + b"<junk/>", good.replace(b"<title>", b"<title", 1),
+                 b"<!DOCTYPE x [<!ENTITY a 'b'>]>" + good, good.decode().encode("utf-16"),
+                 b'<?xml version="1.0" encoding="ebcdic-cp-us"?>' + good):
+        assert read_cda(data) == read_cda(data, pruned=False)
+        assert read_cda(data).document is None
+
+
+def fx_cda() -> bytes:
+    from mailserver.health import build
+    patient = build.Patient("180017500000035", "DUPONT", "Jean", dt.date(1980, 1, 1))
+    return build.cda_level1(patient, build.DocumentInfo(), b"%PDF-1.7\n" + bytes(3000))
