@@ -8,6 +8,7 @@ import binascii
 import datetime as dt
 import io
 import zipfile
+from email.header import decode_header, make_header
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +23,7 @@ from mailserver.health.attachments import (
 from mailserver.health.cda import read_cda
 from mailserver.health.content import _disposition, delimiter_lines
 from mailserver.health.hl7time import parse_digits
+from mailserver.health.mssante import decoded
 from mailserver.health.safezip import ZipLimits, read_zip
 from mailserver.mime.fetch import _decode_base64
 from mailserver.mime.headers import parse_param_value
@@ -257,3 +259,13 @@ def fx_cda() -> bytes:
     from mailserver.health import build
     patient = build.Patient("180017500000035", "DUPONT", "Jean", dt.date(1980, 1, 1))
     return build.cda_level1(patient, build.DocumentInfo(), b"%PDF-1.7\n" + bytes(3000))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab =?éQq\t\u00ff\udcff\u2028")), max_size=30))
+def test_subject_without_encoded_word_is_given_back(value: str) -> None:
+    try:
+        reference = str(make_header(decode_header(value)))
+    except Exception:
+        reference = value
+    assert decoded(value) == reference

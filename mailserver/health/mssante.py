@@ -56,6 +56,8 @@ class MssHeaders:
 
 def decoded(value: str) -> str:
     """A header value with its RFC 2047 encoded words decoded (subjects with accents)."""
+    if "=?" not in value:  # no encoded word (RFC 2047 §2): the email package gives it back
+        return value
     try:
         return str(make_header(decode_header(value)))
     except Exception:  # a malformed encoded word stays as written
