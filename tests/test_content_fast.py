@@ -7,6 +7,7 @@ import base64
 import binascii
 import datetime as dt
 import io
+import unicodedata
 import zipfile
 from email.header import decode_header, make_header
 
@@ -23,7 +24,7 @@ from mailserver.health.attachments import (
 from mailserver.health.cda import read_cda
 from mailserver.health.content import _disposition, delimiter_lines
 from mailserver.health.hl7time import parse_digits
-from mailserver.health.mssante import decoded
+from mailserver.health.mssante import _fold, decoded
 from mailserver.health.safezip import ZipLimits, read_zip
 from mailserver.mime.fetch import _decode_base64
 from mailserver.mime.headers import parse_param_value
@@ -269,3 +270,14 @@ def test_subject_without_encoded_word_is_given_back(value: str) -> None:
     except Exception:
         reference = value
     assert decoded(value) == reference
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=20))
+def test_name_folding_of_ascii_needs_no_normalisation(value: str) -> None:
+    ascii_value = value.encode("ascii", "ignore").decode()
+    normalised = unicodedata.normalize("NFKD", ascii_value)
+    assert normalised == ascii_value
+    assert not any(unicodedata.combining(c) for c in normalised)
+    assert _fold(ascii_value) == " ".join(
+        ascii_value.replace("-", " ").replace("'", " ").upper().split())

@@ -126,8 +126,9 @@ def parse_subject(subject: str) -> SubjectConvention | None:
 
 def _fold(text: str) -> str:
     """Upper case without accents, hyphens or apostrophes as spaces: names compare so."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    if not text.isascii():  # ASCII is its own NFKD form, without combining marks
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
     return " ".join(re.sub(r"[-'’]", " ", text).upper().split())
 
 
