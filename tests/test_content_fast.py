@@ -10,6 +10,7 @@ import io
 import unicodedata
 import zipfile
 from email.header import decode_header, make_header
+from xml.etree.ElementTree import fromstring
 
 import pytest
 from hypothesis import given, settings
@@ -26,6 +27,7 @@ from mailserver.health.content import _disposition, delimiter_lines
 from mailserver.health.hl7time import parse_digits
 from mailserver.health.mssante import _fold, decoded
 from mailserver.health.safezip import ZipLimits, read_zip
+from mailserver.health.xmlsafe import text
 from mailserver.mime.fetch import _decode_base64
 from mailserver.mime.headers import parse_param_value
 from mailserver.mime.parse import ParsedMessage
@@ -281,3 +283,11 @@ def test_name_folding_of_ascii_needs_no_normalisation(value: str) -> None:
     assert not any(unicodedata.combining(c) for c in normalised)
     assert _fold(ascii_value) == " ".join(
         ascii_value.replace("-", " ").replace("'", " ").upper().split())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", " b ", "<i>c</i>", "<i/>", "&amp;", "<![CDATA[ d ]]>",
+                                 "<!-- e -->", "\n"]), max_size=6))
+def test_text_of_a_leaf_is_its_itertext(pieces: list[str]) -> None:
+    element = fromstring("<t>" + "".join(pieces) + "</t>")  # noqa: S314 -- test literals
+    assert text(element) == "".join(element.itertext()).strip()

@@ -150,4 +150,8 @@ def path(element: Element | None, *names: str) -> Element | None:
 
 
 def text(element: Element | None) -> str:
-    return "".join(element.itertext()).strip() if element is not None else ""
+    if element is None:
+        return ""
+    if not len(element) and isinstance(element.tag, str):  # a leaf: itertext is its text
+        return (element.text or "").strip()
+    return "".join(element.itertext()).strip()
