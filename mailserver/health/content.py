@@ -15,7 +15,7 @@ from mailserver.health.problems import Problem
 from mailserver.health.safezip import ZipLimits
 from mailserver.health.xdm import XdmPackage, read_xdm_contents
 from mailserver.mime.fetch import UnknownTransferEncoding, decode_content
-from mailserver.mime.headers import parse_param_value
+from mailserver.mime.headers import decoded_param, parse_param_value
 from mailserver.mime.parse import ParsedMessage
 from mailserver.settings import AttachmentSettings
 from policies.context import (
@@ -130,11 +130,18 @@ def _uudecode(data: bytes) -> bytes:
     return bytes(out)
 
 
-def _disposition(part: ParsedMessage) -> str:
+def _disposition(part: ParsedMessage) -> tuple[str, str]:
+    """The disposition type (lower case) and the file name: ``part.filename`` with the
+    Content-Disposition field parsed once for both (RFC 2183)."""
     value = part.header_value("content-disposition")
     if value is None:
-        return ""
-    return parse_param_value(value).value.strip(" \t").lower()
+        return "", part.filename or ""
+    parsed = parse_param_value(value)
+    name = decoded_param(parsed, "filename") if value else None
+    if not name:
+        content_type = part.content_type
+        name = decoded_param(content_type, "name") if content_type is not None else None
+    return parsed.value.strip(" \t").lower(), name or ""
 
 
 def analyse(raw: bytes, settings: AttachmentSettings,
@@ -152,7 +159,7 @@ def _analyse(raw: bytes, settings: AttachmentSettings,
              headers: Mapping[str, Sequence[str]]) -> ContentFacts:
     rules = policy(settings)
     # Each part needs a boundary line: a cheap bound before the parser builds anything.
-    if raw.count(b"\n--") > 4 * settings.max_mime_parts + 16:
+    if delimiter_lines(raw) > 4 * settings.max_mime_parts + 16:
         return ContentFacts(problem=_too_many_parts(settings), policy=rules)
     # Our own bounded MIME parser (the one IMAP uses): linear, no header objects,
     # about ten times faster than the email package on a 60 kB XDM message.
@@ -173,8 +180,8 @@ def _analyse(raw: bytes, settings: AttachmentSettings,
     opaque = False
     for part in leaves:
         declared = f"{part.type}/{part.subtype}".lower()
-        filename = (part.filename or "")[:255]
-        disposition = _disposition(part)
+        disposition, filename = _disposition(part)
+        filename = filename[:255]
         data = _content(part)
         is_body = declared in _BODY_TYPES and not filename and disposition != "attachment"
         if declared in _SMIME_TYPES and data[:1] == b"\x30":  # DER SEQUENCE (RFC 8551)
@@ -213,6 +220,27 @@ def _analyse(raw: bytes, settings: AttachmentSettings,
             codes, next(iter(patients)) if len(patients) == 1 else None,
             tuple(_finding(p) for p in dict.fromkeys(problems)))
     return ContentFacts(tuple(attachments), structured, None, rules)
+
+
+_DASH_HOPS = 256
+
+
+def delimiter_lines(raw: bytes) -> int:
+    """``raw.count(b"\\n--")``, in fewer cycles: memchr (``find`` of one byte) hops from
+    dash to dash, and a message has few dashes outside its delimiter lines (base64
+    has none). A message with many other dashes is left to ``count``."""
+    lines = hops = 0
+    at = raw.find(b"-")
+    while at >= 0:
+        if raw[at - 1:at] == b"\n" and raw[at + 1:at + 2] == b"-":
+            lines += 1
+            at = raw.find(b"-", at + 2)  # "\n--" cannot overlap itself
+            continue
+        hops += 1
+        if hops > _DASH_HOPS:
+            return raw.count(b"\n--")
+        at = raw.find(b"-", at + 1)
+    return lines
 
 
 def _too_many_parts(settings: AttachmentSettings) -> Finding:

@@ -19,6 +19,7 @@ from email.header import decode_header, make_header
 
 from directory.ins import InvalidINS, validate_ins
 from mailserver.health.cda import CdaDocument
+from mailserver.health.hl7time import parse_digits
 from mailserver.health.problems import Problem
 from mailserver.health.xdm import INS_NIR, INS_NIR_TEST, INS_OIDS, PatientId, XdmPackage
 
@@ -55,6 +56,8 @@ class MssHeaders:
 
 def decoded(value: str) -> str:
     """A header value with its RFC 2047 encoded words decoded (subjects with accents)."""
+    if "=?" not in value:  # no encoded word (RFC 2047 §2): the email package gives it back
+        return value
     try:
         return str(make_header(decode_header(value)))
     except Exception:  # a malformed encoded word stays as written
@@ -78,6 +81,9 @@ def read_headers(headers: Mapping[str, Sequence[str]]) -> MssHeaders:
 
 
 def _date(token: str) -> dt.date | None:
+    if len(token) == 8:  # "%Y%m%d", read as strptime would, without its regexes
+        moment = parse_digits(token)
+        return moment.date() if moment is not None else None
     for fmt, length in _DATES:
         if len(token) == length:
             try:
@@ -120,8 +126,9 @@ def parse_subject(subject: str) -> SubjectConvention | None:
 
 def _fold(text: str) -> str:
     """Upper case without accents, hyphens or apostrophes as spaces: names compare so."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    if not text.isascii():  # ASCII is its own NFKD form, without combining marks
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
     return " ".join(re.sub(r"[-'’]", " ", text).upper().split())
 
 

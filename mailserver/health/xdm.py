@@ -16,6 +16,7 @@ import posixpath
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 
+from mailserver.health.hl7time import parse_digits
 from mailserver.health.problems import Problem
 from mailserver.health.safezip import ZipContents, ZipLimits, read_zip, unsafe_name
 from mailserver.health.xmlsafe import children, local, parse_xml, path, text
@@ -157,10 +158,8 @@ def parse_dtm(value: str) -> dt.datetime | None:
     if not digits.isdigit() or len(digits) not in (4, 6, 8, 10, 12, 14):
         return None
     padded = digits + "0101000000"[len(digits) - 4:] if len(digits) < 14 else digits
-    try:
-        return dt.datetime.strptime(padded[:14], "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
-    except ValueError:
-        return None
+    moment = parse_digits(padded[:14])
+    return moment.replace(tzinfo=dt.UTC) if moment is not None else None
 
 
 def _problem(code: str, en: str, fr: str) -> Problem:

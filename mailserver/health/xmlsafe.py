@@ -4,7 +4,8 @@ no entity expansion, no billion laughs), bounded size."""
 from __future__ import annotations
 
 import re
-from xml.etree.ElementTree import Element, fromstring
+from xml.etree.ElementTree import Element, TreeBuilder, fromstring
+from xml.parsers.expat import ParserCreate
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
@@ -55,9 +56,67 @@ def parse_xml(data: bytes, what: str) -> tuple[Element | None, Problem | None]:
             "XML-FORBIDDEN", f"{what}: DTD or entities are not allowed in XML",
             f"{what} : DTD et entités interdites dans le XML")
     except Exception:  # ParseError and anything a hostile document provokes
-        return None, Problem("XML-INVALID", f"{what}: the XML is not well-formed",
-                             f"{what} : le XML est mal formé")
+        return None, _invalid(what)
     return root, None
+
+
+def _invalid(what: str) -> Problem:
+    return Problem("XML-INVALID", f"{what}: the XML is not well-formed",
+                   f"{what} : le XML est mal formé")
+
+
+def _universal(name: str) -> str:
+    """Expat's ``namespace}local`` as ElementTree's ``{namespace}local``."""
+    return "{" + name if "}" in name else name
+
+
+def parse_xml_pruned(data: bytes, what: str, keep: frozenset[str]
+                     ) -> tuple[Element | None, Problem | None]:
+    """``parse_xml`` for a reader that looks only at some children of the root: the
+    root holds only its children whose local name is in ``keep``, with all they hold
+    (text between the root's children left out). The whole document is still parsed
+    by the same expat, so it is refused exactly when ``parse_xml`` refuses it; only
+    nothing is built for the rest (a CDA's base64 body never becomes a string). A
+    document that may hold a DTD, or too large, goes to ``parse_xml``."""
+    if len(data) > MAX_XML_SIZE or not _without_dtd(data):
+        return parse_xml(data, what)
+    builder = TreeBuilder()  # ElementTree's own, fed what its XMLParser would feed it
+    parser = ParserCreate(namespace_separator="}")  # as XMLParser creates it
+    depth = 0  # of the element being opened or closed, the root being 1
+    kept = 0  # 2 inside a kept child of the root, 0 elsewhere
+    build_start, build_end = builder.start, builder.end
+
+    def start(name: str, attributes: dict[str, str]) -> None:
+        nonlocal depth, kept
+        depth += 1
+        if kept == 0 and depth > 1:
+            if depth > 2 or name.rpartition("}")[2] not in keep:
+                return
+            kept = 2
+            parser.CharacterDataHandler = builder.data
+        for key in attributes:
+            if "}" in key:  # a namespaced attribute
+                attributes = {_universal(k): v for k, v in attributes.items()}
+                break
+        build_start(_universal(name), attributes)
+
+    def end(name: str) -> None:
+        nonlocal depth, kept
+        depth -= 1
+        if kept == 0 and depth > 0:
+            return
+        build_end(_universal(name))
+        if depth == 1 and kept:
+            kept = 0
+            parser.CharacterDataHandler = None
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    try:
+        parser.Parse(data, True)
+        return builder.close(), None
+    except Exception:  # ExpatError and anything a hostile document provokes
+        return None, _invalid(what)
 
 
 def local(tag: str) -> str:
@@ -65,15 +124,21 @@ def local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
+# ``local(tag) == name`` for a name without "}", without splitting every tag.
+
+
 def children(element: Element, name: str) -> list[Element]:
-    return [child for child in element if local(child.tag) == name]
+    suffix = "}" + name
+    return [c for c in element if c.tag == name or c.tag.endswith(suffix)]
 
 
 def child(element: Element | None, name: str) -> Element | None:
     if element is None:
         return None
+    suffix = "}" + name
     for candidate in element:
-        if local(candidate.tag) == name:
+        tag = candidate.tag
+        if tag == name or tag.endswith(suffix):
             return candidate
     return None
 
@@ -85,4 +150,8 @@ def path(element: Element | None, *names: str) -> Element | None:
 
 
 def text(element: Element | None) -> str:
-    return "".join(element.itertext()).strip() if element is not None else ""
+    if element is None:
+        return ""
+    if not len(element) and isinstance(element.tag, str):  # a leaf: itertext is its text
+        return (element.text or "").strip()
+    return "".join(element.itertext()).strip()

@@ -1,0 +1,293 @@
+"""The content analysis fast paths agree with the general paths they stand in front
+of, and hostile input still takes the general path (issue 5, 1 ms per message)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import io
+import unicodedata
+import zipfile
+from email.header import decode_header, make_header
+from xml.etree.ElementTree import fromstring
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailserver.health.attachments import (
+    _SCRIPT,
+    _SCRIPT_WORDS,
+    _looks_scripted,
+    _scan_script_words,
+)
+from mailserver.health.cda import read_cda
+from mailserver.health.content import _disposition, delimiter_lines
+from mailserver.health.hl7time import parse_digits
+from mailserver.health.mssante import _fold, decoded
+from mailserver.health.safezip import ZipLimits, read_zip
+from mailserver.health.xmlsafe import text
+from mailserver.mime.fetch import _decode_base64
+from mailserver.mime.headers import parse_param_value
+from mailserver.mime.parse import ParsedMessage
+
+# -- base64 (RFC 2045 §6.8) -------------------------------------------------------------
+
+_B64_PIECES = st.sampled_from([
+    b"QUJD", b"YQ", b"YWI", b"=", b"==", b"\r\n", b"\n", b" ", b"\t", b"*", b"-", b"A",
+    b"+/", b"//8", b"\x00", b"\xff", b"====",
+])
+
+
+def _binascii_reference(data: bytes) -> bytes | None:
+    try:
+        return binascii.a2b_base64(data)
+    except binascii.Error:
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_B64_PIECES, max_size=30))
+def test_base64_fast_path_agrees_with_binascii(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    decoded = _decode_base64(data)  # never raises: lenient decoding
+    pad = data.find(b"=")
+    if pad < 0 or not data[pad:].strip(b"=\r\n\t "):
+        expected = _binascii_reference(data)
+        if expected is not None:  # what binascii accepts decodes as binascii does
+            assert decoded == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=3000), st.integers(min_value=4, max_value=100))
+def test_base64_wrapped_lines_decode(data: bytes, width: int) -> None:
+    encoded = base64.b64encode(data)
+    wrapped = b"\r\n".join(encoded[i:i + width] for i in range(0, len(encoded), width))
+    assert _decode_base64(wrapped + b"\r\n") == data
+
+
+# -- script words -----------------------------------------------------------------------
+
+_SCRIPT_PIECES = st.sampled_from([
+    *_SCRIPT_WORDS, b"<", b".", b"(", b"$", b"-", b" ", b"\t", b"\r\n", b"\x0b", b"\x0c",
+    b"@", b"/c", b"/C", b".exe", b"off", b"OFF", b"net.", b"system.", b"w", b"c", b"x",
+    b"SCRIPT", b"Eval", b"ActiveX", b"object", b"new", b"set", b"invoke", b"shell",
+    b"application", b"encodedcommand", b"expression", b"executionpolicy", b"\x01", b"+",
+    b"/", b"A9z", b"\xc3\xa9",
+])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_SCRIPT_PIECES, max_size=25))
+def test_script_gate_agrees_with_the_word_scan(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    assert _looks_scripted(data) == _scan_script_words(data)
+    if _SCRIPT.search(data.lower()):  # the gate never hides a match of the patterns
+        assert _looks_scripted(data)
+
+
+def test_script_gate_sees_every_pattern() -> None:
+    for sample in (b"<  SCRIPT src=x>", b"WScript .Echo", b"+cscript/", b"CreateObject  (",
+                   b"ActiveXObject", b"  @echo off", b"Invoke-Expression", b"iex\t$x",
+                   b"New-Object  System.Net.WebClient", b"-EncodedCommand", b"iex(x)",
+                   b"Set-ExecutionPolicy", b"powershell.exe -nop", b"cmd /c dir",
+                   b"eval\n(", b"execute(x)", b"Shell.Application", b"cmd.exe  /c x"):
+        assert _SCRIPT.search(sample.lower()), sample
+        assert _looks_scripted(b"A" * 5000 + b"\n" + sample + b"\n" + b"z" * 5000), sample
+
+
+def test_base64_body_without_script_is_clean() -> None:
+    body = base64.b64encode(bytes(range(256)) * 200)
+    wrapped = b"\r\n".join(body[i:i + 76] for i in range(0, len(body), 76))
+    document = b'<?xml version="1.0"?><ClinicalDocument><text>' + wrapped + b"</text>"
+    assert not _looks_scripted(document)
+    assert _looks_scripted(document + b"<script>alert(1)</script>")
+
+
+# -- HL7 dates --------------------------------------------------------------------------
+
+def _strptime_reference(digits: str) -> dt.datetime | None:
+    fmt = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}.get(len(digits))
+    if fmt is None:
+        return None
+    try:
+        return dt.datetime.strptime(digits, fmt)
+    except ValueError:
+        return None
+
+
+_DIGIT_STRINGS = st.one_of(
+    st.text(alphabet="0123456789", min_size=8, max_size=14),
+    st.text(alphabet="0123456789\u0660\u0661\u00b2\u0969 ", min_size=8, max_size=14),
+    st.builds(lambda m: m.strftime("%Y%m%d%H%M%S")[:st_len(m)],
+              st.datetimes(min_value=dt.datetime(1000, 1, 1))),
+)
+
+
+def st_len(moment: dt.datetime) -> int:
+    return (8, 12, 14)[moment.microsecond % 3]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_DIGIT_STRINGS)
+def test_hl7_digits_agree_with_strptime(digits: str) -> None:
+    assert parse_digits(digits) == _strptime_reference(digits)
+
+
+def test_hl7_digits_edges() -> None:
+    for digits in ("20240229", "20230229", "20241301", "20240001", "20240132", "00000101",
+                   "202401011260", "202401012400", "20240101235960", "20240101235961",
+                   "20240101235959", "2024010112", "2024\u0660101"):
+        assert parse_digits(digits) == _strptime_reference(digits), digits
+
+
+# -- zip entries (APPNOTE 4.3.7, 4.4.5) -------------------------------------------------
+
+def _zip(entries: list[tuple[str, bytes, int]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content, method in entries:
+            archive.writestr(zipfile.ZipInfo(name), content, compress_type=method)
+    return buffer.getvalue()
+
+
+_ENTRIES = st.lists(st.tuples(
+    st.sampled_from(["a.txt", "b/c.xml", "IHE_XDM/SUBSET01/DOC0001.XML", "é.txt", "a.txt"]),
+    st.one_of(st.binary(max_size=300), st.just(b"<x>" * 2000), st.just(bytes(70_000))),
+    st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]),
+), max_size=4)
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@settings(max_examples=300, deadline=None)
+@given(_ENTRIES, st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)),
+                          max_size=3))
+def test_small_entry_fast_path_agrees_with_zipfile(
+        entries: list[tuple[str, bytes, int]], flips: list[tuple[int, int]]) -> None:
+    data = bytearray(_zip(entries))
+    for at, value in flips:  # hostile bytes anywhere: headers, streams, CRCs
+        data[at % len(data)] = value
+    limits = ZipLimits(max_total_size=100_000, max_entry_size=60_000, max_ratio=5)
+    assert read_zip(bytes(data), limits) == read_zip(bytes(data), limits, fast=False)
+
+
+def test_small_entry_fast_path_leaves_bombs_to_the_general_path() -> None:
+    bomb = _zip([("zeros.txt", bytes(3 * 1024 * 1024), zipfile.ZIP_DEFLATED)])
+    for limits in (ZipLimits(), ZipLimits(max_entry_size=1000, max_total_size=1000)):
+        fast, general = read_zip(bomb, limits), read_zip(bomb, limits, fast=False)
+        assert fast == general and [p.code for p in fast.problems] == ["ZIP-BOMB"]
+
+
+# -- the delimiter-line bound -----------------------------------------------------------
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from([b"-", b"--", b"\n", b"\r\n", b"x", b"\n--", b"-" * 300]),
+                max_size=40))
+def test_delimiter_lines_is_count(pieces: list[bytes]) -> None:
+    raw = b"".join(pieces)
+    assert delimiter_lines(raw) == raw.count(b"\n--")
+
+
+# -- the disposition and the file name, parsed once -------------------------------------
+
+_DISPOSITIONS = st.sampled_from([
+    None, "", "attachment", "inline", 'attachment; filename="cr.pdf"', "ATTACHMENT ; filename=a",
+    "attachment; filename*=utf-8''%C3%A9t%C3%A9.pdf", 'inline; filename=""', "; filename=x",
+    "attachment; filename*0=a; filename*1=b.txt", "(c) attachment (x); filename=y",
+])
+_TYPES = st.sampled_from([
+    "application/pdf", 'application/pdf; name="n.pdf"', "text/plain; name==?utf-8?q?=C3=A9?=",
+    "bad", 'application/zip; name="IHE_XDM.zip"',
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_DISPOSITIONS, _TYPES)
+def test_disposition_and_filename_as_the_parser_reads_them(
+        disposition: str | None, content_type: str) -> None:
+    head = f"Content-Type: {content_type}\r\n"
+    if disposition is not None:
+        head += f"Content-Disposition: {disposition}\r\n"
+    part = ParsedMessage.from_bytes((head + "\r\nbody\r\n").encode("latin-1"))
+    value = part.header_value("content-disposition")
+    expected = parse_param_value(value).value.strip(" \t").lower() if value is not None else ""
+    assert _disposition(part) == (expected, part.filename or "")
+
+
+# -- the CDA header, built alone --------------------------------------------------------
+
+_CDA_PIECES = st.sampled_from([
+    '<id root="1.2.3" extension="X"/>', '<code code="11502-2" codeSystem="2.16.840.1.113883.6.1"'
+    ' displayName="CR"/>', '<code/>', "<title>Compte <b>rendu</b> &amp; suite</title>",
+    "<title><![CDATA[a<b]]></title>", '<effectiveTime value="20240101120000+0100"/>',
+    '<recordTarget><patientRole><id root="1.2.250.1.213.1.4.8" extension="1"/><id root="9"/>'
+    '<patient><name><given>Jean</given><given>Paul</given><family>DUPONT</family></name>'
+    '<birthTime value="19800101"/></patient></patientRole></recordTarget>',
+    "<recordTarget/>", '<author><assignedAuthor><id root="1.2.250.1.71.4.2.1" extension="8"/>'
+    "<assignedPerson><name><family>MARTIN</family></name></assignedPerson></assignedAuthor>"
+    "</author>", '<x:author xmlns:x="urn:other"><assignedAuthor/></x:author>',
+    "<component><nonXMLBody><text>QUJD</text></nonXMLBody></component>", "<!-- note -->",
+    "<?pi x?>", "text between", '<id xmlns:y="urn:y" y:root="1" root="2"/>', "<title>",
+    "</title>", "<code code='1' code='2'/>", "&undefined;", "<recordTarget><id/>",
+    "</recordTarget>", '<patientRole xmlns="urn:hl7-org:v3"/>',
+])
+_ROOTS = st.sampled_from([
+    '<ClinicalDocument xmlns="urn:hl7-org:v3">', '<ClinicalDocument xmlns="urn:hl7-org:v3x">',
+    "<ClinicalDocument>", '<cda:ClinicalDocument xmlns:cda="urn:hl7-org:v3">',
+    '<Other xmlns="urn:hl7-org:v3">',
+])
+
+
+@settings(max_examples=800, deadline=None)
+@given(_ROOTS, st.lists(_CDA_PIECES, max_size=12), st.booleans())
+def test_pruned_cda_reading_agrees_with_the_whole_tree(
+        root: str, pieces: list[str], declaration: bool) -> None:
+    close = "</" + root[1:].split(" ")[0].rstrip(">") + ">"
+    text = ('<?xml version="1.0" encoding="UTF-8"?>\n' if declaration else "")
+    data = (text + root + "".join(pieces) + close).encode()
+    assert read_cda(data) == read_cda(data, pruned=False)
+
+
+def test_pruned_cda_reading_refuses_what_the_tree_refuses() -> None:
+    good = fx_cda()
+    for data in (good[:-20], good + b"<junk/>", good.replace(b"<title>", b"<title", 1),
+                 b"<!DOCTYPE x [<!ENTITY a 'b'>]>" + good, good.decode().encode("utf-16"),
+                 b'<?xml version="1.0" encoding="ebcdic-cp-us"?>' + good):
+        assert read_cda(data) == read_cda(data, pruned=False)
+        assert read_cda(data).document is None
+
+
+def fx_cda() -> bytes:
+    from mailserver.health import build
+    patient = build.Patient("180017500000035", "DUPONT", "Jean", dt.date(1980, 1, 1))
+    return build.cda_level1(patient, build.DocumentInfo(), b"%PDF-1.7\n" + bytes(3000))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab =?éQq\t\u00ff\udcff\u2028")), max_size=30))
+def test_subject_without_encoded_word_is_given_back(value: str) -> None:
+    try:
+        reference = str(make_header(decode_header(value)))
+    except Exception:
+        reference = value
+    assert decoded(value) == reference
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=20))
+def test_name_folding_of_ascii_needs_no_normalisation(value: str) -> None:
+    ascii_value = value.encode("ascii", "ignore").decode()
+    normalised = unicodedata.normalize("NFKD", ascii_value)
+    assert normalised == ascii_value
+    assert not any(unicodedata.combining(c) for c in normalised)
+    assert _fold(ascii_value) == " ".join(
+        ascii_value.replace("-", " ").replace("'", " ").upper().split())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", " b ", "<i>c</i>", "<i/>", "&amp;", "<![CDATA[ d ]]>",
+                                 "<!-- e -->", "\n"]), max_size=6))
+def test_text_of_a_leaf_is_its_itertext(pieces: list[str]) -> None:
+    element = fromstring("<t>" + "".join(pieces) + "</t>")  # noqa: S314 -- test literals
+    assert text(element) == "".join(element.itertext()).strip()
