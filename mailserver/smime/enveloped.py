@@ -372,7 +372,6 @@ def _aes_cbc_decrypt(content_key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
                                             "content)") from error
 
 
-_FAST_OIDS = {der.oid(_OID_AUTH_ENVELOPED_DATA): "auth", der.oid(_OID_ENVELOPED_DATA): "env"}
 _FAST_GCM = {der.oid("2.16.840.1.101.3.4.1.46"): "aes256_gcm",
              der.oid("2.16.840.1.101.3.4.1.6"): "aes128_gcm"}
 _FAST_CBC = {der.oid("2.16.840.1.101.3.4.1.42"): "aes256_cbc",
@@ -380,6 +379,8 @@ _FAST_CBC = {der.oid("2.16.840.1.101.3.4.1.42"): "aes256_cbc",
 _KEY_SIZES = {**_GCM_KEY_SIZES, **_CBC_KEY_SIZES}
 _ICV_16 = der.integer(16)
 _FAST_DATA = der.oid(_OID_DATA)
+_AUTH_ENVELOPED_OID = der.oid(_OID_AUTH_ENVELOPED_DATA)
+_ENVELOPED_OID = der.oid(_OID_ENVELOPED_DATA)
 _RSA_PKCS1_ALGORITHMS = (der.algorithm("1.2.840.113549.1.1.1", der.NULL),
                          der.algorithm("1.2.840.113549.1.1.1"))
 
@@ -387,34 +388,51 @@ _RSA_PKCS1_ALGORITHMS = (der.algorithm("1.2.840.113549.1.1.1", der.NULL),
 def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes, str] | None:
     """The common DER shapes (RSA key transport, AES-GCM / AES-CBC) read without building
     asn1crypto objects; ``None`` sends anything else to the general path."""
-    tag, start, end = der.read(encoded, 0, len(encoded))
-    if tag != der.SEQUENCE or end != len(encoded):
+    read = der.read
+    size = len(encoded)
+    # RFC 5652 §3: ContentInfo ::= SEQUENCE { contentType, [0] EXPLICIT content }
+    tag, start, end = read(encoded, 0, size)
+    if tag != der.SEQUENCE or end != size:
         return None
-    top = der.children(encoded, start, end)
-    if len(top) != 2 or top[1][0] != 0xA0:
+    if encoded.startswith(_AUTH_ENVELOPED_OID, start):
+        kind, start = "auth", start + len(_AUTH_ENVELOPED_OID)
+    elif encoded.startswith(_ENVELOPED_OID, start):
+        kind, start = "env", start + len(_ENVELOPED_OID)
+    else:
         return None
-    kind = _FAST_OIDS.get(encoded[top[0][3]:top[0][2]])
-    body = der.children(encoded, top[1][1], top[1][2])
-    if kind is None or len(body) != 1 or body[0][0] != der.SEQUENCE:
+    tag, start, inner_end = read(encoded, start, end)
+    if tag != 0xA0 or inner_end != end:
         return None
-    fields = der.children(encoded, body[0][1], body[0][2])
-    shape = [f[0] for f in fields]
-    if kind == "auth" and shape != [der.INTEGER, der.SET, der.SEQUENCE, der.OCTET_STRING]:
+    tag, start, inner_end = read(encoded, start, end)
+    if tag != der.SEQUENCE or inner_end != end:
         return None
-    if kind == "env" and shape != [der.INTEGER, der.SET, der.SEQUENCE]:
+    # RFC 5083 §2.1 AuthEnvelopedData { version, recipientInfos, authEncryptedContentInfo,
+    # mac }; RFC 5652 §6.1 EnvelopedData { version, recipientInfos, encryptedContentInfo }
+    # (no originatorInfo, no attributes: those go to the general path).
+    fields = der.children(encoded, start, end, 4)
+    if kind == "auth":
+        if len(fields) != 4 or fields[3][0] != der.OCTET_STRING:
+            return None
+    elif len(fields) != 3:
         return None
-    content_info = der.children(encoded, fields[2][1], fields[2][2])
-    if [f[0] for f in content_info] != [0x06, der.SEQUENCE, 0x80] or \
-            encoded[content_info[0][3]:content_info[0][2]] != _FAST_DATA:
+    if fields[0][0] != der.INTEGER or fields[1][0] != der.SET or fields[2][0] != der.SEQUENCE:
         return None
-    algorithm = der.children(encoded, content_info[1][1], content_info[1][2])
+    # EncryptedContentInfo { contentType, contentEncryptionAlgorithm, [0] IMPLICIT content }
+    _, start, end, _ = fields[2]
+    if not encoded.startswith(_FAST_DATA, start):
+        return None
+    content_info = der.children(encoded, start + len(_FAST_DATA), end, 2)
+    if len(content_info) != 2 or content_info[0][0] != der.SEQUENCE \
+            or content_info[1][0] != 0x80:
+        return None
+    algorithm = der.children(encoded, content_info[0][1], content_info[0][2], 2)
     if len(algorithm) != 2:
         return None
     algorithm_oid = encoded[algorithm[0][3]:algorithm[0][2]]
     name = (_FAST_GCM if kind == "auth" else _FAST_CBC).get(algorithm_oid)
     if name is None:
         return None
-    ciphertext_at = content_info[2][1], content_info[2][2]
+    ciphertext_at = content_info[1][1], content_info[1][2]
     # Recipients: only v0 KeyTransRecipientInfo by issuer and serial number here.
     content_key = None
     for info_tag, info_start, info_end, _ in der.children(encoded, fields[1][1], fields[1][2],

@@ -328,6 +328,8 @@ _FAST_RSA = (_RSA_PKCS1, der.algorithm("1.2.840.113549.1.1.1"),
              der.algorithm("1.2.840.113549.1.1.11", der.NULL),
              der.algorithm("1.2.840.113549.1.1.11"))
 _FAST_CONTENT_TYPE = der.oid("1.2.840.113549.1.9.3")
+_FAST_SIGNATURES = frozenset((*_FAST_RSA, _ECDSA_SHA256))
+_ECDSA_WITH_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
 @functools.lru_cache(maxsize=1024)
@@ -345,84 +347,164 @@ def _certificate_set(encoded: bytes) -> tuple[tuple[x509.Certificate, bytes], ..
     for tag, _, end, start in der.children(encoded, 0, len(encoded), MAX_CERTIFICATES):
         if tag != der.SEQUENCE:
             return None
-        certificate = _load_certificate(encoded[start:end])
-        found.append((certificate, certificate_parts(certificate)[1]))
+        try:  # cryptography reads some fields lazily: certificate_parts may fail too
+            certificate = _load_certificate(encoded[start:end])
+            found.append((certificate, certificate_parts(certificate)[1]))
+        except ValueError:
+            return None  # the general path skips it (and may find the signer elsewhere)
     return tuple(found)
+
+
+_UTC_TIME_ATTRIBUTE = der.sequence(_SIGNING_TIME, der.set_of(der.tlv(0x17, bytes(13))))[:-13]
+_GENERALIZED_TIME_ATTRIBUTE = der.sequence(_SIGNING_TIME,
+                                           der.set_of(der.tlv(0x18, bytes(15))))[:-15]
+
+
+def _signing_time_parses(attribute: bytes) -> bool:
+    """A signingTime attribute (RFC 5652 §11.3) in the form we and most senders write,
+    YYMMDDHHMMSSZ or YYYYMMDDHHMMSSZ, naming a real time (what asn1crypto checks on the
+    general path); any other form is for the general path."""
+    if attribute.startswith(_UTC_TIME_ATTRIBUTE) and len(attribute) == len(
+            _UTC_TIME_ATTRIBUTE) + 13:
+        text = attribute[-13:]
+        year_digits = 2
+    elif attribute.startswith(_GENERALIZED_TIME_ATTRIBUTE) and len(attribute) == len(
+            _GENERALIZED_TIME_ATTRIBUTE) + 15:
+        text = attribute[-15:]
+        year_digits = 4
+    else:
+        return False
+    if not text[:-1].isdigit() or not text[:-1].isascii() or text[-1:] != b"Z":
+        return False
+    year = int(text[:year_digits])
+    if year_digits == 2:
+        year += 1900 if year >= 50 else 2000  # RFC 5280 §4.1.2.5.1
+    numbers = text[year_digits:-1]
+    try:
+        dt.datetime(year, int(numbers[0:2]), int(numbers[2:4]), int(numbers[4:6]),
+                    int(numbers[6:8]), int(numbers[8:10]))
+    except ValueError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def _attribute_parses(attribute: bytes) -> bool:
+    """Does asn1crypto read this signed attribute (the general path reads them all)?
+    Read once per distinct encoding: a sender repeats its smimeCapabilities."""
+    try:
+        native = cms.CMSAttribute.load(attribute, strict=True).native
+    except Exception:  # whatever asn1crypto raises on hostile DER
+        return False
+    return native is not None
+
+
+_SHA256_DIGEST_ATTRIBUTE = der.sequence(_MESSAGE_DIGEST, der.set_of(der.octet_string(
+    bytes(32))))[:-32]  # SEQ { messageDigest, SET { OCTET STRING (32) } } before the digest
 
 
 def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore,
                  at: dt.datetime, purpose: Purpose) -> VerifyResult | None:
     """The common DER shape (one signer, SHA-256, RSA PKCS#1 v1.5 or ECDSA, signed
     attributes) read without asn1crypto objects; ``None`` sends anything else to the
-    general path."""
-    tag, start, end = der.read(encoded, 0, len(encoded))
-    top = der.children(encoded, start, end)
-    if tag != der.SEQUENCE or len(top) != 2 or top[1][0] != 0xA0 \
-            or encoded[top[0][3]:top[0][2]] != _FAST_SIGNED_DATA:
+    general path. Each TLV is read once, bounded by its parent (``der.read``); a shape
+    that is not exactly the expected one (trailing bytes included) goes to the general
+    path, which gives the exact fault."""
+    read = der.read
+    size = len(encoded)
+    # RFC 5652 §3: ContentInfo ::= SEQUENCE { contentType, [0] EXPLICIT content }
+    tag, start, end = read(encoded, 0, size)
+    if tag != der.SEQUENCE or end != size or not encoded.startswith(_FAST_SIGNED_DATA, start):
         return None
-    body = der.children(encoded, top[1][1], top[1][2])
-    if len(body) != 1 or body[0][0] != der.SEQUENCE:
+    tag, start, inner_end = read(encoded, start + len(_FAST_SIGNED_DATA), end)
+    if tag != 0xA0 or inner_end != end:
         return None
-    fields = der.children(encoded, body[0][1], body[0][2])
-    if [f[0] for f in fields] != [der.INTEGER, der.SET, der.SEQUENCE, 0xA0, der.SET]:
+    tag, start, inner_end = read(encoded, start, end)
+    if tag != der.SEQUENCE or inner_end != end:
         return None
-    encapsulated = der.children(encoded, fields[2][1], fields[2][2])
-    if not encapsulated or encoded[encapsulated[0][3]:encapsulated[0][2]] != _FAST_DATA:
+    # RFC 5652 §5.1: SignedData ::= SEQUENCE { version, digestAlgorithms,
+    #   encapContentInfo, [0] certificates, signerInfos } (no [1] crls here)
+    fields = der.children(encoded, start, end, 5)
+    if len(fields) != 5 or fields[0][0] != der.INTEGER or fields[1][0] != der.SET \
+            or fields[2][0] != der.SEQUENCE or fields[3][0] != 0xA0 \
+            or fields[4][0] != der.SET:
         return None
+    _, start, end, _ = fields[2]  # EncapsulatedContentInfo (§5.2)
+    if not encoded.startswith(_FAST_DATA, start):
+        return None
+    start += len(_FAST_DATA)
     if detached_content is not None:
-        if len(encapsulated) != 1:
+        if start != end:
             return None
         content = detached_content
     else:
-        if len(encapsulated) != 2 or encapsulated[1][0] != 0xA0:
+        tag, start, inner_end = read(encoded, start, end)  # [0] EXPLICIT OCTET STRING
+        if tag != 0xA0 or inner_end != end:
             return None
-        tag, start, end = der.read(encoded, encapsulated[1][1], encapsulated[1][2])
-        if tag != der.OCTET_STRING:
+        tag, start, inner_end = read(encoded, start, end)
+        if tag != der.OCTET_STRING or inner_end != end:
             return None
         content = encoded[start:end]
     certificate_set = _certificate_set(encoded[fields[3][1]:fields[3][2]])
     if certificate_set is None:
         return None
-    signer_infos = der.children(encoded, fields[4][1], fields[4][2])
-    if len(signer_infos) != 1 or signer_infos[0][0] != der.SEQUENCE:
-        return None
-    info = der.children(encoded, signer_infos[0][1], signer_infos[0][2])
-    if [f[0] for f in info] != [der.INTEGER, der.SEQUENCE, der.SEQUENCE, 0xA0, der.SEQUENCE,
-                                der.OCTET_STRING]:
+    tag, start, end = read(encoded, fields[4][1], fields[4][2])
+    if tag != der.SEQUENCE or end != fields[4][2]:
+        return None  # not exactly one SignerInfo
+    # RFC 5652 §5.3: SignerInfo ::= SEQUENCE { version, sid, digestAlgorithm,
+    #   [0] signedAttrs, signatureAlgorithm, signature } (no [1] unsignedAttrs here)
+    info = der.children(encoded, start, end, 6)
+    if len(info) != 6 or info[0][0] != der.INTEGER or info[1][0] != der.SEQUENCE \
+            or info[2][0] != der.SEQUENCE or info[3][0] != 0xA0 \
+            or info[4][0] != der.SEQUENCE or info[5][0] != der.OCTET_STRING:
         return None
     sid = encoded[info[1][3]:info[1][2]]
     signature_algorithm = encoded[info[4][3]:info[4][2]]
     if encoded[info[2][3]:info[2][2]] not in _FAST_SHA256 \
-            or signature_algorithm not in (*_FAST_RSA, _ECDSA_SHA256):
+            or signature_algorithm not in _FAST_SIGNATURES:
         return None
     found = [c for c, issuer_and_serial in certificate_set if issuer_and_serial == sid]
     if len(found) != 1:
         return None
     certificate = found[0]
-    content_types: list[bytes] = []
-    digests: list[bytes] = []
-    for attr_tag, attr_start, attr_end, _ in der.children(encoded, info[3][1], info[3][2]):
+    content_type = digest = None
+    for attr_tag, attr_start, attr_end, attr_at in der.children(encoded, info[3][1],
+                                                               info[3][2]):
+        # Attribute ::= SEQUENCE { attrType OID, attrValues SET OF } (§5.3)
         if attr_tag != der.SEQUENCE:
             return None
-        attribute = der.children(encoded, attr_start, attr_end)
-        if len(attribute) != 2 or attribute[1][0] != der.SET:
+        tag, start, end = read(encoded, attr_start, attr_end)
+        if tag != 0x06:
             return None
-        name = encoded[attribute[0][3]:attribute[0][2]]
-        if name in (_FAST_CONTENT_TYPE, _MESSAGE_DIGEST):
-            values = der.children(encoded, attribute[1][1], attribute[1][2])
-            if len(values) != 1:
+        tag, _, end = read(encoded, end, attr_end)
+        if tag != der.SET or end != attr_end:
+            return None
+        if encoded.startswith(_FAST_CONTENT_TYPE, attr_start):
+            # RFC 5652 §11.1: exactly one, with one value; anything but id-data (or a
+            # second one) is for the general path to name.
+            if content_type is not None \
+                    or encoded[attr_at:attr_end] != _CONTENT_TYPE_DATA:
                 return None
-            value = encoded[values[0][3]:values[0][2]]
-            (content_types if name == _FAST_CONTENT_TYPE else digests).append(value)
-    if len(content_types) != 1 or len(digests) != 1:
-        return None  # RFC 5652 §11.1-11.2: the general path reports the exact fault
+            content_type = _FAST_DATA
+        elif encoded.startswith(_MESSAGE_DIGEST, attr_start):
+            # RFC 5652 §11.2: exactly one, one OCTET STRING value (32 bytes for SHA-256)
+            if digest is not None or attr_end - attr_at != len(_SHA256_DIGEST_ATTRIBUTE) + 32 \
+                    or not encoded.startswith(_SHA256_DIGEST_ATTRIBUTE, attr_at):
+                return None
+            digest = encoded[attr_end - 32:attr_end]
+        elif encoded.startswith(_SIGNING_TIME, attr_start):
+            if not _signing_time_parses(encoded[attr_at:attr_end]):
+                return None
+        elif not _attribute_parses(encoded[attr_at:attr_end]):
+            return None  # the general path reads every attribute (asn1crypto's .native)
+    if content_type is None or digest is None:
+        return None  # RFC 5652 §5.3: both required; the general path reports the fault
     signer = _signer_of(certificate)
-    if content_types[0] != _FAST_DATA:
-        raise _Invalid(Status.FAIL, "the signed content-type attribute does not match")
-    if digests[0] != der.octet_string(hashlib.sha256(content).digest()):
+    if digest != hashlib.sha256(content).digest():
         raise _Invalid(Status.FAIL, "the message digest does not match: the content was "
                                     "altered after signing")
-    signed_bytes = der.tlv(der.SET, encoded[info[3][1]:info[3][2]])  # RFC 5652 §5.4
+    # RFC 5652 §5.4: the signature covers the DER of the attributes with a SET OF tag.
+    signed_bytes = b"\x31" + encoded[info[3][3] + 1:info[3][2]]
     signature = encoded[info[5][1]:info[5][2]]
     public_key = certificate.public_key()
     try:
@@ -430,7 +512,7 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
             public_key.verify(signature, signed_bytes, _PKCS1, _SHA256_HASH)
         elif signature_algorithm == _ECDSA_SHA256 \
                 and isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, signed_bytes, ec.ECDSA(hashes.SHA256()))
+            public_key.verify(signature, signed_bytes, _ECDSA_WITH_SHA256)
         else:
             return None
     except InvalidSignature as error:

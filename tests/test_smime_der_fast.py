@@ -1,0 +1,160 @@
+"""The DER fast paths of CMS decryption and verification (``enveloped._fast_decrypt``,
+``signed._fast_verify``) give what the general asn1crypto paths give: on the messages we
+and others send, and on truncated, corrupted or extended copies of them (hostile input
+falls back or fails with the same status, never an exception)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailserver.smime import DecryptStatus, Status, der, enveloped, signed
+from mailserver.smime.results import DecryptResult, VerifyResult
+from tests.smime_support import ALICE, BOB, CAROL, Pki, make_pki
+
+CONTENT = (b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+           + b"Compte rendu de consultation. " * 40 + b"\r\n")
+AT = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(Path(tmp_path_factory.mktemp("pki")))
+
+
+@contextmanager
+def _general_only() -> Iterator[None]:
+    with mock.patch.object(signed, "_fast_verify", lambda *_: None), \
+            mock.patch.object(enveloped, "_fast_decrypt", lambda *_: None):
+        yield
+
+
+def _verify_both(pki: Pki, encoded: bytes, detached: bytes | None,
+                 ) -> tuple[VerifyResult, VerifyResult]:
+    trust = pki.trust()
+    fast = signed.verify(encoded, detached, trust, at=AT)
+    with _general_only():
+        general = signed.verify(encoded, detached, trust, at=AT)
+    return fast, general
+
+
+def _decrypt_both(pki: Pki, encoded: bytes) -> tuple[DecryptResult, DecryptResult]:
+    identities = [pki.people[BOB].decrypter, pki.people[CAROL].decrypter]
+    fast = enveloped.decrypt(encoded, identities)
+    with _general_only():
+        general = enveloped.decrypt(encoded, identities)
+    return fast, general
+
+
+def _signed(pki: Pki, detached: bool, who: str = ALICE) -> bytes:
+    person = pki.people[who]
+    return signed.sign(CONTENT, person.sign.certificate, person.sign.key, pki.chain,
+                       detached=detached)
+
+
+@pytest.mark.parametrize("detached", [True, False])
+@pytest.mark.parametrize("who", [ALICE, CAROL])
+def test_fast_verify_takes_our_signatures_and_agrees(pki: Pki, detached: bool,
+                                                     who: str) -> None:
+    encoded = _signed(pki, detached, who)
+    trust = pki.trust()
+    taken = signed._fast_verify(encoded, CONTENT if detached else None, trust, AT,
+                                "smime-sign")
+    assert taken is not None and taken.status is Status.PASS  # the fast path answered
+    fast, general = _verify_both(pki, encoded, CONTENT if detached else None)
+    assert fast == general
+    assert fast.status is Status.PASS and fast.content == CONTENT
+
+
+@pytest.mark.parametrize("cipher", ["aes256-gcm", "aes256-cbc"])
+def test_fast_decrypt_takes_our_envelopes_and_agrees(pki: Pki, cipher: str) -> None:
+    recipients = [pki.people[ALICE].encrypt.certificate, pki.people[BOB].encrypt.certificate]
+    encoded = enveloped.encrypt(CONTENT, recipients, cipher)  # type: ignore[arg-type]
+    taken = enveloped._fast_decrypt(encoded, [pki.people[BOB].decrypter])
+    assert taken is not None and taken[0] == CONTENT
+    fast, general = _decrypt_both(pki, encoded)
+    assert fast == general
+    assert fast.status is DecryptStatus.OK and fast.content == CONTENT
+
+
+def _mutations() -> st.SearchStrategy[tuple[str, float, int]]:
+    return st.tuples(st.sampled_from(["truncate", "flip", "set", "insert", "delete",
+                                      "append"]),
+                     st.floats(min_value=0, max_value=1, exclude_max=True),
+                     st.integers(min_value=0, max_value=255))
+
+
+def _mutate(data: bytes, mutation: tuple[str, float, int], head_bias: bool) -> bytes:
+    kind, where, value = mutation
+    # Most of the structure (lengths, tags, OIDs) is in the first few hundred bytes and
+    # around the signer info at the end; bias half of the positions there.
+    span = min(len(data), 400) if head_bias else len(data)
+    index = int(where * span) if head_bias else int(where * len(data))
+    index = min(index, len(data) - 1)
+    if kind == "truncate":
+        return data[:index]
+    if kind == "flip":
+        return data[:index] + bytes([data[index] ^ (1 << (value % 8))]) + data[index + 1:]
+    if kind == "set":
+        return data[:index] + bytes([value]) + data[index + 1:]
+    if kind == "insert":
+        return data[:index] + bytes([value]) + data[index:]
+    if kind == "delete":
+        return data[:index] + data[index + 1:]
+    return data + bytes([value]) * (1 + index % 3)
+
+
+def _tail_bias(data: bytes, mutation: tuple[str, float, int]) -> bytes:
+    kind, where, value = mutation
+    start = max(0, len(data) - 420)  # the SignerInfo: attributes, algorithms, signature
+    return _mutate(data, (kind, (start + where * (len(data) - start)) / len(data), value),
+                   False)
+
+
+_SAME_STATUS = settings(max_examples=400, deadline=None,
+                        suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@given(mutation=_mutations(), detached=st.booleans(), where=st.sampled_from(["head", "tail",
+                                                                              "any"]))
+@_SAME_STATUS
+def test_fast_verify_agrees_on_hostile_signatures(pki: Pki, mutation: tuple[str, float, int],
+                                                  detached: bool, where: str) -> None:
+    encoded = _signed(pki, detached)
+    if where == "tail":
+        mutated = _tail_bias(encoded, mutation)
+    else:
+        mutated = _mutate(encoded, mutation, where == "head")
+    fast, general = _verify_both(pki, mutated, CONTENT if detached else None)
+    assert fast.status == general.status, (fast.reason, general.reason)
+    if fast.status is Status.PASS:
+        assert fast == general
+
+
+@given(mutation=_mutations(), cipher=st.sampled_from(["aes256-gcm", "aes256-cbc"]),
+       head=st.booleans())
+@_SAME_STATUS
+def test_fast_decrypt_agrees_on_hostile_envelopes(pki: Pki, mutation: tuple[str, float, int],
+                                                  cipher: str, head: bool) -> None:
+    recipients = [pki.people[ALICE].encrypt.certificate, pki.people[BOB].encrypt.certificate]
+    encoded = enveloped.encrypt(CONTENT, recipients, cipher)  # type: ignore[arg-type]
+    mutated = _mutate(encoded, mutation, head)
+    fast, general = _decrypt_both(pki, mutated)
+    assert fast.status == general.status, (fast.reason, general.reason)
+    if fast.status is DecryptStatus.OK:
+        assert fast == general
+
+
+def test_der_reader_refuses_what_does_not_fit() -> None:
+    """Every length is checked against the buffer (X.690 §8.1.3)."""
+    for bad in (b"\x30", b"\x30\x05\x02\x01", b"\x30\x80\x00\x00", b"\x1f\x01\x00",
+                b"\x30\x85\x00\x00\x00\x00\x01", b"\x30\x82\x00"):
+        with pytest.raises(der.DerError):
+            der.read(bad, 0, len(bad))
