@@ -175,6 +175,9 @@ def _addresses(head: bytes, field_name: str) -> tuple[str, ...]:
                  in email.utils.getaddresses(values(head, field_name)) if address)
 
 
+_DEFAULT_ENTITY_HEAD = b"Content-Type: text/plain; charset=us-ascii\r\n"
+
+
 def entity_of(message: bytes) -> tuple[bytes, bytes]:
     """Split a message into (outer fields, MIME entity to protect): the entity keeps the
     Content-* fields and the body (RFC 8551 §3.1); MIME-Version stays outside."""
@@ -186,9 +189,14 @@ def entity_of(message: bytes) -> tuple[bytes, bytes]:
             inner += raw
         elif name != "mime-version":
             outer += raw
-    if not inner:
-        inner = b"Content-Type: text/plain; charset=us-ascii\r\n"
-    return outer, inner + b"\r\n" + body
+    return outer, (inner or _DEFAULT_ENTITY_HEAD) + b"\r\n" + body
+
+
+def entity_head(head: bytes) -> bytes:
+    """The header block of the entity ``entity_of`` makes of a message with this header
+    block: its Content-* fields (``entity_of(m)[1] == entity_head(h) + CRLF + body``)."""
+    return b"".join([raw for name, raw in fields(head) if name.startswith("content-")]) \
+        or _DEFAULT_ENTITY_HEAD
 
 
 def join(outer: bytes, entity: bytes) -> bytes:

@@ -19,7 +19,7 @@ from mailserver.smime import mime
 from mailserver.smime.enveloped import Cipher_, Identity
 from mailserver.smime.message import (
     MAX_MESSAGE,
-    decrypt_entity,
+    decrypt_parts,
     encrypt_entity,
     sign_entity,
     verify_entity,
@@ -101,8 +101,8 @@ def _unprotect(message: bytes, identities: Sequence[Identity], trust: TrustStore
     canonical = mime.canonical_head(message)
     outer_head, outer_body = mime.split(canonical)
     outer_from = mime.addresses(outer_head, "from")
-    _, entity = mime.entity_of(canonical)
-    decrypt = decrypt_entity(entity, identities)
+    # decrypt_entity(entity_of(canonical)[1]) without copying the body into an entity
+    decrypt = decrypt_parts(mime.entity_head(outer_head), outer_body, identities)
     notes: list[str] = []
     if decrypt.status is DecryptStatus.OK and decrypt.content is not None:
         entity = decrypt.content
