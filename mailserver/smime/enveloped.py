@@ -378,6 +378,7 @@ _FAST_CBC = {der.oid("2.16.840.1.101.3.4.1.42"): "aes256_cbc",
              der.oid("2.16.840.1.101.3.4.1.2"): "aes128_cbc"}
 _KEY_SIZES = {**_GCM_KEY_SIZES, **_CBC_KEY_SIZES}
 _ICV_16 = der.integer(16)
+_GCM_PARAMETERS_HEAD = der.sequence(der.octet_string(bytes(12)), _ICV_16)[:-12 - len(_ICV_16)]
 _FAST_DATA = der.oid(_OID_DATA)
 _AUTH_ENVELOPED_OID = der.oid(_OID_AUTH_ENVELOPED_DATA)
 _ENVELOPED_OID = der.oid(_OID_ENVELOPED_DATA)
@@ -435,10 +436,10 @@ def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes
     ciphertext_at = content_info[1][1], content_info[1][2]
     # Recipients: only v0 KeyTransRecipientInfo by issuer and serial number here.
     content_key = None
-    for info_tag, info_start, info_end, _ in der.children(encoded, fields[1][1], fields[1][2],
-                                                         MAX_RECIPIENTS):
-        if info_tag != der.SEQUENCE:
-            return None
+    infos = der.children(encoded, fields[1][1], fields[1][2], MAX_RECIPIENTS)
+    if any(info[0] != der.SEQUENCE for info in infos):
+        return None  # another RecipientInfo choice (RFC 5652 §6.2), anywhere in the set
+    for _, info_start, info_end, _ in infos:
         ktri = der.children(encoded, info_start, info_end)
         if [f[0] for f in ktri] != [der.INTEGER, der.SEQUENCE, der.SEQUENCE, der.OCTET_STRING]:
             return None
@@ -474,16 +475,14 @@ def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes
         raise _Failed(DecryptStatus.FAILED, "the content key has the wrong size")
     parameters = encoded[algorithm[1][3]:algorithm[1][2]]
     if kind == "auth":
-        # RFC 5084 §3.2 GCMParameters: SEQUENCE { nonce OCTET STRING, ICVlen INTEGER }
-        tag, start, end = der.read(parameters, 0, len(parameters))
-        gcm = der.children(parameters, start, end)
+        # RFC 5084 §3.2 GCMParameters: SEQUENCE { nonce OCTET STRING, ICVlen INTEGER },
+        # here a 12-byte nonce and a 16-byte tag (RFC 5084 §3.1 and §3.2 defaults).
         mac = encoded[fields[3][1]:fields[3][2]]
-        if tag != der.SEQUENCE or len(gcm) != 2 or gcm[0][0] != der.OCTET_STRING \
-                or parameters[gcm[1][3]:gcm[1][2]] != _ICV_16 or len(mac) != 16:
+        if len(parameters) != len(_GCM_PARAMETERS_HEAD) + 12 + len(_ICV_16) \
+                or not parameters.startswith(_GCM_PARAMETERS_HEAD) \
+                or not parameters.endswith(_ICV_16) or len(mac) != 16:
             return None
-        nonce = parameters[gcm[0][1]:gcm[0][2]]
-        if len(nonce) != 12:
-            return None
+        nonce = parameters[len(_GCM_PARAMETERS_HEAD):-len(_ICV_16)]
         try:
             # One copy: ciphertext and tag are apart in the DER, AES-GCM wants them joined.
             sealed = b"".join((memoryview(encoded)[ciphertext_at[0]:ciphertext_at[1]], mac))

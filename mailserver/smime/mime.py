@@ -123,8 +123,12 @@ def values(head: bytes, field_name: str) -> list[str]:
 
 
 def header_value(head: bytes, field_name: str) -> str | None:
-    found = values(head, field_name)
-    return found[0] if found else None
+    """The unfolded value of the first ``field_name`` field (``values(...)[0]``)."""
+    wanted = field_name.lower()
+    for name, raw in fields(head):
+        if name == wanted:
+            return " ".join(raw.split(b":", 1)[1].decode("utf-8", "replace").split())
+    return None
 
 
 def content_type(head: bytes) -> tuple[str, Mapping[str, str]]:

@@ -470,14 +470,9 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
     content_type = digest = None
     for attr_tag, attr_start, attr_end, attr_at in der.children(encoded, info[3][1],
                                                                info[3][2]):
-        # Attribute ::= SEQUENCE { attrType OID, attrValues SET OF } (§5.3)
+        # Attribute ::= SEQUENCE { attrType OID, attrValues SET OF } (§5.3): each branch
+        # checks the whole attribute (known encodings, or asn1crypto's reading).
         if attr_tag != der.SEQUENCE:
-            return None
-        tag, start, end = read(encoded, attr_start, attr_end)
-        if tag != 0x06:
-            return None
-        tag, _, end = read(encoded, end, attr_end)
-        if tag != der.SET or end != attr_end:
             return None
         if encoded.startswith(_FAST_CONTENT_TYPE, attr_start):
             # RFC 5652 §11.1: exactly one, with one value; anything but id-data (or a
