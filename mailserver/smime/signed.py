@@ -8,6 +8,7 @@ or ECDSA. ``verify`` checks a detached or encapsulated (opaque) SignedData and r
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -176,6 +177,9 @@ class _Invalid(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        # Set when the signer's certificate was found: the result names it, with the
+        # content, as the general path's result does.
+        self.found: tuple[Signer, bytes] | None = None
 
 
 _SIGNERS: dict[int, tuple[x509.Certificate, Signer]] = {}
@@ -403,8 +407,22 @@ _SHA256_DIGEST_ATTRIBUTE = der.sequence(_MESSAGE_DIGEST, der.set_of(der.octet_st
     bytes(32))))[:-32]  # SEQ { messageDigest, SET { OCTET STRING (32) } } before the digest
 
 
-def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore,
-                 at: dt.datetime, purpose: Purpose) -> VerifyResult | None:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where the parts of a SignedData of the common shape are (offsets into its DER),
+    and the signer's certificate found in it."""
+
+    certificate: x509.Certificate
+    certificates: list[x509.Certificate]
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+    attributes: tuple[int, int]  # the [0] signedAttrs TLV
+    signing_time: tuple[int, int] | None  # the signingTime attribute TLV
+    digest: int  # the 32 bytes of the messageDigest value
+    signature: tuple[int, int]  # the signature value
+    content: tuple[int, int] | None  # encapsulated content, None when detached
+
+
+def _read_layout(encoded: bytes, detached: bool) -> _Layout | None:
     """The common DER shape (one signer, SHA-256, RSA PKCS#1 v1.5 or ECDSA, signed
     attributes) read without asn1crypto objects; ``None`` sends anything else to the
     general path. Each TLV is read once, bounded by its parent (``der.read``); a shape
@@ -433,10 +451,10 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
     if not encoded.startswith(_FAST_DATA, start):
         return None
     start += len(_FAST_DATA)
-    if detached_content is not None:
+    content: tuple[int, int] | None = None
+    if detached:
         if start != end:
             return None
-        content = detached_content
     else:
         tag, start, inner_end = read(encoded, start, end)  # [0] EXPLICIT OCTET STRING
         if tag != 0xA0 or inner_end != end:
@@ -444,7 +462,7 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
         tag, start, inner_end = read(encoded, start, end)
         if tag != der.OCTET_STRING or inner_end != end:
             return None
-        content = encoded[start:end]
+        content = start, end
     certificate_set = _certificate_set(encoded[fields[3][1]:fields[3][2]])
     if certificate_set is None:
         return None
@@ -467,7 +485,14 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
     if len(found) != 1:
         return None
     certificate = found[0]
-    content_type = digest = None
+    public_key = certificate.public_key()
+    if signature_algorithm in _FAST_RSA:
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            return None
+    elif not isinstance(public_key, ec.EllipticCurvePublicKey):
+        return None
+    content_type = False
+    digest = signing_time = None
     for attr_tag, attr_start, attr_end, attr_at in der.children(encoded, info[3][1],
                                                                info[3][2]):
         # Attribute ::= SEQUENCE { attrType OID, attrValues SET OF } (§5.3): each branch
@@ -477,44 +502,114 @@ def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustSto
         if encoded.startswith(_FAST_CONTENT_TYPE, attr_start):
             # RFC 5652 §11.1: exactly one, with one value; anything but id-data (or a
             # second one) is for the general path to name.
-            if content_type is not None \
-                    or encoded[attr_at:attr_end] != _CONTENT_TYPE_DATA:
+            if content_type or encoded[attr_at:attr_end] != _CONTENT_TYPE_DATA:
                 return None
-            content_type = _FAST_DATA
+            content_type = True
         elif encoded.startswith(_MESSAGE_DIGEST, attr_start):
             # RFC 5652 §11.2: exactly one, one OCTET STRING value (32 bytes for SHA-256)
             if digest is not None or attr_end - attr_at != len(_SHA256_DIGEST_ATTRIBUTE) + 32 \
                     or not encoded.startswith(_SHA256_DIGEST_ATTRIBUTE, attr_at):
                 return None
-            digest = encoded[attr_end - 32:attr_end]
+            digest = attr_end - 32
         elif encoded.startswith(_SIGNING_TIME, attr_start):
-            if not _signing_time_parses(encoded[attr_at:attr_end]):
+            if signing_time is not None or not _signing_time_parses(encoded[attr_at:attr_end]):
                 return None
+            signing_time = attr_at, attr_end
         elif not _attribute_parses(encoded[attr_at:attr_end]):
             return None  # the general path reads every attribute (asn1crypto's .native)
-    if content_type is None or digest is None:
+    if not content_type or digest is None:
         return None  # RFC 5652 §5.3: both required; the general path reports the fault
+    return _Layout(certificate, [c for c, _ in certificate_set], public_key,
+                   (info[3][3], info[3][2]),
+                   signing_time, digest, (info[5][1], info[5][2]), content)
+
+
+# Layouts of the detached SignedData of recent signers, by length: a signer's SignedData
+# differs from one message to the next only in the signing time, the digest and the
+# signature (same certificates, names, algorithms and lengths). A layout is used for a new
+# message only when every other byte is the same as in the message it was read from, so
+# reading the new one would give the same layout; the varying parts are checked anew.
+_LAYOUTS: dict[int, list[tuple[tuple[tuple[int, bytes], ...], _Layout]]] = {}
+_LAYOUTS_MAX = 256
+_LAYOUTS_PER_SIZE = 4
+
+
+def _remember_layout(encoded: bytes, layout: _Layout) -> None:
+    holes = sorted([(layout.digest, layout.digest + 32), layout.signature,
+                    *([layout.signing_time] if layout.signing_time else [])])
+    fixed: list[tuple[int, bytes]] = []
+    position = 0
+    for hole_start, hole_end in holes:
+        fixed.append((position, encoded[position:hole_start]))
+        position = hole_end
+    fixed.append((position, encoded[position:]))
+    if len(_LAYOUTS) >= _LAYOUTS_MAX:
+        _LAYOUTS.clear()
+    same_size = _LAYOUTS.setdefault(len(encoded), [])
+    if len(same_size) >= _LAYOUTS_PER_SIZE:
+        del same_size[0]
+    same_size.append((tuple(fixed), layout))
+
+
+def _known_layout(encoded: bytes) -> _Layout | None:
+    for fixed, layout in _LAYOUTS.get(len(encoded), ()):
+        for position, part in fixed:
+            if not encoded.startswith(part, position):
+                break
+        else:
+            if layout.signing_time is None \
+                    or _signing_time_parses(encoded[layout.signing_time[0]:
+                                                    layout.signing_time[1]]):
+                return layout
+            return None  # read it again: the general path names the fault
+    return None
+
+
+def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore,
+                 at: dt.datetime, purpose: Purpose) -> VerifyResult | None:
+    """Verify a SignedData of the common shape (``_read_layout``), or ``None`` for the
+    general path."""
+    layout = _known_layout(encoded) if detached_content is not None else None
+    if layout is None:
+        layout = _read_layout(encoded, detached_content is not None)
+        if layout is None:
+            return None
+        if detached_content is not None:
+            _remember_layout(encoded, layout)
+    if detached_content is not None:
+        content = detached_content
+    else:
+        assert layout.content is not None
+        content = encoded[layout.content[0]:layout.content[1]]
+    certificate = layout.certificate
     signer = _signer_of(certificate)
-    if digest != hashlib.sha256(content).digest():
+    try:
+        return _check_layout(encoded, layout, content, trust, at, purpose, signer)
+    except _Invalid as invalid:
+        invalid.found = signer, content
+        raise
+
+
+def _check_layout(encoded: bytes, layout: _Layout, content: bytes, trust: TrustStore,
+                  at: dt.datetime, purpose: Purpose, signer: Signer) -> VerifyResult:
+    """What varies from one message to the next: digest, signature, path at ``at``."""
+    certificate = layout.certificate
+    if encoded[layout.digest:layout.digest + 32] != hashlib.sha256(content).digest():
         raise _Invalid(Status.FAIL, "the message digest does not match: the content was "
                                     "altered after signing")
     # RFC 5652 §5.4: the signature covers the DER of the attributes with a SET OF tag.
-    signed_bytes = b"\x31" + encoded[info[3][3] + 1:info[3][2]]
-    signature = encoded[info[5][1]:info[5][2]]
-    public_key = certificate.public_key()
+    signed_bytes = b"\x31" + encoded[layout.attributes[0] + 1:layout.attributes[1]]
+    signature = encoded[layout.signature[0]:layout.signature[1]]
+    public_key = layout.public_key
     try:
-        if signature_algorithm in _FAST_RSA and isinstance(public_key, rsa.RSAPublicKey):
+        if isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(signature, signed_bytes, _PKCS1, _SHA256_HASH)
-        elif signature_algorithm == _ECDSA_SHA256 \
-                and isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, signed_bytes, _ECDSA_WITH_SHA256)
         else:
-            return None
+            public_key.verify(signature, signed_bytes, _ECDSA_WITH_SHA256)
     except InvalidSignature as error:
         raise _Invalid(Status.FAIL, "the signature does not match (content altered or "
                                     "wrong key)") from error
-    return _trusted(certificate, [c for c, _ in certificate_set], trust, at, purpose, signer,
-                    content)
+    return _trusted(certificate, layout.certificates, trust, at, purpose, signer, content)
 
 
 def verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore, *,
@@ -531,6 +626,8 @@ def verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore, *,
             return fast
         return _verify(encoded, detached_content, trust, at, purpose)
     except _Invalid as invalid:
+        if invalid.found is not None:
+            return VerifyResult(invalid.status, invalid.reason, *invalid.found)
         return VerifyResult(invalid.status, invalid.reason, None, detached_content)
     except Exception as error:  # hostile or malformed DER, whatever asn1crypto raises
         return VerifyResult(Status.PERMERROR, f"malformed CMS signature: "
