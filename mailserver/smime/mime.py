@@ -260,31 +260,34 @@ def split_multipart_signed(head: bytes, body: bytes) -> tuple[bytes, bytes, byte
         raise MimeError("multipart/signed without a valid boundary")
     delimiter = b"--" + boundary.encode("ascii", "replace")
     # RFC 2046 §5.1.1: a delimiter is CRLF "--" boundary at the start of a line; the CRLF
-    # before it belongs to the delimiter, not to the part.
-    text = b"\r\n" + body
-    positions: list[int] = []
-    start = 0
-    while len(positions) < 3:
-        index = text.find(b"\r\n" + delimiter, start)
-        if index < 0:
-            break
-        positions.append(index)
-        start = index + 2 + len(delimiter)
-    if len(positions) < 3:
+    # before it belongs to the delimiter, not to the part. The first one may open the
+    # body. Positions below are of the delimiter itself (after its CRLF).
+    line_delimiter = b"\r\n" + delimiter
+    size = len(delimiter)
+    if body.startswith(delimiter):
+        first = 0
+    else:
+        first = body.find(line_delimiter)
+        if first < 0:
+            raise MimeError("multipart/signed must hold exactly two parts")
+        first += 2
+    second = body.find(line_delimiter, first + size)
+    third = body.find(line_delimiter, second + 2 + size) if second >= 0 else -1
+    if third < 0:
         raise MimeError("multipart/signed must hold exactly two parts")
-
-    def part(after: int, until: int) -> bytes:
-        line_end = text.find(b"\r\n", after + 2 + len(delimiter))
-        if line_end < 0 or line_end > until:
-            raise MimeError("truncated multipart/signed")
-        return text[line_end + 2:until]
-
-    signed = part(positions[0], positions[1])
-    signature_part = part(positions[1], positions[2])
-    if not text[positions[2] + 2 + len(delimiter):].startswith(b"--"):
+    second += 2
+    third += 2
+    # Each part starts after the rest of its delimiter line and ends before the CRLF of
+    # the next delimiter.
+    signed_start = body.find(b"\r\n", first + size)
+    signature_start = body.find(b"\r\n", second + size)
+    if signed_start < 0 or signed_start + 2 > second \
+            or signature_start < 0 or signature_start + 2 > third:
+        raise MimeError("truncated multipart/signed")
+    if not body.startswith(b"--", third + size):
         raise MimeError("multipart/signed must hold exactly two parts")
-    signature_head, signature_body = split(signature_part)
-    return signed, signature_head, signature_body
+    signature_head, signature_body = split(body[signature_start + 2:third - 2])
+    return body[signed_start + 2:second - 2], signature_head, signature_body
 
 
 def base64_decode(data: bytes) -> bytes:
