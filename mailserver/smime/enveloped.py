@@ -378,6 +378,7 @@ _FAST_CBC = {der.oid("2.16.840.1.101.3.4.1.42"): "aes256_cbc",
              der.oid("2.16.840.1.101.3.4.1.2"): "aes128_cbc"}
 _KEY_SIZES = {**_GCM_KEY_SIZES, **_CBC_KEY_SIZES}
 _ICV_16 = der.integer(16)
+_KTRI_V0 = der.integer(0)
 _GCM_PARAMETERS_HEAD = der.sequence(der.octet_string(bytes(12)), _ICV_16)[:-12 - len(_ICV_16)]
 _FAST_DATA = der.oid(_OID_DATA)
 _AUTH_ENVELOPED_OID = der.oid(_OID_AUTH_ENVELOPED_DATA)
@@ -439,36 +440,46 @@ def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes
     infos = der.children(encoded, fields[1][1], fields[1][2], MAX_RECIPIENTS)
     if any(info[0] != der.SEQUENCE for info in infos):
         return None  # another RecipientInfo choice (RFC 5652 §6.2), anywhere in the set
+    ours = [(_KTRI_V0 + certificate_parts(identity.certificate)[1], identity.key)
+            for identity in identities if isinstance(identity.key, rsa.RSAPrivateKey)]
     for _, info_start, info_end, _ in infos:
-        ktri = der.children(encoded, info_start, info_end)
-        if [f[0] for f in ktri] != [der.INTEGER, der.SEQUENCE, der.SEQUENCE, der.OCTET_STRING]:
-            return None
-        rid = encoded[ktri[1][3]:ktri[1][2]]
-        for identity in identities:
-            if not isinstance(identity.key, rsa.RSAPrivateKey) \
-                    or certificate_parts(identity.certificate)[1] != rid:
-                continue
-            key_algorithm = encoded[ktri[2][3]:ktri[2][2]]
-            encrypted_key = encoded[ktri[3][1]:ktri[3][2]]
-            if key_algorithm == _OAEP_SHA256:
-                try:
-                    content_key = identity.key.decrypt(encrypted_key, _oaep_sha256())
-                except ValueError as error:
-                    raise _Failed(DecryptStatus.FAILED, "the content key cannot be decrypted "
-                                                        "with our key") from error
-            elif key_algorithm in _RSA_PKCS1_ALGORITHMS:
-                # RFC 3218 §2.3.2: no padding oracle; a random key fails like a wrong one.
-                try:
-                    content_key = identity.key.decrypt(encrypted_key, padding.PKCS1v15())
-                except ValueError:
-                    content_key = b""
-                if len(content_key) != _KEY_SIZES[name]:
-                    content_key = os.urandom(_KEY_SIZES[name])
-            else:
+        # KeyTransRecipientInfo { version 0, rid IssuerAndSerialNumber, keyEncryptionAlgorithm,
+        # encryptedKey } (RFC 5652 §6.2.1): ours when it starts with our version and rid.
+        for candidate in ours:
+            if encoded.startswith(candidate[0], info_start):
+                break
+        else:
+            ktri = der.children(encoded, info_start, info_end)
+            if [f[0] for f in ktri] != [der.INTEGER, der.SEQUENCE, der.SEQUENCE,
+                                        der.OCTET_STRING]:
                 return None
-            break
-        if content_key is not None:
-            break
+            continue  # another recipient's
+        prefix, key = candidate
+        tag, start, end = der.read(encoded, info_start + len(prefix), info_end)
+        if tag != der.SEQUENCE:
+            return None
+        key_algorithm = encoded[info_start + len(prefix):end]
+        tag, start, end = der.read(encoded, end, info_end)
+        if tag != der.OCTET_STRING or end != info_end:
+            return None
+        encrypted_key = encoded[start:end]
+        if key_algorithm == _OAEP_SHA256:
+            try:
+                content_key = key.decrypt(encrypted_key, _oaep_sha256())
+            except ValueError as error:
+                raise _Failed(DecryptStatus.FAILED, "the content key cannot be decrypted "
+                                                    "with our key") from error
+        elif key_algorithm in _RSA_PKCS1_ALGORITHMS:
+            # RFC 3218 §2.3.2: no padding oracle; a random key fails like a wrong one.
+            try:
+                content_key = key.decrypt(encrypted_key, padding.PKCS1v15())
+            except ValueError:
+                content_key = b""
+            if len(content_key) != _KEY_SIZES[name]:
+                content_key = os.urandom(_KEY_SIZES[name])
+        else:
+            return None
+        break
     if content_key is None:
         return None  # the general path says "not for us" (or finds a key agreement)
     if len(content_key) != _KEY_SIZES[name]:

@@ -68,9 +68,8 @@ def _strip_our_results(head: bytes, authserv_id: str) -> bytes:
 
 def _deliver(head: bytes, body: bytes, result: VerifyResult, authserv_id: str,
              comment: str, others: Sequence[str] = ()) -> bytes:
-    field = authentication_results(result, authserv_id, comment, others).encode("utf-8") \
-        + b"\r\n"
-    return field + _strip_our_results(head, authserv_id) + b"\r\n" + body
+    field = authentication_results(result, authserv_id, comment, others).encode("utf-8")
+    return b"".join((field, b"\r\n", _strip_our_results(head, authserv_id), b"\r\n", body))
 
 
 def unprotect(message: bytes, identities: Sequence[Identity], trust: TrustStore, *,
