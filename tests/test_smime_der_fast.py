@@ -198,3 +198,41 @@ def test_der_reader_refuses_what_does_not_fit() -> None:
                 b"\x30\x85\x00\x00\x00\x00\x01", b"\x30\x82\x00"):
         with pytest.raises(der.DerError):
             der.read(bad, 0, len(bad))
+
+
+@given(st.integers(min_value=0, max_value=0xFF),
+       st.sampled_from([0, 1, 0x7F, 0x80, 0x81, 0xFF, 0x100, 0x101, 0xFFFF, 0x10000, 0x10001])
+       | st.integers(min_value=0, max_value=70000))
+@settings(max_examples=300)
+def test_tlv_writes_the_shortest_definite_length(tag: int, size: int) -> None:
+    """X.690 §10.1: DER lengths use the fewest octets; read back to the same contents."""
+    content = bytes(size)
+    encoded = der.tlv(tag, content)
+    assert encoded == bytes([tag]) + der.length(size) + content
+    if tag & 0x1F != 0x1F:
+        assert der.read(encoded, 0, len(encoded)) == (tag, len(encoded) - size, len(encoded))
+
+
+def _reference_auth_enveloped(infos: list[bytes], nonce: bytes, sealed: bytes) -> bytes:
+    """RFC 5083 §2.1 / RFC 5084 §3.2, written TLV by nested TLV."""
+    parameters = der.sequence(der.octet_string(nonce), der.integer(16))
+    body = der.sequence(
+        der.integer(0), der.set_of(*infos),
+        der.sequence(der.oid("1.2.840.113549.1.7.1"),
+                     der.algorithm("2.16.840.1.101.3.4.1.46", parameters),
+                     der.context(0, sealed[:-16], constructed=False)),
+        der.octet_string(sealed[-16:]))
+    return der.sequence(der.oid("1.2.840.113549.1.9.16.1.23"), der.context(0, body))
+
+
+@given(st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=3),
+       st.binary(min_size=12, max_size=12),
+       st.sampled_from([16, 17, 100, 143, 144, 270, 271, 65551, 65552, 70000])
+       | st.integers(min_value=16, max_value=5000))
+@settings(max_examples=300)
+def test_auth_enveloped_data_is_written_as_nested_tlvs_would_be(
+        infos: list[bytes], nonce: bytes, size: int) -> None:
+    sealed = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    infos = [der.sequence(info) for info in infos]
+    assert enveloped._auth_enveloped(infos, nonce, sealed) == \
+        _reference_auth_enveloped(infos, nonce, sealed)

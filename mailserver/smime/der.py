@@ -26,7 +26,24 @@ def length(size: int) -> bytes:
 
 
 def tlv(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + length(len(content)) + content
+    """X.690 §8.1: identifier, definite length (short form below 128, else the fewest
+    octets), contents; the usual sizes built in one step (this runs for every TLV)."""
+    size = len(content)
+    if size < 0x80:
+        return bytes((tag, size)) + content
+    if size < 0x100:
+        return bytes((tag, 0x81, size)) + content
+    if size < 0x10000:
+        return bytes((tag, 0x82, size >> 8, size & 0xFF)) + content
+    return bytes([tag]) + length(size) + content
+
+
+def header(tag: int, size: int) -> bytes:
+    """The identifier and length octets of a TLV whose contents are ``size`` long
+    (``tlv(tag, c) == header(tag, len(c)) + c``), to write large contents once."""
+    if size < 0x80:
+        return bytes((tag, size))
+    return bytes([tag]) + length(size)
 
 
 def sequence(*parts: bytes) -> bytes:

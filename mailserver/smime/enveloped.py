@@ -168,17 +168,7 @@ def encrypt(content: bytes, recipients: Sequence[x509.Certificate],
             raise ValueError(f"cannot encrypt to a {type(public_key).__name__} key")
     if cipher == "aes256-gcm":
         nonce = os.urandom(12)
-        sealed = AESGCM(content_key).encrypt(nonce, content, None)
-        ciphertext, tag = sealed[:-16], sealed[-16:]
-        parameters = der.sequence(der.octet_string(nonce), der.integer(16))  # RFC 5084 §3.2
-        body = der.sequence(
-            der.integer(0),  # RFC 5083 §2.1: always 0
-            der.set_of(*infos),
-            der.sequence(der.oid(_OID_DATA), der.algorithm(_OID_AES256_GCM, parameters),
-                         der.context(0, ciphertext, constructed=False)),
-            der.octet_string(tag),
-        )
-        return der.sequence(der.oid(_OID_AUTH_ENVELOPED_DATA), der.context(0, body))
+        return _auth_enveloped(infos, nonce, AESGCM(content_key).encrypt(nonce, content, None))
     if cipher == "aes256-cbc":
         iv = os.urandom(16)
         padder = symmetric_padding.PKCS7(128).padder()
@@ -194,6 +184,31 @@ def encrypt(content: bytes, recipients: Sequence[x509.Certificate],
         )
         return der.sequence(der.oid(_OID_ENVELOPED_DATA), der.context(0, body))
     raise ValueError(f"unknown content encryption {cipher!r}")
+
+
+_AES256_GCM_HEAD = der.oid(_OID_DATA) + der.sequence(der.oid(_OID_AES256_GCM), der.sequence(
+    der.octet_string(bytes(12)), der.integer(16)))[:-len(der.integer(16)) - 12]
+_VERSION_0 = der.integer(0)  # RFC 5083 §2.1: always 0
+_TOP_AUTH_ENVELOPED = der.oid("1.2.840.113549.1.9.16.1.23")
+
+
+def _auth_enveloped(infos: Sequence[bytes], nonce: bytes, sealed: bytes) -> bytes:
+    """ContentInfo(AuthEnvelopedData) (RFC 5083 §2.1) around AES-GCM output (ciphertext
+    then 16-byte tag), aes256-GCM parameters nonce and ICV 16 (RFC 5084 §3.2): the
+    headers computed from the sizes, so the ciphertext is copied once."""
+    size = len(sealed) - 16
+    recipients = der.set_of(*infos)
+    content_info = b"".join((_AES256_GCM_HEAD, nonce, _ICV_16, der.header(0x80, size)))
+    content_info = der.header(der.SEQUENCE, len(content_info) + size) + content_info
+    mac = der.octet_string(sealed[size:])
+    body_size = len(_VERSION_0) + len(recipients) + len(content_info) + size + len(mac)
+    body_head = der.header(der.SEQUENCE, body_size)
+    inner_size = len(body_head) + body_size
+    inner_head = der.header(0xA0, inner_size)
+    top_size = len(_TOP_AUTH_ENVELOPED) + len(inner_head) + inner_size
+    return b"".join((der.header(der.SEQUENCE, top_size), _TOP_AUTH_ENVELOPED, inner_head,
+                     body_head, _VERSION_0, recipients, content_info,
+                     memoryview(sealed)[:size], mac))
 
 
 # -- decryption ------------------------------------------------------------------------------
