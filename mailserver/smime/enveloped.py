@@ -394,6 +394,7 @@ _FAST_CBC = {der.oid("2.16.840.1.101.3.4.1.42"): "aes256_cbc",
 _KEY_SIZES = {**_GCM_KEY_SIZES, **_CBC_KEY_SIZES}
 _ICV_16 = der.integer(16)
 _KTRI_V0 = der.integer(0)
+_GCM256_ALGORITHM_HEAD = _AES256_GCM_HEAD[len(der.oid(_OID_DATA)):]  # up to the nonce
 _GCM_PARAMETERS_HEAD = der.sequence(der.octet_string(bytes(12)), _ICV_16)[:-12 - len(_ICV_16)]
 _FAST_DATA = der.oid(_OID_DATA)
 _AUTH_ENVELOPED_OID = der.oid(_OID_AUTH_ENVELOPED_DATA)
@@ -438,18 +439,34 @@ def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes
     _, start, end, _ = fields[2]
     if not encoded.startswith(_FAST_DATA, start):
         return None
-    content_info = der.children(encoded, start + len(_FAST_DATA), end, 2)
-    if len(content_info) != 2 or content_info[0][0] != der.SEQUENCE \
-            or content_info[1][0] != 0x80:
-        return None
-    algorithm = der.children(encoded, content_info[0][1], content_info[0][2], 2)
-    if len(algorithm) != 2:
-        return None
-    algorithm_oid = encoded[algorithm[0][3]:algorithm[0][2]]
-    name = (_FAST_GCM if kind == "auth" else _FAST_CBC).get(algorithm_oid)
-    if name is None:
-        return None
-    ciphertext_at = content_info[1][1], content_info[1][2]
+    start += len(_FAST_DATA)
+    nonce_at = start + len(_GCM256_ALGORITHM_HEAD)
+    if kind == "auth" and encoded.startswith(_GCM256_ALGORITHM_HEAD, start) \
+            and encoded.startswith(_ICV_16, nonce_at + 12):
+        # aes256-GCM with a 12-byte nonce and ICV 16 (RFC 5084 §3.2) as we write it: what
+        # the reading below finds in these bytes, without reading them one by one.
+        name = "aes256_gcm"
+        algorithm_end = nonce_at + 12 + len(_ICV_16)
+        parameters = encoded[nonce_at - len(_GCM_PARAMETERS_HEAD):algorithm_end]
+        tag, content_start, content_end = der.read(encoded, algorithm_end, end)
+        if tag != 0x80 or content_end != end:
+            return None
+        ciphertext_at = content_start, content_end
+    else:
+        content_info = der.children(encoded, start, end, 2)
+        if len(content_info) != 2 or content_info[0][0] != der.SEQUENCE \
+                or content_info[1][0] != 0x80:
+            return None
+        algorithm = der.children(encoded, content_info[0][1], content_info[0][2], 2)
+        if len(algorithm) != 2:
+            return None
+        algorithm_oid = encoded[algorithm[0][3]:algorithm[0][2]]
+        found = (_FAST_GCM if kind == "auth" else _FAST_CBC).get(algorithm_oid)
+        if found is None:
+            return None
+        name = found
+        parameters = encoded[algorithm[1][3]:algorithm[1][2]]
+        ciphertext_at = content_info[1][1], content_info[1][2]
     # Recipients: only v0 KeyTransRecipientInfo by issuer and serial number here.
     content_key = None
     infos = der.children(encoded, fields[1][1], fields[1][2], MAX_RECIPIENTS)
@@ -499,7 +516,6 @@ def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes
         return None  # the general path says "not for us" (or finds a key agreement)
     if len(content_key) != _KEY_SIZES[name]:
         raise _Failed(DecryptStatus.FAILED, "the content key has the wrong size")
-    parameters = encoded[algorithm[1][3]:algorithm[1][2]]
     if kind == "auth":
         # RFC 5084 §3.2 GCMParameters: SEQUENCE { nonce OCTET STRING, ICVlen INTEGER },
         # here a 12-byte nonce and a 16-byte tag (RFC 5084 §3.1 and §3.2 defaults).
