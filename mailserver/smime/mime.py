@@ -28,18 +28,15 @@ class MimeError(Exception):
     """The message cannot be framed as S/MIME (the message says why)."""
 
 
+# A CR not followed by LF, an LF not preceded by CR: each pattern starts with a literal,
+# which the regex engine finds with a tight scan (faster than counting CR, LF and lines).
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_BARE_LF = re.compile(rb"\n(?<!\r\n)")
+
+
 def is_canonical(data: bytes) -> bool:
-    """Does every line end with CRLF? With a CRLF pairs, b bare CRs and c bare LFs:
-    count(LF) = a + c, count(CR) = a + b, line breaks seen by splitlines = a + b + c;
-    both equalities hold only when b = c = 0 (two byte counts and one split are faster
-    than counting the two-byte CRLF)."""
-    line_feeds = data.count(b"\n")
-    if line_feeds != data.count(b"\r"):
-        return False
-    pieces = len(data.splitlines())  # bytes split on CR, LF and CRLF only
-    if data and data[-1] not in b"\r\n":
-        pieces -= 1  # the last line has no line break
-    return pieces == line_feeds
+    """Does every line end with CRLF, with no CR or LF elsewhere?"""
+    return _BARE_CR.search(data) is None and _BARE_LF.search(data) is None
 
 
 def canonical(data: bytes) -> bytes:
