@@ -66,3 +66,69 @@ def test_certificate_parts_follow_each_object() -> None:
         assert encoded == certificate.public_bytes(serialization.Encoding.DER)
         assert issuer_and_serial == der.sequence(certificate.issuer.public_bytes(),
                                                  der.integer(certificate.serial_number))
+
+
+def _reference_split_multipart_signed(head: bytes, body: bytes) -> tuple[bytes, bytes, bytes]:
+    """The plain reading: prepend the CRLF the first delimiter may lack, then cut."""
+    boundary = mime.content_type(head)[1].get("boundary", "")
+    if not 0 < len(boundary) <= 70:
+        raise mime.MimeError("multipart/signed without a valid boundary")
+    delimiter = b"--" + boundary.encode("ascii", "replace")
+    text = b"\r\n" + body
+    positions: list[int] = []
+    start = 0
+    while len(positions) < 3:
+        index = text.find(b"\r\n" + delimiter, start)
+        if index < 0:
+            break
+        positions.append(index)
+        start = index + 2 + len(delimiter)
+    if len(positions) < 3:
+        raise mime.MimeError("multipart/signed must hold exactly two parts")
+
+    def part(after: int, until: int) -> bytes:
+        line_end = text.find(b"\r\n", after + 2 + len(delimiter))
+        if line_end < 0 or line_end > until:
+            raise mime.MimeError("truncated multipart/signed")
+        return text[line_end + 2:until]
+
+    signed_part = part(positions[0], positions[1])
+    signature_part = part(positions[1], positions[2])
+    if not text[positions[2] + 2 + len(delimiter):].startswith(b"--"):
+        raise mime.MimeError("multipart/signed must hold exactly two parts")
+    return (signed_part, *mime.split(signature_part))
+
+
+_MULTIPART_HEAD = b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; ' \
+                  b'boundary="b1"\r\n'
+_PIECES = st.sampled_from([b"--b1", b"\r\n", b"--", b"\r", b"\n", b"x", b"Content-Type: a/b",
+                           b"\r\n\r\n", b"--b1--", b"b1", b" "])
+
+
+def _outcome_of(function: object, body: bytes) -> object:
+    try:
+        return function(_MULTIPART_HEAD, body)  # type: ignore[operator]
+    except mime.MimeError as error:
+        return str(error)
+
+
+_FILLER = st.lists(_PIECES, max_size=4).map(b"".join)
+# A well-formed body (preamble, delimiter, part, delimiter, part, close delimiter,
+# epilogue) with any piece possibly replaced by a broken one.
+_BODIES = st.one_of(
+    st.lists(_PIECES, max_size=24).map(b"".join),
+    st.tuples(_FILLER, st.sampled_from([b"--b1", b"\r\n--b1", b"-b1", b""]), _FILLER,
+              st.sampled_from([b"\r\n", b"", b"\n"]), _FILLER,
+              st.sampled_from([b"\r\n--b1", b"\r\n--b1 x", b"--b1", b""]), _FILLER,
+              st.sampled_from([b"\r\n", b"", b"\r"]), _FILLER,
+              st.sampled_from([b"\r\n--b1--", b"\r\n--b1", b"\r\n--b1-", b""]), _FILLER,
+              ).map(b"".join))
+
+
+@given(_BODIES)
+@settings(max_examples=4000)
+def test_multipart_signed_split_agrees_with_the_plain_reading(body: bytes) -> None:
+    """RFC 2046 §5.1.1 delimiters: the same parts, or the same error, as cutting a copy
+    with the leading CRLF added (hostile framing included)."""
+    assert _outcome_of(mime.split_multipart_signed, body) == \
+        _outcome_of(_reference_split_multipart_signed, body)

@@ -26,7 +26,24 @@ def length(size: int) -> bytes:
 
 
 def tlv(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + length(len(content)) + content
+    """X.690 §8.1: identifier, definite length (short form below 128, else the fewest
+    octets), contents; the usual sizes built in one step (this runs for every TLV)."""
+    size = len(content)
+    if size < 0x80:
+        return bytes((tag, size)) + content
+    if size < 0x100:
+        return bytes((tag, 0x81, size)) + content
+    if size < 0x10000:
+        return bytes((tag, 0x82, size >> 8, size & 0xFF)) + content
+    return bytes([tag]) + length(size) + content
+
+
+def header(tag: int, size: int) -> bytes:
+    """The identifier and length octets of a TLV whose contents are ``size`` long
+    (``tlv(tag, c) == header(tag, len(c)) + c``), to write large contents once."""
+    if size < 0x80:
+        return bytes((tag, size))
+    return bytes([tag]) + length(size)
 
 
 def sequence(*parts: bytes) -> bytes:
@@ -71,24 +88,34 @@ class DerError(ValueError):
 
 
 def read(data: bytes, offset: int, end: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the TLV at ``offset``, bounded by ``end``."""
+    """(tag, content start, content end) of the TLV at ``offset``, bounded by ``end``
+    (X.690 §8.1.2-8.1.3: low tag numbers; definite lengths of at most four octets)."""
     if offset + 2 > end:
         raise DerError("truncated")
     tag = data[offset]
     if tag & 0x1F == 0x1F:
         raise DerError("high tag number")
-    first = data[offset + 1]
+    size = data[offset + 1]
     position = offset + 2
-    if first < 0x80:
-        size = first
-    elif first == 0x80:
-        raise DerError("indefinite length")
-    else:
-        count = first & 0x7F
-        if count > 4 or position + count > end:
-            raise DerError("bad length")
-        size = int.from_bytes(data[position:position + count], "big")
-        position += count
+    if size & 0x80:
+        if size == 0x81:  # the long forms that occur, read without int.from_bytes
+            if position + 1 > end:
+                raise DerError("bad length")
+            size = data[position]
+            position += 1
+        elif size == 0x82:
+            if position + 2 > end:
+                raise DerError("bad length")
+            size = data[position] << 8 | data[position + 1]
+            position += 2
+        elif size == 0x80:
+            raise DerError("indefinite length")
+        else:
+            count = size & 0x7F
+            if count > 4 or position + count > end:
+                raise DerError("bad length")
+            size = int.from_bytes(data[position:position + count], "big")
+            position += count
     if position + size > end:
         raise DerError("truncated")
     return tag, position, position + size
@@ -96,7 +123,8 @@ def read(data: bytes, offset: int, end: int) -> tuple[int, int, int]:
 
 def children(data: bytes, start: int, end: int,
              limit: int = 4096) -> list[tuple[int, int, int, int]]:
-    """[(tag, content start, content end, TLV start)] of the TLVs in data[start:end]."""
+    """[(tag, content start, content end, TLV start)] of the TLVs in data[start:end]
+    (``read`` applied in turn; more than ``limit`` of them is an error)."""
     found: list[tuple[int, int, int, int]] = []
     append = found.append
     offset = start
@@ -107,21 +135,32 @@ def children(data: bytes, start: int, end: int,
         tag = data[offset]
         if tag & 0x1F == 0x1F:
             raise DerError("high tag number")
-        first = data[offset + 1]
+        size = data[offset + 1]
         position = offset + 2
-        if first >= 0x80:
-            count = first & 0x7F
-            if count == 0:
+        if size & 0x80:
+            if size == 0x81:
+                if position + 1 > end:
+                    raise DerError("bad length")
+                size = data[position]
+                position += 1
+            elif size == 0x82:
+                if position + 2 > end:
+                    raise DerError("bad length")
+                size = data[position] << 8 | data[position + 1]
+                position += 2
+            elif size == 0x80:
                 raise DerError("indefinite length")
-            if count > 4 or position + count > end:
-                raise DerError("bad length")
-            first = int.from_bytes(data[position:position + count], "big")
-            position += count
-        content_end = position + first
-        if content_end > end:
+            else:
+                count = size & 0x7F
+                if count > 4 or position + count > end:
+                    raise DerError("bad length")
+                size = int.from_bytes(data[position:position + count], "big")
+                position += count
+        offset = position + size
+        if offset > end:
             raise DerError("truncated")
-        append((tag, position, content_end, offset))
-        offset = content_end
+        append((tag, position, offset, start))
+        start = offset
         if len(found) > limit:
             raise DerError("too many elements")
     return found

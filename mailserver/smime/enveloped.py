@@ -168,17 +168,7 @@ def encrypt(content: bytes, recipients: Sequence[x509.Certificate],
             raise ValueError(f"cannot encrypt to a {type(public_key).__name__} key")
     if cipher == "aes256-gcm":
         nonce = os.urandom(12)
-        sealed = AESGCM(content_key).encrypt(nonce, content, None)
-        ciphertext, tag = sealed[:-16], sealed[-16:]
-        parameters = der.sequence(der.octet_string(nonce), der.integer(16))  # RFC 5084 §3.2
-        body = der.sequence(
-            der.integer(0),  # RFC 5083 §2.1: always 0
-            der.set_of(*infos),
-            der.sequence(der.oid(_OID_DATA), der.algorithm(_OID_AES256_GCM, parameters),
-                         der.context(0, ciphertext, constructed=False)),
-            der.octet_string(tag),
-        )
-        return der.sequence(der.oid(_OID_AUTH_ENVELOPED_DATA), der.context(0, body))
+        return _auth_enveloped(infos, nonce, AESGCM(content_key).encrypt(nonce, content, None))
     if cipher == "aes256-cbc":
         iv = os.urandom(16)
         padder = symmetric_padding.PKCS7(128).padder()
@@ -194,6 +184,31 @@ def encrypt(content: bytes, recipients: Sequence[x509.Certificate],
         )
         return der.sequence(der.oid(_OID_ENVELOPED_DATA), der.context(0, body))
     raise ValueError(f"unknown content encryption {cipher!r}")
+
+
+_AES256_GCM_HEAD = der.oid(_OID_DATA) + der.sequence(der.oid(_OID_AES256_GCM), der.sequence(
+    der.octet_string(bytes(12)), der.integer(16)))[:-len(der.integer(16)) - 12]
+_VERSION_0 = der.integer(0)  # RFC 5083 §2.1: always 0
+_TOP_AUTH_ENVELOPED = der.oid("1.2.840.113549.1.9.16.1.23")
+
+
+def _auth_enveloped(infos: Sequence[bytes], nonce: bytes, sealed: bytes) -> bytes:
+    """ContentInfo(AuthEnvelopedData) (RFC 5083 §2.1) around AES-GCM output (ciphertext
+    then 16-byte tag), aes256-GCM parameters nonce and ICV 16 (RFC 5084 §3.2): the
+    headers computed from the sizes, so the ciphertext is copied once."""
+    size = len(sealed) - 16
+    recipients = der.set_of(*infos)
+    content_info = b"".join((_AES256_GCM_HEAD, nonce, _ICV_16, der.header(0x80, size)))
+    content_info = der.header(der.SEQUENCE, len(content_info) + size) + content_info
+    mac = der.octet_string(sealed[size:])
+    body_size = len(_VERSION_0) + len(recipients) + len(content_info) + size + len(mac)
+    body_head = der.header(der.SEQUENCE, body_size)
+    inner_size = len(body_head) + body_size
+    inner_head = der.header(0xA0, inner_size)
+    top_size = len(_TOP_AUTH_ENVELOPED) + len(inner_head) + inner_size
+    return b"".join((der.header(der.SEQUENCE, top_size), _TOP_AUTH_ENVELOPED, inner_head,
+                     body_head, _VERSION_0, recipients, content_info,
+                     memoryview(sealed)[:size], mac))
 
 
 # -- decryption ------------------------------------------------------------------------------
@@ -372,14 +387,18 @@ def _aes_cbc_decrypt(content_key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
                                             "content)") from error
 
 
-_FAST_OIDS = {der.oid(_OID_AUTH_ENVELOPED_DATA): "auth", der.oid(_OID_ENVELOPED_DATA): "env"}
 _FAST_GCM = {der.oid("2.16.840.1.101.3.4.1.46"): "aes256_gcm",
              der.oid("2.16.840.1.101.3.4.1.6"): "aes128_gcm"}
 _FAST_CBC = {der.oid("2.16.840.1.101.3.4.1.42"): "aes256_cbc",
              der.oid("2.16.840.1.101.3.4.1.2"): "aes128_cbc"}
 _KEY_SIZES = {**_GCM_KEY_SIZES, **_CBC_KEY_SIZES}
 _ICV_16 = der.integer(16)
+_KTRI_V0 = der.integer(0)
+_GCM256_ALGORITHM_HEAD = _AES256_GCM_HEAD[len(der.oid(_OID_DATA)):]  # up to the nonce
+_GCM_PARAMETERS_HEAD = der.sequence(der.octet_string(bytes(12)), _ICV_16)[:-12 - len(_ICV_16)]
 _FAST_DATA = der.oid(_OID_DATA)
+_AUTH_ENVELOPED_OID = der.oid(_OID_AUTH_ENVELOPED_DATA)
+_ENVELOPED_OID = der.oid(_OID_ENVELOPED_DATA)
 _RSA_PKCS1_ALGORITHMS = (der.algorithm("1.2.840.113549.1.1.1", der.NULL),
                          der.algorithm("1.2.840.113549.1.1.1"))
 
@@ -387,85 +406,125 @@ _RSA_PKCS1_ALGORITHMS = (der.algorithm("1.2.840.113549.1.1.1", der.NULL),
 def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes, str] | None:
     """The common DER shapes (RSA key transport, AES-GCM / AES-CBC) read without building
     asn1crypto objects; ``None`` sends anything else to the general path."""
-    tag, start, end = der.read(encoded, 0, len(encoded))
-    if tag != der.SEQUENCE or end != len(encoded):
+    read = der.read
+    size = len(encoded)
+    # RFC 5652 §3: ContentInfo ::= SEQUENCE { contentType, [0] EXPLICIT content }
+    tag, start, end = read(encoded, 0, size)
+    if tag != der.SEQUENCE or end != size:
         return None
-    top = der.children(encoded, start, end)
-    if len(top) != 2 or top[1][0] != 0xA0:
+    if encoded.startswith(_AUTH_ENVELOPED_OID, start):
+        kind, start = "auth", start + len(_AUTH_ENVELOPED_OID)
+    elif encoded.startswith(_ENVELOPED_OID, start):
+        kind, start = "env", start + len(_ENVELOPED_OID)
+    else:
         return None
-    kind = _FAST_OIDS.get(encoded[top[0][3]:top[0][2]])
-    body = der.children(encoded, top[1][1], top[1][2])
-    if kind is None or len(body) != 1 or body[0][0] != der.SEQUENCE:
+    tag, start, inner_end = read(encoded, start, end)
+    if tag != 0xA0 or inner_end != end:
         return None
-    fields = der.children(encoded, body[0][1], body[0][2])
-    shape = [f[0] for f in fields]
-    if kind == "auth" and shape != [der.INTEGER, der.SET, der.SEQUENCE, der.OCTET_STRING]:
+    tag, start, inner_end = read(encoded, start, end)
+    if tag != der.SEQUENCE or inner_end != end:
         return None
-    if kind == "env" and shape != [der.INTEGER, der.SET, der.SEQUENCE]:
+    # RFC 5083 §2.1 AuthEnvelopedData { version, recipientInfos, authEncryptedContentInfo,
+    # mac }; RFC 5652 §6.1 EnvelopedData { version, recipientInfos, encryptedContentInfo }
+    # (no originatorInfo, no attributes: those go to the general path).
+    fields = der.children(encoded, start, end, 4)
+    if kind == "auth":
+        if len(fields) != 4 or fields[3][0] != der.OCTET_STRING:
+            return None
+    elif len(fields) != 3:
         return None
-    content_info = der.children(encoded, fields[2][1], fields[2][2])
-    if [f[0] for f in content_info] != [0x06, der.SEQUENCE, 0x80] or \
-            encoded[content_info[0][3]:content_info[0][2]] != _FAST_DATA:
+    if fields[0][0] != der.INTEGER or fields[1][0] != der.SET or fields[2][0] != der.SEQUENCE:
         return None
-    algorithm = der.children(encoded, content_info[1][1], content_info[1][2])
-    if len(algorithm) != 2:
+    # EncryptedContentInfo { contentType, contentEncryptionAlgorithm, [0] IMPLICIT content }
+    _, start, end, _ = fields[2]
+    if not encoded.startswith(_FAST_DATA, start):
         return None
-    algorithm_oid = encoded[algorithm[0][3]:algorithm[0][2]]
-    name = (_FAST_GCM if kind == "auth" else _FAST_CBC).get(algorithm_oid)
-    if name is None:
-        return None
-    ciphertext_at = content_info[2][1], content_info[2][2]
+    start += len(_FAST_DATA)
+    nonce_at = start + len(_GCM256_ALGORITHM_HEAD)
+    if kind == "auth" and encoded.startswith(_GCM256_ALGORITHM_HEAD, start) \
+            and encoded.startswith(_ICV_16, nonce_at + 12):
+        # aes256-GCM with a 12-byte nonce and ICV 16 (RFC 5084 §3.2) as we write it: what
+        # the reading below finds in these bytes, without reading them one by one.
+        name = "aes256_gcm"
+        algorithm_end = nonce_at + 12 + len(_ICV_16)
+        parameters = encoded[nonce_at - len(_GCM_PARAMETERS_HEAD):algorithm_end]
+        tag, content_start, content_end = der.read(encoded, algorithm_end, end)
+        if tag != 0x80 or content_end != end:
+            return None
+        ciphertext_at = content_start, content_end
+    else:
+        content_info = der.children(encoded, start, end, 2)
+        if len(content_info) != 2 or content_info[0][0] != der.SEQUENCE \
+                or content_info[1][0] != 0x80:
+            return None
+        algorithm = der.children(encoded, content_info[0][1], content_info[0][2], 2)
+        if len(algorithm) != 2:
+            return None
+        algorithm_oid = encoded[algorithm[0][3]:algorithm[0][2]]
+        found = (_FAST_GCM if kind == "auth" else _FAST_CBC).get(algorithm_oid)
+        if found is None:
+            return None
+        name = found
+        parameters = encoded[algorithm[1][3]:algorithm[1][2]]
+        ciphertext_at = content_info[1][1], content_info[1][2]
     # Recipients: only v0 KeyTransRecipientInfo by issuer and serial number here.
     content_key = None
-    for info_tag, info_start, info_end, _ in der.children(encoded, fields[1][1], fields[1][2],
-                                                         MAX_RECIPIENTS):
-        if info_tag != der.SEQUENCE:
-            return None
-        ktri = der.children(encoded, info_start, info_end)
-        if [f[0] for f in ktri] != [der.INTEGER, der.SEQUENCE, der.SEQUENCE, der.OCTET_STRING]:
-            return None
-        rid = encoded[ktri[1][3]:ktri[1][2]]
-        for identity in identities:
-            if not isinstance(identity.key, rsa.RSAPrivateKey) \
-                    or certificate_parts(identity.certificate)[1] != rid:
-                continue
-            key_algorithm = encoded[ktri[2][3]:ktri[2][2]]
-            encrypted_key = encoded[ktri[3][1]:ktri[3][2]]
-            if key_algorithm == _OAEP_SHA256:
-                try:
-                    content_key = identity.key.decrypt(encrypted_key, _oaep_sha256())
-                except ValueError as error:
-                    raise _Failed(DecryptStatus.FAILED, "the content key cannot be decrypted "
-                                                        "with our key") from error
-            elif key_algorithm in _RSA_PKCS1_ALGORITHMS:
-                # RFC 3218 §2.3.2: no padding oracle; a random key fails like a wrong one.
-                try:
-                    content_key = identity.key.decrypt(encrypted_key, padding.PKCS1v15())
-                except ValueError:
-                    content_key = b""
-                if len(content_key) != _KEY_SIZES[name]:
-                    content_key = os.urandom(_KEY_SIZES[name])
-            else:
+    infos = der.children(encoded, fields[1][1], fields[1][2], MAX_RECIPIENTS)
+    if any(info[0] != der.SEQUENCE for info in infos):
+        return None  # another RecipientInfo choice (RFC 5652 §6.2), anywhere in the set
+    ours = [(_KTRI_V0 + certificate_parts(identity.certificate)[1], identity.key)
+            for identity in identities if isinstance(identity.key, rsa.RSAPrivateKey)]
+    for _, info_start, info_end, _ in infos:
+        # KeyTransRecipientInfo { version 0, rid IssuerAndSerialNumber, keyEncryptionAlgorithm,
+        # encryptedKey } (RFC 5652 §6.2.1): ours when it starts with our version and rid.
+        for candidate in ours:
+            if encoded.startswith(candidate[0], info_start):
+                break
+        else:
+            ktri = der.children(encoded, info_start, info_end)
+            if [f[0] for f in ktri] != [der.INTEGER, der.SEQUENCE, der.SEQUENCE,
+                                        der.OCTET_STRING]:
                 return None
-            break
-        if content_key is not None:
-            break
+            continue  # another recipient's
+        prefix, key = candidate
+        tag, start, end = der.read(encoded, info_start + len(prefix), info_end)
+        if tag != der.SEQUENCE:
+            return None
+        key_algorithm = encoded[info_start + len(prefix):end]
+        tag, start, end = der.read(encoded, end, info_end)
+        if tag != der.OCTET_STRING or end != info_end:
+            return None
+        encrypted_key = encoded[start:end]
+        if key_algorithm == _OAEP_SHA256:
+            try:
+                content_key = key.decrypt(encrypted_key, _oaep_sha256())
+            except ValueError as error:
+                raise _Failed(DecryptStatus.FAILED, "the content key cannot be decrypted "
+                                                    "with our key") from error
+        elif key_algorithm in _RSA_PKCS1_ALGORITHMS:
+            # RFC 3218 §2.3.2: no padding oracle; a random key fails like a wrong one.
+            try:
+                content_key = key.decrypt(encrypted_key, padding.PKCS1v15())
+            except ValueError:
+                content_key = b""
+            if len(content_key) != _KEY_SIZES[name]:
+                content_key = os.urandom(_KEY_SIZES[name])
+        else:
+            return None
+        break
     if content_key is None:
         return None  # the general path says "not for us" (or finds a key agreement)
     if len(content_key) != _KEY_SIZES[name]:
         raise _Failed(DecryptStatus.FAILED, "the content key has the wrong size")
-    parameters = encoded[algorithm[1][3]:algorithm[1][2]]
     if kind == "auth":
-        # RFC 5084 §3.2 GCMParameters: SEQUENCE { nonce OCTET STRING, ICVlen INTEGER }
-        tag, start, end = der.read(parameters, 0, len(parameters))
-        gcm = der.children(parameters, start, end)
+        # RFC 5084 §3.2 GCMParameters: SEQUENCE { nonce OCTET STRING, ICVlen INTEGER },
+        # here a 12-byte nonce and a 16-byte tag (RFC 5084 §3.1 and §3.2 defaults).
         mac = encoded[fields[3][1]:fields[3][2]]
-        if tag != der.SEQUENCE or len(gcm) != 2 or gcm[0][0] != der.OCTET_STRING \
-                or parameters[gcm[1][3]:gcm[1][2]] != _ICV_16 or len(mac) != 16:
+        if len(parameters) != len(_GCM_PARAMETERS_HEAD) + 12 + len(_ICV_16) \
+                or not parameters.startswith(_GCM_PARAMETERS_HEAD) \
+                or not parameters.endswith(_ICV_16) or len(mac) != 16:
             return None
-        nonce = parameters[gcm[0][1]:gcm[0][2]]
-        if len(nonce) != 12:
-            return None
+        nonce = parameters[len(_GCM_PARAMETERS_HEAD):-len(_ICV_16)]
         try:
             # One copy: ciphertext and tag are apart in the DER, AES-GCM wants them joined.
             sealed = b"".join((memoryview(encoded)[ciphertext_at[0]:ciphertext_at[1]], mac))

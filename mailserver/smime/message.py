@@ -82,10 +82,17 @@ def _pkcs7_der(head: bytes, body: bytes) -> bytes:
 
 def decrypt_entity(entity: bytes, identities: Sequence[Identity]) -> DecryptResult:
     """Decrypt an application/pkcs7-mime entity (any result, never an exception)."""
+    if len(entity) > MAX_MESSAGE:
+        return DecryptResult(DecryptStatus.MALFORMED, "message too large")
+    head, body = mime.split(entity)
+    return decrypt_parts(head, body, identities)
+
+
+def decrypt_parts(head: bytes, body: bytes, identities: Sequence[Identity]) -> DecryptResult:
+    """``decrypt_entity`` of the entity ``head`` CRLF ``body``, without joining them."""
     try:
-        if len(entity) > MAX_MESSAGE:
+        if len(head) + 2 + len(body) > MAX_MESSAGE:
             return DecryptResult(DecryptStatus.MALFORMED, "message too large")
-        head, body = mime.split(entity)
         kind, _ = mime.content_type(head)
         if kind not in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
             return DecryptResult(DecryptStatus.NOT_ENCRYPTED, f"the message is {kind}")
@@ -148,11 +155,11 @@ _DOMAINS: dict[tuple[str, int], tuple[str, ...]] = {}
 def _signer_matches(result: VerifyResult, from_addresses: Sequence[str]) -> VerifyResult:
     if not result.ok or result.signer is None:
         return result
-    names = {a.lower() for a in result.signer.addresses} | set(result.signer.domains)
     if not from_addresses:
         return VerifyResult(Status.POLICY, "the message has no From address to match the "
                                            "signer", result.signer, result.content)
     if not result.signer.speaks_for(from_addresses):
+        names = {a.lower() for a in result.signer.addresses} | set(result.signer.domains)
         return VerifyResult(
             Status.POLICY,
             f"signer {', '.join(sorted(names)) or '(no address)'} is not the From address "

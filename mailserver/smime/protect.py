@@ -19,7 +19,7 @@ from mailserver.smime import mime
 from mailserver.smime.enveloped import Cipher_, Identity
 from mailserver.smime.message import (
     MAX_MESSAGE,
-    decrypt_entity,
+    decrypt_parts,
     encrypt_entity,
     sign_entity,
     verify_entity,
@@ -68,9 +68,8 @@ def _strip_our_results(head: bytes, authserv_id: str) -> bytes:
 
 def _deliver(head: bytes, body: bytes, result: VerifyResult, authserv_id: str,
              comment: str, others: Sequence[str] = ()) -> bytes:
-    field = authentication_results(result, authserv_id, comment, others).encode("utf-8") \
-        + b"\r\n"
-    return field + _strip_our_results(head, authserv_id) + b"\r\n" + body
+    field = authentication_results(result, authserv_id, comment, others).encode("utf-8")
+    return b"".join((field, b"\r\n", _strip_our_results(head, authserv_id), b"\r\n", body))
 
 
 def unprotect(message: bytes, identities: Sequence[Identity], trust: TrustStore, *,
@@ -101,8 +100,8 @@ def _unprotect(message: bytes, identities: Sequence[Identity], trust: TrustStore
     canonical = mime.canonical_head(message)
     outer_head, outer_body = mime.split(canonical)
     outer_from = mime.addresses(outer_head, "from")
-    _, entity = mime.entity_of(canonical)
-    decrypt = decrypt_entity(entity, identities)
+    # decrypt_entity(entity_of(canonical)[1]) without copying the body into an entity
+    decrypt = decrypt_parts(mime.entity_head(outer_head), outer_body, identities)
     notes: list[str] = []
     if decrypt.status is DecryptStatus.OK and decrypt.content is not None:
         entity = decrypt.content

@@ -7,6 +7,7 @@ input included, is a result with a status and a human-readable reason.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,11 +37,16 @@ class Signer:
     def identifier(self) -> str:
         return self.addresses[0] if self.addresses else (self.domains[0] if self.domains else "")
 
+    @functools.cached_property
+    def _names(self) -> tuple[frozenset[str], frozenset[str]]:
+        # Computed once per Signer (a signer is checked against two From fields).
+        return (frozenset(a.lower() for a in self.addresses),
+                frozenset(d.lower().rstrip(".") for d in self.domains))
+
     def speaks_for(self, from_addresses: Sequence[str]) -> bool:
         """RFC 8550 §3: the signer's address is the From address; for a domain-bound
         certificate, the From address is in its domain."""
-        names = {a.lower() for a in self.addresses}
-        domains = {d.lower().rstrip(".") for d in self.domains}
+        names, domains = self._names
         return any(a.lower() in names or a.rpartition("@")[2].lower() in domains
                    for a in from_addresses)
 
@@ -91,13 +97,18 @@ _UNSAFE_COMMENT = re.compile(r"[()\\\r\n\x00-\x1f\x7f]")
 
 
 def _comment(text: str) -> str:
-    return _UNSAFE_COMMENT.sub(" ", text)[:300].strip()
+    # isprintable() is false for every character the pattern replaces but ( ) and backslash.
+    if not (text.isprintable() and "(" not in text and ")" not in text and "\\" not in text):
+        text = _UNSAFE_COMMENT.sub(" ", text)
+    return text[:300].strip()
 
 
 _CONTROL = re.compile(r"[\r\n\x00-\x1f\x7f]")
 
 
+@functools.lru_cache(maxsize=1024)
 def _quoted(text: str) -> str:
+    """A quoted-string (RFC 5322 §3.2.4); the values are a signer's names, which recur."""
     cleaned = _CONTROL.sub(" ", text)
     return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -118,6 +129,8 @@ def authentication_results(result: VerifyResult, authserv_id: str,
             parts.append(f" body.smime-identifier={_quoted(result.signer.identifier)}")
         parts.append(f" body.smime-serial={result.signer.serial:X}")
         parts.append(f" body.smime-issuer={_quoted(result.signer.issuer)}")
+    joined = "".join(parts)
+    if len(joined) <= 76:
+        return joined
     # RFC 5322 §2.2.3: fold long fields at whitespace.
-    return "\r\n\t".join(part.lstrip() if i else part for i, part in enumerate(parts)) \
-        if sum(len(p) for p in parts) > 76 else "".join(parts)
+    return "\r\n\t".join([parts[0], *(part.lstrip() for part in parts[1:])])

@@ -8,6 +8,7 @@ or ECDSA. ``verify`` checks a detached or encapsulated (opaque) SignedData and r
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -176,6 +177,9 @@ class _Invalid(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        # Set when the signer's certificate was found: the result names it, with the
+        # content, as the general path's result does.
+        self.found: tuple[Signer, bytes] | None = None
 
 
 _SIGNERS: dict[int, tuple[x509.Certificate, Signer]] = {}
@@ -328,6 +332,8 @@ _FAST_RSA = (_RSA_PKCS1, der.algorithm("1.2.840.113549.1.1.1"),
              der.algorithm("1.2.840.113549.1.1.11", der.NULL),
              der.algorithm("1.2.840.113549.1.1.11"))
 _FAST_CONTENT_TYPE = der.oid("1.2.840.113549.1.9.3")
+_FAST_SIGNATURES = frozenset((*_FAST_RSA, _ECDSA_SHA256))
+_ECDSA_WITH_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
 @functools.lru_cache(maxsize=1024)
@@ -345,99 +351,265 @@ def _certificate_set(encoded: bytes) -> tuple[tuple[x509.Certificate, bytes], ..
     for tag, _, end, start in der.children(encoded, 0, len(encoded), MAX_CERTIFICATES):
         if tag != der.SEQUENCE:
             return None
-        certificate = _load_certificate(encoded[start:end])
-        found.append((certificate, certificate_parts(certificate)[1]))
+        try:  # cryptography reads some fields lazily: certificate_parts may fail too
+            certificate = _load_certificate(encoded[start:end])
+            found.append((certificate, certificate_parts(certificate)[1]))
+        except ValueError:
+            return None  # the general path skips it (and may find the signer elsewhere)
     return tuple(found)
 
 
-def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore,
-                 at: dt.datetime, purpose: Purpose) -> VerifyResult | None:
+_UTC_TIME_ATTRIBUTE = der.sequence(_SIGNING_TIME, der.set_of(der.tlv(0x17, bytes(13))))[:-13]
+_GENERALIZED_TIME_ATTRIBUTE = der.sequence(_SIGNING_TIME,
+                                           der.set_of(der.tlv(0x18, bytes(15))))[:-15]
+
+
+def _signing_time_parses(attribute: bytes) -> bool:
+    """A signingTime attribute (RFC 5652 §11.3) in the form we and most senders write,
+    YYMMDDHHMMSSZ or YYYYMMDDHHMMSSZ, naming a real time (what asn1crypto checks on the
+    general path); any other form is for the general path."""
+    if attribute.startswith(_UTC_TIME_ATTRIBUTE) and len(attribute) == len(
+            _UTC_TIME_ATTRIBUTE) + 13:
+        text = attribute[-13:]
+        year_digits = 2
+    elif attribute.startswith(_GENERALIZED_TIME_ATTRIBUTE) and len(attribute) == len(
+            _GENERALIZED_TIME_ATTRIBUTE) + 15:
+        text = attribute[-15:]
+        year_digits = 4
+    else:
+        return False
+    if not text[:-1].isdigit() or not text[:-1].isascii() or text[-1:] != b"Z":
+        return False
+    year = int(text[:year_digits])
+    if year_digits == 2:
+        year += 1900 if year >= 50 else 2000  # RFC 5280 §4.1.2.5.1
+    numbers = text[year_digits:-1]
+    try:
+        dt.datetime(year, int(numbers[0:2]), int(numbers[2:4]), int(numbers[4:6]),
+                    int(numbers[6:8]), int(numbers[8:10]))
+    except ValueError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def _attribute_parses(attribute: bytes) -> bool:
+    """Does asn1crypto read this signed attribute (the general path reads them all)?
+    Read once per distinct encoding: a sender repeats its smimeCapabilities."""
+    try:
+        native = cms.CMSAttribute.load(attribute, strict=True).native
+    except Exception:  # whatever asn1crypto raises on hostile DER
+        return False
+    return native is not None
+
+
+_SHA256_DIGEST_ATTRIBUTE = der.sequence(_MESSAGE_DIGEST, der.set_of(der.octet_string(
+    bytes(32))))[:-32]  # SEQ { messageDigest, SET { OCTET STRING (32) } } before the digest
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where the parts of a SignedData of the common shape are (offsets into its DER),
+    and the signer's certificate found in it."""
+
+    certificate: x509.Certificate
+    certificates: list[x509.Certificate]
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+    attributes: tuple[int, int]  # the [0] signedAttrs TLV
+    signing_time: tuple[int, int] | None  # the signingTime attribute TLV
+    digest: int  # the 32 bytes of the messageDigest value
+    signature: tuple[int, int]  # the signature value
+    content: tuple[int, int] | None  # encapsulated content, None when detached
+
+
+def _read_layout(encoded: bytes, detached: bool) -> _Layout | None:
     """The common DER shape (one signer, SHA-256, RSA PKCS#1 v1.5 or ECDSA, signed
     attributes) read without asn1crypto objects; ``None`` sends anything else to the
-    general path."""
-    tag, start, end = der.read(encoded, 0, len(encoded))
-    top = der.children(encoded, start, end)
-    if tag != der.SEQUENCE or len(top) != 2 or top[1][0] != 0xA0 \
-            or encoded[top[0][3]:top[0][2]] != _FAST_SIGNED_DATA:
+    general path. Each TLV is read once, bounded by its parent (``der.read``); a shape
+    that is not exactly the expected one (trailing bytes included) goes to the general
+    path, which gives the exact fault."""
+    read = der.read
+    size = len(encoded)
+    # RFC 5652 §3: ContentInfo ::= SEQUENCE { contentType, [0] EXPLICIT content }
+    tag, start, end = read(encoded, 0, size)
+    if tag != der.SEQUENCE or end != size or not encoded.startswith(_FAST_SIGNED_DATA, start):
         return None
-    body = der.children(encoded, top[1][1], top[1][2])
-    if len(body) != 1 or body[0][0] != der.SEQUENCE:
+    tag, start, inner_end = read(encoded, start + len(_FAST_SIGNED_DATA), end)
+    if tag != 0xA0 or inner_end != end:
         return None
-    fields = der.children(encoded, body[0][1], body[0][2])
-    if [f[0] for f in fields] != [der.INTEGER, der.SET, der.SEQUENCE, 0xA0, der.SET]:
+    tag, start, inner_end = read(encoded, start, end)
+    if tag != der.SEQUENCE or inner_end != end:
         return None
-    encapsulated = der.children(encoded, fields[2][1], fields[2][2])
-    if not encapsulated or encoded[encapsulated[0][3]:encapsulated[0][2]] != _FAST_DATA:
+    # RFC 5652 §5.1: SignedData ::= SEQUENCE { version, digestAlgorithms,
+    #   encapContentInfo, [0] certificates, signerInfos } (no [1] crls here)
+    fields = der.children(encoded, start, end, 5)
+    if len(fields) != 5 or fields[0][0] != der.INTEGER or fields[1][0] != der.SET \
+            or fields[2][0] != der.SEQUENCE or fields[3][0] != 0xA0 \
+            or fields[4][0] != der.SET:
         return None
-    if detached_content is not None:
-        if len(encapsulated) != 1:
+    _, start, end, _ = fields[2]  # EncapsulatedContentInfo (§5.2)
+    if not encoded.startswith(_FAST_DATA, start):
+        return None
+    start += len(_FAST_DATA)
+    content: tuple[int, int] | None = None
+    if detached:
+        if start != end:
             return None
-        content = detached_content
     else:
-        if len(encapsulated) != 2 or encapsulated[1][0] != 0xA0:
+        tag, start, inner_end = read(encoded, start, end)  # [0] EXPLICIT OCTET STRING
+        if tag != 0xA0 or inner_end != end:
             return None
-        tag, start, end = der.read(encoded, encapsulated[1][1], encapsulated[1][2])
-        if tag != der.OCTET_STRING:
+        tag, start, inner_end = read(encoded, start, end)
+        if tag != der.OCTET_STRING or inner_end != end:
             return None
-        content = encoded[start:end]
+        content = start, end
     certificate_set = _certificate_set(encoded[fields[3][1]:fields[3][2]])
     if certificate_set is None:
         return None
-    signer_infos = der.children(encoded, fields[4][1], fields[4][2])
-    if len(signer_infos) != 1 or signer_infos[0][0] != der.SEQUENCE:
-        return None
-    info = der.children(encoded, signer_infos[0][1], signer_infos[0][2])
-    if [f[0] for f in info] != [der.INTEGER, der.SEQUENCE, der.SEQUENCE, 0xA0, der.SEQUENCE,
-                                der.OCTET_STRING]:
+    tag, start, end = read(encoded, fields[4][1], fields[4][2])
+    if tag != der.SEQUENCE or end != fields[4][2]:
+        return None  # not exactly one SignerInfo
+    # RFC 5652 §5.3: SignerInfo ::= SEQUENCE { version, sid, digestAlgorithm,
+    #   [0] signedAttrs, signatureAlgorithm, signature } (no [1] unsignedAttrs here)
+    info = der.children(encoded, start, end, 6)
+    if len(info) != 6 or info[0][0] != der.INTEGER or info[1][0] != der.SEQUENCE \
+            or info[2][0] != der.SEQUENCE or info[3][0] != 0xA0 \
+            or info[4][0] != der.SEQUENCE or info[5][0] != der.OCTET_STRING:
         return None
     sid = encoded[info[1][3]:info[1][2]]
     signature_algorithm = encoded[info[4][3]:info[4][2]]
     if encoded[info[2][3]:info[2][2]] not in _FAST_SHA256 \
-            or signature_algorithm not in (*_FAST_RSA, _ECDSA_SHA256):
+            or signature_algorithm not in _FAST_SIGNATURES:
         return None
     found = [c for c, issuer_and_serial in certificate_set if issuer_and_serial == sid]
     if len(found) != 1:
         return None
     certificate = found[0]
-    content_types: list[bytes] = []
-    digests: list[bytes] = []
-    for attr_tag, attr_start, attr_end, _ in der.children(encoded, info[3][1], info[3][2]):
+    public_key = certificate.public_key()
+    if signature_algorithm in _FAST_RSA:
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            return None
+    elif not isinstance(public_key, ec.EllipticCurvePublicKey):
+        return None
+    content_type = False
+    digest = signing_time = None
+    for attr_tag, attr_start, attr_end, attr_at in der.children(encoded, info[3][1],
+                                                               info[3][2]):
+        # Attribute ::= SEQUENCE { attrType OID, attrValues SET OF } (§5.3): each branch
+        # checks the whole attribute (known encodings, or asn1crypto's reading).
         if attr_tag != der.SEQUENCE:
             return None
-        attribute = der.children(encoded, attr_start, attr_end)
-        if len(attribute) != 2 or attribute[1][0] != der.SET:
-            return None
-        name = encoded[attribute[0][3]:attribute[0][2]]
-        if name in (_FAST_CONTENT_TYPE, _MESSAGE_DIGEST):
-            values = der.children(encoded, attribute[1][1], attribute[1][2])
-            if len(values) != 1:
+        if encoded.startswith(_FAST_CONTENT_TYPE, attr_start):
+            # RFC 5652 §11.1: exactly one, with one value; anything but id-data (or a
+            # second one) is for the general path to name.
+            if content_type or encoded[attr_at:attr_end] != _CONTENT_TYPE_DATA:
                 return None
-            value = encoded[values[0][3]:values[0][2]]
-            (content_types if name == _FAST_CONTENT_TYPE else digests).append(value)
-    if len(content_types) != 1 or len(digests) != 1:
-        return None  # RFC 5652 §11.1-11.2: the general path reports the exact fault
+            content_type = True
+        elif encoded.startswith(_MESSAGE_DIGEST, attr_start):
+            # RFC 5652 §11.2: exactly one, one OCTET STRING value (32 bytes for SHA-256)
+            if digest is not None or attr_end - attr_at != len(_SHA256_DIGEST_ATTRIBUTE) + 32 \
+                    or not encoded.startswith(_SHA256_DIGEST_ATTRIBUTE, attr_at):
+                return None
+            digest = attr_end - 32
+        elif encoded.startswith(_SIGNING_TIME, attr_start):
+            if signing_time is not None or not _signing_time_parses(encoded[attr_at:attr_end]):
+                return None
+            signing_time = attr_at, attr_end
+        elif not _attribute_parses(encoded[attr_at:attr_end]):
+            return None  # the general path reads every attribute (asn1crypto's .native)
+    if not content_type or digest is None:
+        return None  # RFC 5652 §5.3: both required; the general path reports the fault
+    return _Layout(certificate, [c for c, _ in certificate_set], public_key,
+                   (info[3][3], info[3][2]),
+                   signing_time, digest, (info[5][1], info[5][2]), content)
+
+
+# Layouts of the detached SignedData of recent signers, by length: a signer's SignedData
+# differs from one message to the next only in the signing time, the digest and the
+# signature (same certificates, names, algorithms and lengths). A layout is used for a new
+# message only when every other byte is the same as in the message it was read from, so
+# reading the new one would give the same layout; the varying parts are checked anew.
+_LAYOUTS: dict[int, list[tuple[tuple[tuple[int, bytes], ...], _Layout]]] = {}
+_LAYOUTS_MAX = 256
+_LAYOUTS_PER_SIZE = 4
+
+
+def _remember_layout(encoded: bytes, layout: _Layout) -> None:
+    holes = sorted([(layout.digest, layout.digest + 32), layout.signature,
+                    *([layout.signing_time] if layout.signing_time else [])])
+    fixed: list[tuple[int, bytes]] = []
+    position = 0
+    for hole_start, hole_end in holes:
+        fixed.append((position, encoded[position:hole_start]))
+        position = hole_end
+    fixed.append((position, encoded[position:]))
+    if len(_LAYOUTS) >= _LAYOUTS_MAX:
+        _LAYOUTS.clear()
+    same_size = _LAYOUTS.setdefault(len(encoded), [])
+    if len(same_size) >= _LAYOUTS_PER_SIZE:
+        del same_size[0]
+    same_size.append((tuple(fixed), layout))
+
+
+def _known_layout(encoded: bytes) -> _Layout | None:
+    for fixed, layout in _LAYOUTS.get(len(encoded), ()):
+        for position, part in fixed:
+            if not encoded.startswith(part, position):
+                break
+        else:
+            if layout.signing_time is None \
+                    or _signing_time_parses(encoded[layout.signing_time[0]:
+                                                    layout.signing_time[1]]):
+                return layout
+            return None  # read it again: the general path names the fault
+    return None
+
+
+def _fast_verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore,
+                 at: dt.datetime, purpose: Purpose) -> VerifyResult | None:
+    """Verify a SignedData of the common shape (``_read_layout``), or ``None`` for the
+    general path."""
+    layout = _known_layout(encoded) if detached_content is not None else None
+    if layout is None:
+        layout = _read_layout(encoded, detached_content is not None)
+        if layout is None:
+            return None
+        if detached_content is not None:
+            _remember_layout(encoded, layout)
+    if detached_content is not None:
+        content = detached_content
+    else:
+        assert layout.content is not None
+        content = encoded[layout.content[0]:layout.content[1]]
+    certificate = layout.certificate
     signer = _signer_of(certificate)
-    if content_types[0] != _FAST_DATA:
-        raise _Invalid(Status.FAIL, "the signed content-type attribute does not match")
-    if digests[0] != der.octet_string(hashlib.sha256(content).digest()):
+    try:
+        return _check_layout(encoded, layout, content, trust, at, purpose, signer)
+    except _Invalid as invalid:
+        invalid.found = signer, content
+        raise
+
+
+def _check_layout(encoded: bytes, layout: _Layout, content: bytes, trust: TrustStore,
+                  at: dt.datetime, purpose: Purpose, signer: Signer) -> VerifyResult:
+    """What varies from one message to the next: digest, signature, path at ``at``."""
+    certificate = layout.certificate
+    if encoded[layout.digest:layout.digest + 32] != hashlib.sha256(content).digest():
         raise _Invalid(Status.FAIL, "the message digest does not match: the content was "
                                     "altered after signing")
-    signed_bytes = der.tlv(der.SET, encoded[info[3][1]:info[3][2]])  # RFC 5652 §5.4
-    signature = encoded[info[5][1]:info[5][2]]
-    public_key = certificate.public_key()
+    # RFC 5652 §5.4: the signature covers the DER of the attributes with a SET OF tag.
+    signed_bytes = b"\x31" + encoded[layout.attributes[0] + 1:layout.attributes[1]]
+    signature = encoded[layout.signature[0]:layout.signature[1]]
+    public_key = layout.public_key
     try:
-        if signature_algorithm in _FAST_RSA and isinstance(public_key, rsa.RSAPublicKey):
+        if isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(signature, signed_bytes, _PKCS1, _SHA256_HASH)
-        elif signature_algorithm == _ECDSA_SHA256 \
-                and isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, signed_bytes, ec.ECDSA(hashes.SHA256()))
         else:
-            return None
+            public_key.verify(signature, signed_bytes, _ECDSA_WITH_SHA256)
     except InvalidSignature as error:
         raise _Invalid(Status.FAIL, "the signature does not match (content altered or "
                                     "wrong key)") from error
-    return _trusted(certificate, [c for c, _ in certificate_set], trust, at, purpose, signer,
-                    content)
+    return _trusted(certificate, layout.certificates, trust, at, purpose, signer, content)
 
 
 def verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore, *,
@@ -454,6 +626,8 @@ def verify(encoded: bytes, detached_content: bytes | None, trust: TrustStore, *,
             return fast
         return _verify(encoded, detached_content, trust, at, purpose)
     except _Invalid as invalid:
+        if invalid.found is not None:
+            return VerifyResult(invalid.status, invalid.reason, *invalid.found)
         return VerifyResult(invalid.status, invalid.reason, None, detached_content)
     except Exception as error:  # hostile or malformed DER, whatever asn1crypto raises
         return VerifyResult(Status.PERMERROR, f"malformed CMS signature: "
