@@ -20,6 +20,7 @@ caches are shared).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import subprocess
@@ -49,6 +50,18 @@ def openssl_rsa2048_per_second(seconds: int) -> tuple[float, float]:
     if match is None:
         raise SystemExit(f"cannot read openssl speed output:\n{result.stdout}")
     return float(match.group(1)), float(match.group(2))
+
+
+MESSAGES = 4096  # more than the largest cache (1,024 entries), so cycling always misses
+
+
+def message_number(n: int) -> bytes:
+    """A 4 KiB report, its own headers and body (a server never sees one twice)."""
+    body = (f"Compte rendu de consultation n° {n}. " * 200)[:4096 - 260]
+    return (f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: CR {n}\r\n"
+            f"Date: Fri, 04 Dec 2026 10:{n // 60 % 60:02d}:{n % 60:02d} +0100\r\n"
+            f"Message-ID: <cr-{n}@hopital.example>\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
 
 
 def rate(function: Callable[[], object], seconds: float) -> float:
@@ -81,12 +94,15 @@ def main() -> None:
         signer = Identity(issued[ALICE, "sign"].certificate, issued[ALICE, "sign"].key)
         reader = Identity(issued[BOB, "encrypt"].certificate, issued[BOB, "encrypt"].key)
         recipients = [issued[BOB, "encrypt"].certificate]  # one key transport: one public op
-        body = ("Compte rendu de consultation. " * 200)[:4096 - 200]
-        message = (f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: CR\r\nMessage-ID: <b@h>\r\n"
-                   f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
-        protected = protect(message, signer, recipients, chain=chain)
-        check = unprotect(protected, [reader], trust, authserv_id="bench")
-        assert check.verify.ok and check.decrypt.ok, check.verify.reason
+        # Distinct messages, more than any cache of the code holds, cycled: a server
+        # never sees the same message twice, so no per-message work may be cached.
+        messages = [message_number(n) for n in range(MESSAGES)]
+        message = messages[0]
+        protected = [protect(m, signer, recipients, chain=chain) for m in messages]
+        for sealed in protected[:3]:
+            check = unprotect(sealed, [reader], trust, authserv_id="bench")
+            assert check.verify.ok and check.decrypt.ok, check.verify.reason
+        to_send, to_read = itertools.cycle(messages), itertools.cycle(protected)
 
         key = issued[ALICE, "sign"].key
         limit = public = in_process = outgoing = incoming = 0.0
@@ -99,9 +115,10 @@ def main() -> None:
                 lambda: key.sign(b"x" * 32, padding.PKCS1v15(), hashes.SHA256()),
                 arguments.seconds))
             outgoing = max(outgoing, rate(
-                lambda: protect(message, signer, recipients, chain=chain), arguments.seconds))
+                lambda: protect(next(to_send), signer, recipients, chain=chain),
+                arguments.seconds))
             incoming = max(incoming, rate(
-                lambda: unprotect(protected, [reader], trust, authserv_id="bench"),
+                lambda: unprotect(next(to_read), [reader], trust, authserv_id="bench"),
                 arguments.seconds))
     print(f"message size                          {len(message)} bytes, RSA-2048, one core, "
           f"best of {arguments.rounds} rounds")

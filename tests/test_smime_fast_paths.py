@@ -132,3 +132,35 @@ def test_multipart_signed_split_agrees_with_the_plain_reading(body: bytes) -> No
     with the leading CRLF added (hostile framing included)."""
     assert _outcome_of(mime.split_multipart_signed, body) == \
         _outcome_of(_reference_split_multipart_signed, body)
+
+
+_ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
+_atom = st.text(alphabet=_ATEXT, min_size=1, max_size=6)
+_dot_atom = st.lists(_atom, min_size=1, max_size=3).map(".".join)
+_addr_spec = st.tuples(_dot_atom, _dot_atom).map("@".join)
+_name = st.lists(_atom, min_size=0, max_size=3).map(" ".join)
+_mailbox = st.one_of(
+    _addr_spec,
+    st.tuples(_name, st.sampled_from(["", " "]), _addr_spec).map(lambda t: f"{t[0]}{t[1]}<{t[2]}>"),
+)
+# Also the shapes the regex must send to the email package: quotes, comments, groups,
+# routes, domain literals, encoded words, stray specials.
+_other = st.sampled_from(['"Dr, Jean" <j@h.fr>', "j@h.fr (Jean)", "Team: a@b, c@d;",
+                          "<@route:a@b>", "a@[192.0.2.1]", "=?utf-8?q?J=C3=A9r?= <j@h>",
+                          "a..b@c", "a@b@c", "<a@b", "a@b>", "", " ", "a@", "@b", "a.@b"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.lists(st.one_of(_mailbox, _mailbox, _other), min_size=1, max_size=3)
+                .map(lambda boxes: ", ".join(boxes)), min_size=1, max_size=2))
+def test_simple_address_reading_agrees_with_the_email_package(fields: list[str]) -> None:
+    """The regex for the usual To/From shapes gives what email.utils.getaddresses gives,
+    and gives up (None) on anything else."""
+    import email.utils
+
+    reference = tuple(address.lower() for _, address in email.utils.getaddresses(fields)
+                      if address)
+    fast = mime._simple_addresses(fields)
+    assert fast is None or fast == reference
+    head = "".join(f"To: {value}\r\n" for value in fields).encode()
+    assert mime._addresses(head, "to") == reference
