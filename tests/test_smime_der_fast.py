@@ -22,7 +22,9 @@ from tests.smime_support import ALICE, BOB, CAROL, Pki, make_pki
 
 CONTENT = (b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
            + b"Compte rendu de consultation. " * 40 + b"\r\n")
-AT = dt.datetime.now(dt.UTC)
+# An hour ahead: the module's certificates are issued (valid from five minutes before
+# issuance) when its first test runs, which may be minutes after this module is imported.
+AT = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
 
 
 @pytest.fixture(scope="module")
