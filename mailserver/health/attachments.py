@@ -106,6 +106,8 @@ def _text(data: bytes) -> bool:
     head = data[:65536]
     if b"\x00" in head:
         return False
+    if head.isascii():  # ASCII is UTF-8: no need to build the decoded string
+        return True
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as error:

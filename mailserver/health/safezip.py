@@ -170,11 +170,11 @@ def _inflate_small(data: bytes, info: zipfile.ZipInfo, limit: int) -> bytes | No
     if name != info.orig_filename:
         return None
     start = at + _LOCAL_HEADER + name_length + extra_length
-    stored = data[start:start + info.compress_size]
+    stored = memoryview(data)[start:start + info.compress_size]  # read in place
     if len(stored) != info.compress_size:
         return None
     if method == zipfile.ZIP_STORED:
-        content = stored if info.compress_size == info.file_size else None
+        content = bytes(stored) if info.compress_size == info.file_size else None
     else:
         inflater = zlib.decompressobj(-15)  # raw deflate (APPNOTE 4.4.5 method 8)
         try:
