@@ -369,3 +369,14 @@ def _text_reference(data: bytes) -> bool:
                  st.builds(lambda a, b: a + b, st.just(b"x" * 65534), st.binary(max_size=8))))
 def test_ascii_text_needs_no_decoding(data: bytes) -> None:
     assert _text(data) == _text_reference(data)
+
+
+@pytest.mark.parametrize("name", ["cr.pdf", "x" * 300 + ".pdf"])
+def test_disposition_read_again_from_the_cache_or_not(name: str) -> None:
+    """Fields up to 256 bytes are read once per distinct value, longer ones each time:
+    both as the parser reads them."""
+    raw = (f'Content-Type: application/pdf\r\nContent-Disposition: attachment; '
+           f'filename="{name}"\r\n\r\nbody\r\n').encode()
+    for _ in range(2):
+        part = ParsedMessage.from_bytes(raw)
+        assert _disposition(part) == ("attachment", part.filename)

@@ -147,12 +147,26 @@ def _disposition(part: ParsedMessage) -> tuple[str, str]:
     value = part.header_value("content-disposition")
     if value is None:
         return "", part.filename or ""
-    parsed = parse_param_value(value)
-    name = decoded_param(parsed, "filename") if value else None
+    kind, name = (_disposition_field(value) if len(value) <= _CACHED_FIELD
+                  else _read_disposition(value))
     if not name:
         content_type = part.content_type
         name = decoded_param(content_type, "name") if content_type is not None else None
-    return parsed.value.strip(" \t").lower(), name or ""
+    return kind, name or ""
+
+
+_CACHED_FIELD = 256  # longer fields (hostile ones) are read each time, never kept
+
+
+def _read_disposition(value: bytes) -> tuple[str, str | None]:
+    """The disposition type, lower case, and the filename parameter (RFC 2183)."""
+    parsed = parse_param_value(value)
+    name = decoded_param(parsed, "filename") if value else None
+    return parsed.value.strip(" \t").lower(), name
+
+
+# Per distinct field value: senders write the same few dispositions again and again.
+_disposition_field = lru_cache(maxsize=512)(_read_disposition)
 
 
 def analyse(raw: bytes, settings: AttachmentSettings,
