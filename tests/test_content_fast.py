@@ -11,6 +11,7 @@ import io
 import unicodedata
 import zipfile
 from email.header import decode_header, make_header
+from email.message import Message
 from xml.etree.ElementTree import Element, SubElement, fromstring
 
 import pytest
@@ -33,6 +34,7 @@ from mailserver.health.xmlsafe import children, grouped, text
 from mailserver.mime.fetch import _decode_base64
 from mailserver.mime.headers import parse_param_value
 from mailserver.mime.parse import ParsedMessage
+from mailserver.pipeline import RULE_HEADERS, _rule_headers, parse_headers
 
 # -- base64 (RFC 2045 §6.8) -------------------------------------------------------------
 
@@ -380,3 +382,25 @@ def test_disposition_read_again_from_the_cache_or_not(name: str) -> None:
     for _ in range(2):
         part = ParsedMessage.from_bytes(raw)
         assert _disposition(part) == ("attachment", part.filename)
+
+
+# -- the rule headers, read in one pass -------------------------------------------------
+
+def _rule_headers_reference(headers: Message) -> dict[str, tuple[str, ...]]:
+    return {name: tuple(str(v) for v in headers.get_all(name, []))
+            for name in RULE_HEADERS if headers.get_all(name)}
+
+
+_FIELD_NAMES = st.sampled_from(["From", "to", "CC", "Bcc", "Message-ID", "In-Reply-To",
+                                "References", "X-MSS-MES", "Subject", "DATE", "X-Mss-CodeCDA",
+                                "x-mss-ins", "X-MSS-NIL", "Content-Type", "Received", "X-Other"])
+_FIELD_VALUES = st.sampled_from(["", "a@b.example", " <id@x>\r\n <id2@x>", "=?utf-8?q?=C3=A9?=",
+                                 "FIN", "caf\xe9", "x\r\n\ty", "O"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_FIELD_NAMES, _FIELD_VALUES), max_size=12))
+def test_rule_headers_in_one_pass_are_get_all(fields: list[tuple[str, str]]) -> None:
+    block = "".join(f"{name}: {value}\r\n" for name, value in fields) + "\r\nbody\r\n"
+    headers = parse_headers(block.encode("utf-8", "surrogateescape"))
+    assert _rule_headers(headers) == _rule_headers_reference(headers)
