@@ -404,3 +404,53 @@ def test_rule_headers_in_one_pass_are_get_all(fields: list[tuple[str, str]]) -> 
     block = "".join(f"{name}: {value}\r\n" for name, value in fields) + "\r\nbody\r\n"
     headers = parse_headers(block.encode("utf-8", "surrogateescape"))
     assert _rule_headers(headers) == _rule_headers_reference(headers)
+
+
+# -- the plain central directory, read without zipfile ----------------------------------
+
+def _zip_variant(kind: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo("IHE_XDM/SUBSET01/METADATA.XML")
+        if kind == "extra":
+            info.extra = b"UT\x05\x00\x03\x00\x00\x00\x00"  # extended timestamp (0x5455)
+        if kind == "bad-extra":
+            info.extra = b"UT\x09\x00\x03"
+        if kind == "zip64-extra":
+            info.extra = b"\x01\x00\x08\x00" + bytes(8)
+        if kind == "entry-comment":
+            info.comment = b"note"
+        archive.writestr(info, b"<x/>" * 50)
+        archive.writestr("dir/", b"")
+        archive.writestr("a\x00b.txt" if kind == "nul" else "README.TXT", b"readme")
+        archive.writestr("caf\u00e9.txt", b"utf-8 name")
+        if kind == "comment":
+            archive.comment = b"archive comment"
+    data = buffer.getvalue()
+    if kind == "prepended":
+        data = b"MZ stub before the archive" + data
+    if kind == "bad-utf8":
+        data = data.replace("caf\u00e9".encode(), b"caf\xff\xfe")
+    return data
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@pytest.mark.parametrize("kind", ["plain", "extra", "bad-extra", "zip64-extra", "entry-comment",
+                                  "comment", "prepended", "nul", "bad-utf8"])
+def test_plain_directory_reading_agrees_with_zipfile(kind: str) -> None:
+    data = _zip_variant(kind)
+    for limits in (ZipLimits(), ZipLimits(max_entries=2), ZipLimits(max_total_size=150)):
+        assert read_zip(data, limits) == read_zip(data, limits, fast=False), (kind, limits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["plain", "extra", "comment", "nul"]),
+       st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), min_size=1,
+                max_size=3))
+def test_plain_directory_reading_agrees_on_damaged_directories(
+        kind: str, flips: list[tuple[int, int]]) -> None:
+    data = bytearray(_zip_variant(kind))
+    directory = data.rfind(b"PK\x01\x02", 0, len(data) - 22)
+    for at, value in flips:  # the central directory and the end record take the blows
+        data[directory + at % (len(data) - directory)] = value
+    assert read_zip(bytes(data)) == read_zip(bytes(data), fast=False)
