@@ -121,14 +121,14 @@ def parse_xml_pruned(data: bytes, what: str, keep: frozenset[str]
             if "}" in key:  # a namespaced attribute
                 attributes = {_universal(k): v for k, v in attributes.items()}
                 break
-        build_start(_universal(name), attributes)
+        build_start("{" + name if "}" in name else name, attributes)  # _universal, inline
 
     def end(name: str) -> None:
         nonlocal depth, kept
         depth -= 1
         if kept == 0 and depth > 0:
             return
-        build_end(_universal(name))
+        build_end("{" + name if "}" in name else name)
         if depth == 1 and kept:
             kept = 0
             parser.CharacterDataHandler = None
