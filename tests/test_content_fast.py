@@ -30,7 +30,8 @@ from mailserver.health.content import _disposition, delimiter_lines
 from mailserver.health.hl7time import parse_digits
 from mailserver.health.mssante import _fold, decoded
 from mailserver.health.safezip import ZipLimits, read_zip
-from mailserver.health.xmlsafe import children, grouped, text
+from mailserver.health.xdm import _slots
+from mailserver.health.xmlsafe import children, grouped, path, text
 from mailserver.mime.fetch import _decode_base64
 from mailserver.mime.headers import parse_param_value
 from mailserver.mime.parse import ParsedMessage
@@ -454,3 +455,32 @@ def test_plain_directory_reading_agrees_on_damaged_directories(
     for at, value in flips:  # the central directory and the end record take the blows
         data[directory + at % (len(data) - directory)] = value
     assert read_zip(bytes(data)) == read_zip(bytes(data), fast=False)
+
+
+# -- ebRIM slots, read inline -----------------------------------------------------------
+
+def _slots_reference(slots: list[Element]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for slot in slots:
+        holder = path(slot, "ValueList")
+        values = [text(v) for v in children(
+            holder if holder is not None and len(holder) else slot, "Value")]
+        found.setdefault(slot.get("name", ""), []).extend(values)
+    return found
+
+
+_SLOT_PIECES = st.sampled_from([
+    "<ValueList><Value> a </Value><Value>b</Value></ValueList>", "<ValueList/>",
+    "<Value>direct</Value>", '<r:ValueList xmlns:r="urn:rim"><r:Value>ns</r:Value></r:ValueList>',
+    "<ValueList><Other>x</Other></ValueList>", "<Value><b>in</b> mixed</Value>", "<Value/>",
+    "<ValueListX><Value>no</Value></ValueListX>",
+])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["hash", "size", "URI", ""]),
+                          st.lists(_SLOT_PIECES, max_size=3)), max_size=4))
+def test_slots_read_inline_as_by_path(slots: list[tuple[str, list[str]]]) -> None:
+    owner = fromstring("<o>" + "".join(  # noqa: S314 -- test literals
+        f'<Slot name="{name}">{"".join(pieces)}</Slot>' for name, pieces in slots) + "</o>")
+    assert _slots(list(owner)) == _slots_reference(list(owner))

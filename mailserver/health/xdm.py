@@ -233,10 +233,15 @@ def _slots(slots: list[Element]) -> dict[str, list[str]]:
     ValueList is missing or empty is read for Values of its own, as before)."""
     found: dict[str, list[str]] = {}
     for slot in slots:
-        holder = child(slot, "ValueList")
-        if holder is None or not len(holder):
-            holder = slot
-        values = [text(v) for v in children(holder, "Value")]
+        holder = slot
+        for item in slot:  # child(slot, "ValueList"), inline: a dozen slots a package
+            tag = item.tag
+            if tag == "ValueList" or tag.endswith("}ValueList"):
+                if len(item):
+                    holder = item
+                break
+        values = [text(v) if len(v) else (v.text or "").strip()  # a leaf's text, inline
+                  for v in holder if v.tag == "Value" or v.tag.endswith("}Value")]
         name = slot.get("name", "")
         if name in found:
             found[name].extend(values)
