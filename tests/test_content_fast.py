@@ -25,7 +25,7 @@ from mailserver.health.attachments import (
     _scan_script_words,
     _text,
 )
-from mailserver.health.cda import read_cda
+from mailserver.health.cda import is_cda, read_cda
 from mailserver.health.content import _disposition, delimiter_lines
 from mailserver.health.hl7time import parse_digits
 from mailserver.health.mssante import _fold, decoded
@@ -484,3 +484,19 @@ def test_slots_read_inline_as_by_path(slots: list[tuple[str, list[str]]]) -> Non
     owner = fromstring("<o>" + "".join(  # noqa: S314 -- test literals
         f'<Slot name="{name}">{"".join(pieces)}</Slot>' for name, pieces in slots) + "</o>")
     assert _slots(list(owner)) == _slots_reference(list(owner))
+
+
+# -- the CDA look, in place -------------------------------------------------------------
+
+def _is_cda_reference(data: bytes) -> bool:
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"<") and b"ClinicalDocument" in head
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b" ", b"\r\n", b"\xef\xbb\xbf", b"\xbf", b"<", b"x",
+                                 b"ClinicalDocument", b"Clinical", b" " * 4090, b"<a>"]),
+                max_size=8))
+def test_cda_look_in_place_is_the_stripped_head(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    assert is_cda(data) == _is_cda_reference(data)

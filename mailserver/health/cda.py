@@ -9,6 +9,7 @@ birth time; author/assignedAuthor (id and name).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
@@ -61,10 +62,16 @@ class CdaResult:
     problems: tuple[Problem, ...]
 
 
+_LEADING = re.compile(rb"[\xef\xbb\xbf \t\r\n]*")  # what is_cda skips: BOM bytes, spaces
+
+
 def is_cda(data: bytes) -> bool:
-    """A cheap look at the first bytes: an XML document whose root is ClinicalDocument."""
-    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head.startswith(b"<") and b"ClinicalDocument" in head
+    """A cheap look at the first bytes: an XML document whose root is ClinicalDocument.
+    The first 4 KiB, leading BOM bytes and white space skipped, read in place."""
+    leading = _LEADING.match(data, 0, 4096)  # "*": always a match, maybe empty
+    at = leading.end() if leading is not None else 0
+    return at < 4096 and data.startswith(b"<", at) and data.find(
+        b"ClinicalDocument", at, 4096) >= 0
 
 
 def _ii(element: Element | None) -> PatientId | None:
