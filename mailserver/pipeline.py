@@ -633,12 +633,19 @@ def parse_headers(raw: bytes) -> Message:
     return BytesHeaderParser(policy=compat32).parsebytes(raw if end < 0 else raw[: end + 4])
 
 
+_RULE_HEADER_NAMES = frozenset(RULE_HEADERS)
+
+
 def _rule_headers(headers: Message) -> dict[str, tuple[str, ...]]:
-    return {
-        name: tuple(str(v) for v in headers.get_all(name, []))
-        for name in RULE_HEADERS
-        if headers.get_all(name)
-    }
+    """The values of each rule header present, in RULE_HEADERS order: what
+    ``get_all`` gives for each name, read in one pass over the fields instead of
+    thirteen (tests/test_content_fast.py)."""
+    found: dict[str, list[str]] = {}
+    for name, value in headers.items():  # values as get_all returns them
+        key = name.lower()
+        if key in _RULE_HEADER_NAMES:
+            found.setdefault(key, []).append(str(value))
+    return {name: tuple(found[name]) for name in RULE_HEADERS if name in found}
 
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,990}>")

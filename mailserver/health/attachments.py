@@ -106,6 +106,8 @@ def _text(data: bytes) -> bool:
     head = data[:65536]
     if b"\x00" in head:
         return False
+    if head.isascii():  # ASCII is UTF-8: no need to build the decoded string
+        return True
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -129,7 +131,7 @@ def sniff(data: bytes, filename: str = "", limits: ScanLimits = ScanLimits(),
         if b"V\x00B\x00A\x00" in data or b"_\x00V\x00B\x00A\x00_\x00P\x00R\x00O\x00J" in data:
             return Sniffed(MACRO, f"Office document with macros{where}")
         return Sniffed(OLE2)
-    if b"%PDF-" in data[:1024]:
+    if data.find(b"%PDF-", 0, 1024) >= 0:  # within the first KiB, read in place
         return Sniffed(PDF)
     if data[:3] == b"\xff\xd8\xff":
         return Sniffed(JPEG)

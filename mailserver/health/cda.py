@@ -9,6 +9,7 @@ birth time; author/assignedAuthor (id and name).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
@@ -18,6 +19,7 @@ from mailserver.health.xdm import INS_OIDS, PatientId
 from mailserver.health.xmlsafe import (
     child,
     children,
+    grouped,
     local,
     parse_xml,
     parse_xml_pruned,
@@ -60,10 +62,16 @@ class CdaResult:
     problems: tuple[Problem, ...]
 
 
+_LEADING = re.compile(rb"[\xef\xbb\xbf \t\r\n]*")  # what is_cda skips: BOM bytes, spaces
+
+
 def is_cda(data: bytes) -> bool:
-    """A cheap look at the first bytes: an XML document whose root is ClinicalDocument."""
-    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head.startswith(b"<") and b"ClinicalDocument" in head
+    """A cheap look at the first bytes: an XML document whose root is ClinicalDocument.
+    The first 4 KiB, leading BOM bytes and white space skipped, read in place."""
+    leading = _LEADING.match(data, 0, 4096)  # "*": always a match, maybe empty
+    at = leading.end() if leading is not None else 0
+    return at < 4096 and data.startswith(b"<", at) and data.find(
+        b"ClinicalDocument", at, 4096) >= 0
 
 
 def _ii(element: Element | None) -> PatientId | None:
@@ -96,6 +104,12 @@ def _names(element: Element | None) -> tuple[str, str]:
     return text(child(name, "family")), given
 
 
+def _first(parts: dict[str, list[Element]], name: str) -> Element | None:
+    """``child`` of the element whose children by name are ``parts``."""
+    found = parts.get(name)
+    return found[0] if found else None
+
+
 # The children of ClinicalDocument read below: part of the header (CDA R2 §4.2).
 _HEADER = frozenset({"id", "code", "title", "effectiveTime", "recordTarget", "author"})
 
@@ -114,14 +128,15 @@ def read_cda(data: bytes, *, pruned: bool = True) -> CdaResult:
         return CdaResult(None, (Problem("CDA-INVALID", "Not an HL7 CDA R2 document",
                                         "Ce n'est pas un document CDA R2 HL7"),))
     problems: list[Problem] = []
-    code = child(root, "code")
+    header = grouped(root)  # the root's children by name, in one pass
+    code = _first(header, "code")
     if code is None or not code.get("code"):
         problems.append(Problem("CDA-CODE", "The CDA document has no code",
                                 "Le document CDA n'a pas de code"))
     patient_ids: list[PatientId] = []
     family = given = ""
     birth: dt.date | None = None
-    targets = children(root, "recordTarget")
+    targets = header.get("recordTarget", [])
     if len(targets) != 1:
         problems.append(Problem("CDA-PATIENT", "A CDA document must have one recordTarget",
                                 "Un document CDA doit avoir un seul recordTarget"))
@@ -135,17 +150,17 @@ def read_cda(data: bytes, *, pruned: bool = True) -> CdaResult:
         moment = _ts(born.get("value", "")) if born is not None else None
         birth = moment.date() if moment else None
     authors = []
-    for author in children(root, "author"):
+    for author in header.get("author", ()):
         assigned = child(author, "assignedAuthor")
         person_family, person_given = _names(path(assigned, "assignedPerson"))
         authors.append(CdaAuthor(_ii(child(assigned, "id")), person_family, person_given))
-    effective = child(root, "effectiveTime")
+    effective = _first(header, "effectiveTime")
     document = CdaDocument(
-        id=_ii(child(root, "id")),
+        id=_ii(_first(header, "id")),
         code=code.get("code", "") if code is not None else "",
         code_system=code.get("codeSystem", "") if code is not None else "",
         display=code.get("displayName", "") if code is not None else "",
-        title=text(child(root, "title")),
+        title=text(_first(header, "title")),
         effective_time=_ts(effective.get("value", "")) if effective is not None else None,
         patient_ids=tuple(patient_ids), family=family, given=given, birth_date=birth,
         authors=tuple(authors),

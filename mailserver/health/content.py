@@ -7,6 +7,7 @@ from __future__ import annotations
 import binascii
 from collections.abc import Mapping, Sequence
 from email.message import Message
+from functools import lru_cache
 
 from mailserver.health import mssante
 from mailserver.health.attachments import EXECUTABLE, ScanLimits, Sniffed, sniff
@@ -54,19 +55,29 @@ def _finding(problem: Problem) -> Finding:
 
 
 def scan_limits(settings: AttachmentSettings) -> ScanLimits:
+    return _scan_limits(tuple(settings.refused_extensions), settings.zip_max_entries,
+                        settings.zip_max_total_size, settings.zip_max_ratio,
+                        settings.zip_max_depth)
+
+
+@lru_cache(maxsize=16)  # per distinct settings: a deployment has one
+def _scan_limits(extensions: tuple[str, ...], entries: int, total: int, ratio: int,
+                 depth: int) -> ScanLimits:
     return ScanLimits(
-        zip=ZipLimits(max_entries=settings.zip_max_entries,
-                      max_total_size=settings.zip_max_total_size,
-                      max_entry_size=settings.zip_max_total_size,
-                      max_ratio=settings.zip_max_ratio),
-        max_zip_depth=settings.zip_max_depth,
-        refused_extensions=frozenset(e.lower() for e in settings.refused_extensions),
+        zip=ZipLimits(max_entries=entries, max_total_size=total, max_entry_size=total,
+                      max_ratio=ratio),
+        max_zip_depth=depth, refused_extensions=frozenset(e.lower() for e in extensions),
     )
 
 
 def policy(settings: AttachmentSettings) -> AttachmentPolicy:
-    return AttachmentPolicy(frozenset(settings.allowed), settings.max_attachment_size,
-                            settings.max_attachments)
+    return _policy(tuple(settings.allowed), settings.max_attachment_size,
+                   settings.max_attachments)
+
+
+@lru_cache(maxsize=16)
+def _policy(allowed: tuple[str, ...], size: int, count: int) -> AttachmentPolicy:
+    return AttachmentPolicy(frozenset(allowed), size, count)
 
 
 def _leaves(message: ParsedMessage, settings: AttachmentSettings
@@ -136,12 +147,26 @@ def _disposition(part: ParsedMessage) -> tuple[str, str]:
     value = part.header_value("content-disposition")
     if value is None:
         return "", part.filename or ""
-    parsed = parse_param_value(value)
-    name = decoded_param(parsed, "filename") if value else None
+    kind, name = (_disposition_field(value) if len(value) <= _CACHED_FIELD
+                  else _read_disposition(value))
     if not name:
         content_type = part.content_type
         name = decoded_param(content_type, "name") if content_type is not None else None
-    return parsed.value.strip(" \t").lower(), name or ""
+    return kind, name or ""
+
+
+_CACHED_FIELD = 256  # longer fields (hostile ones) are read each time, never kept
+
+
+def _read_disposition(value: bytes) -> tuple[str, str | None]:
+    """The disposition type, lower case, and the filename parameter (RFC 2183)."""
+    parsed = parse_param_value(value)
+    name = decoded_param(parsed, "filename") if value else None
+    return parsed.value.strip(" \t").lower(), name
+
+
+# Per distinct field value: senders write the same few dispositions again and again.
+_disposition_field = lru_cache(maxsize=512)(_read_disposition)
 
 
 def analyse(raw: bytes, settings: AttachmentSettings,

@@ -19,7 +19,7 @@ from xml.etree.ElementTree import Element
 from mailserver.health.hl7time import parse_digits
 from mailserver.health.problems import Problem
 from mailserver.health.safezip import ZipContents, ZipLimits, read_zip, unsafe_name
-from mailserver.health.xmlsafe import children, local, parse_xml, path, text
+from mailserver.health.xmlsafe import child, children, grouped, local, parse_xml, path, text
 
 # ITI TF-3 Table 4.2.5-1 (classification schemes and identification schemes).
 DOC_ENTRY_TYPE = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
@@ -199,7 +199,8 @@ def read_xdm_contents(contents: ZipContents) -> XdmPackage:
             "XDM-METADATA", "METADATA.XML has no RegistryObjectList",
             "METADATA.XML n'a pas de RegistryObjectList")))
     submission_set: SubmissionSet | None = None
-    packages = children(objects, "RegistryPackage")
+    listed = grouped(objects)
+    packages = listed.get("RegistryPackage", [])
     if len(packages) != 1:
         problems.append(_problem(
             "XDM-METADATA", "METADATA.XML must hold exactly one submission set",
@@ -207,7 +208,7 @@ def read_xdm_contents(contents: ZipContents) -> XdmPackage:
     else:
         submission_set = _submission_set(packages[0])
     documents: list[DocumentEntry] = []
-    extrinsic = children(objects, "ExtrinsicObject")
+    extrinsic = listed.get("ExtrinsicObject", [])
     if not extrinsic:
         problems.append(_problem("XDM-EMPTY", "The XDM package declares no document",
                                  "Le paquet XDM ne déclare aucun document"))
@@ -227,11 +228,25 @@ def read_xdm_contents(contents: ZipContents) -> XdmPackage:
     return XdmPackage(submission_set, tuple(documents), tuple(dict.fromkeys(problems)))
 
 
-def _slots(element: Element) -> dict[str, list[str]]:
+def _slots(slots: list[Element]) -> dict[str, list[str]]:
+    """Slot name -> its values (ebRIM 3.0 ``Slot/ValueList/Value``; a Slot whose
+    ValueList is missing or empty is read for Values of its own, as before)."""
     found: dict[str, list[str]] = {}
-    for slot in children(element, "Slot"):
-        values = [text(v) for v in children(path(slot, "ValueList") or slot, "Value")]
-        found.setdefault(slot.get("name", ""), []).extend(values)
+    for slot in slots:
+        holder = slot
+        for item in slot:  # child(slot, "ValueList"), inline: a dozen slots a package
+            tag = item.tag
+            if tag == "ValueList" or tag.endswith("}ValueList"):
+                if len(item):
+                    holder = item
+                break
+        values = [text(v) if len(v) else (v.text or "").strip()  # a leaf's text, inline
+                  for v in holder if v.tag == "Value" or v.tag.endswith("}Value")]
+        name = slot.get("name", "")
+        if name in found:
+            found[name].extend(values)
+        else:
+            found[name] = values
     return found
 
 
@@ -240,52 +255,57 @@ def _first(slots: dict[str, list[str]], name: str) -> str:
     return values[0] if values else ""
 
 
-def _name(element: Element) -> str:
-    name = path(element, "Name", "LocalizedString")
+def _name(parts: dict[str, list[Element]]) -> str:
+    """The ``Name/LocalizedString`` value, ``parts`` being the owner's children by name."""
+    names = parts.get("Name")
+    name = child(names[0], "LocalizedString") if names else None
     return (name.get("value", "") if name is not None else "").strip()
 
 
-def _classifications(element: Element) -> dict[str, Element]:
-    return {c.get("classificationScheme", ""): c for c in children(element, "Classification")}
+def _classifications(parts: dict[str, list[Element]]) -> dict[str, Element]:
+    return {c.get("classificationScheme", ""): c for c in parts.get("Classification", ())}
 
 
 def _code(classification: Element | None) -> Code | None:
     if classification is None:
         return None
+    parts = grouped(classification)
     return Code(classification.get("nodeRepresentation", "").strip(),
-                _first(_slots(classification), "codingScheme"), _name(classification))
+                _first(_slots(parts.get("Slot", [])), "codingScheme"), _name(parts))
 
 
 def _author(classification: Element | None) -> Author | None:
     if classification is None:
         return None
-    slots = _slots(classification)
+    slots = _slots(children(classification, "Slot"))
     return Author(_first(slots, "authorPerson"), _first(slots, "authorInstitution"),
                   _first(slots, "authorRole"), _first(slots, "authorSpecialty"))
 
 
-def _identifiers(element: Element) -> dict[str, str]:
+def _identifiers(parts: dict[str, list[Element]]) -> dict[str, str]:
     return {i.get("identificationScheme", ""): i.get("value", "").strip()
-            for i in children(element, "ExternalIdentifier")}
+            for i in parts.get("ExternalIdentifier", ())}
 
 
 def _submission_set(element: Element) -> SubmissionSet:
-    slots = _slots(element)
-    classes = _classifications(element)
-    ids = _identifiers(element)
+    parts = grouped(element)  # each kind of child read from one pass
+    slots = _slots(parts.get("Slot", []))
+    classes = _classifications(parts)
+    ids = _identifiers(parts)
     return SubmissionSet(
         unique_id=ids.get(SET_UNIQUE_ID, ""), source_id=ids.get(SET_SOURCE_ID, ""),
         patient=parse_patient_id(ids.get(SET_PATIENT_ID, "")),
         submission_time=parse_dtm(_first(slots, "submissionTime")),
         author=_author(classes.get(SET_AUTHOR)), content_type=_code(classes.get(SET_CONTENT_TYPE)),
-        title=_name(element),
+        title=_name(parts),
     )
 
 
 def _document(element: Element, contents: ZipContents) -> tuple[DocumentEntry, list[Problem]]:
-    slots = _slots(element)
-    classes = _classifications(element)
-    ids = _identifiers(element)
+    parts = grouped(element)
+    slots = _slots(parts.get("Slot", []))
+    classes = _classifications(parts)
+    ids = _identifiers(parts)
     entry_id = element.get("id", "")[:200]
     where = f"document {entry_id or '?'}"
     problems: list[Problem] = []
@@ -331,7 +351,7 @@ def _document(element: Element, contents: ZipContents) -> tuple[DocumentEntry, l
         entry_id=entry_id, unique_id=ids.get(DOC_UNIQUE_ID, ""), patient=patient,
         class_code=_code(classes.get(DOC_CLASS_CODE)), type_code=type_code,
         format_code=_code(classes.get(DOC_FORMAT_CODE)), author=_author(classes.get(DOC_AUTHOR)),
-        creation_time=creation_time, title=_name(element),
+        creation_time=creation_time, title=_name(parts),
         mime_type=element.get("mimeType", ""), hash=declared_hash, size=size, uri=uri,
         content=content,
     )

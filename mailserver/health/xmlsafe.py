@@ -4,6 +4,7 @@ no entity expansion, no billion laughs), bounded size."""
 from __future__ import annotations
 
 import re
+from typing import NoReturn
 from xml.etree.ElementTree import Element, TreeBuilder, fromstring
 from xml.parsers.expat import ParserCreate
 
@@ -21,12 +22,10 @@ _ASCII_COMPATIBLE = frozenset({b"utf-8", b"utf8", b"us-ascii", b"ascii", b"iso-8
                                b"latin-1", b"latin1", b"iso-8859-15"})
 
 
-def _without_dtd(data: bytes) -> bool:
-    """True when ``data`` provably holds no document type declaration (XML 1.0 §2.8),
-    hence no entity, no external reference, nothing for defusedxml to guard against:
-    then expat's C tree builder parses it, about five times faster. Anything unusual
-    (a UTF-16 byte order mark or NUL bytes, another declared encoding, a DOCTYPE or
-    ENTITY anywhere, even in a comment) goes the defusedxml way."""
+def _plain_encoding(data: bytes) -> bool:
+    """True when the document is written in an encoding where "<!DOCTYPE" and
+    "<!ENTITY" are ASCII bytes: no UTF-16 byte order mark or NUL bytes up front, and
+    no declared encoding other than the ASCII-compatible ones (XML 1.0 §4.3.3)."""
     head = data[:256].removeprefix(b"\xef\xbb\xbf")
     if b"\x00" in head or head.startswith((b"\xfe\xff", b"\xff\xfe")):
         return False
@@ -39,7 +38,30 @@ def _without_dtd(data: bytes) -> bool:
             declared = _ENCODING.search(declaration)
             if declared is None or declared.group(1).lower() not in _ASCII_COMPATIBLE:
                 return False
-    return b"<!DOCTYPE" not in data and b"<!ENTITY" not in data
+    return True
+
+
+def _without_dtd(data: bytes) -> bool:
+    """True when ``data`` provably holds no document type declaration (XML 1.0 §2.8),
+    hence no entity, no external reference, nothing for defusedxml to guard against:
+    then expat's C tree builder parses it, about five times faster. Anything unusual
+    (a UTF-16 byte order mark or NUL bytes, another declared encoding, a DOCTYPE or
+    ENTITY anywhere, even in a comment) goes the defusedxml way."""
+    return (_plain_encoding(data) and b"<!DOCTYPE" not in data
+            and b"<!ENTITY" not in data)
+
+
+class _Forbidden(Exception):
+    """A DTD met by the pruned parser: refused as defusedxml's forbid_dtd refuses it."""
+
+
+def _forbid(*_: object) -> NoReturn:
+    raise _Forbidden
+
+
+def _forbidden(what: str) -> Problem:
+    return Problem("XML-FORBIDDEN", f"{what}: DTD or entities are not allowed in XML",
+                   f"{what} : DTD et entités interdites dans le XML")
 
 
 def parse_xml(data: bytes, what: str) -> tuple[Element | None, Problem | None]:
@@ -52,9 +74,7 @@ def parse_xml(data: bytes, what: str) -> tuple[Element | None, Problem | None]:
             return fromstring(data), None  # noqa: S314 -- no DTD: nothing to defuse
         root = SafeET.fromstring(data, forbid_dtd=True)
     except DefusedXmlException:
-        return None, Problem(
-            "XML-FORBIDDEN", f"{what}: DTD or entities are not allowed in XML",
-            f"{what} : DTD et entités interdites dans le XML")
+        return None, _forbidden(what)
     except Exception:  # ParseError and anything a hostile document provokes
         return None, _invalid(what)
     return root, None
@@ -77,8 +97,11 @@ def parse_xml_pruned(data: bytes, what: str, keep: frozenset[str]
     (text between the root's children left out). The whole document is still parsed
     by the same expat, so it is refused exactly when ``parse_xml`` refuses it; only
     nothing is built for the rest (a CDA's base64 body never becomes a string). A
-    document that may hold a DTD, or too large, goes to ``parse_xml``."""
-    if len(data) > MAX_XML_SIZE or not _without_dtd(data):
+    document type declaration is refused when expat meets it, as defusedxml's
+    forbid_dtd does (its handlers, set here too), instead of two scans of the whole
+    document for "<!DOCTYPE" and "<!ENTITY" beforehand. A document in another
+    encoding, or too large, goes to ``parse_xml``."""
+    if len(data) > MAX_XML_SIZE or not _plain_encoding(data):
         return parse_xml(data, what)
     builder = TreeBuilder()  # ElementTree's own, fed what its XMLParser would feed it
     parser = ParserCreate(namespace_separator="}")  # as XMLParser creates it
@@ -98,25 +121,35 @@ def parse_xml_pruned(data: bytes, what: str, keep: frozenset[str]
             if "}" in key:  # a namespaced attribute
                 attributes = {_universal(k): v for k, v in attributes.items()}
                 break
-        build_start(_universal(name), attributes)
+        build_start("{" + name if "}" in name else name, attributes)  # _universal, inline
 
     def end(name: str) -> None:
         nonlocal depth, kept
         depth -= 1
         if kept == 0 and depth > 0:
             return
-        build_end(_universal(name))
+        build_end("{" + name if "}" in name else name)
         if depth == 1 and kept:
             kept = 0
             parser.CharacterDataHandler = None
 
     parser.StartElementHandler = start
     parser.EndElementHandler = end
+    # defusedxml's DefusedExpatParser: forbid_dtd, forbid_entities, forbid_external.
+    parser.StartDoctypeDeclHandler = _forbid
+    parser.EntityDeclHandler = _forbid
+    parser.UnparsedEntityDeclHandler = _forbid
+    parser.ExternalEntityRefHandler = _forbid
     try:
         parser.Parse(data, True)
         return builder.close(), None
+    except _Forbidden:
+        return None, _forbidden(what)
     except Exception:  # ExpatError and anything a hostile document provokes
         return None, _invalid(what)
+    finally:  # the handlers hold the parser: a cycle the garbage collector would free
+        parser.StartElementHandler = parser.EndElementHandler = None
+        parser.CharacterDataHandler = None
 
 
 def local(tag: str) -> str:
@@ -125,6 +158,36 @@ def local(tag: str) -> str:
 
 
 # ``local(tag) == name`` for a name without "}", without splitting every tag.
+
+
+_LOCAL_NAMES: dict[str, str] = {}  # tag -> local name; documents use a few tags
+
+
+def _local_name(tag: str) -> str:
+    name = _LOCAL_NAMES.get(tag)
+    if name is None:
+        name = tag.rpartition("}")[2]
+        if len(_LOCAL_NAMES) < 4096:  # bounded: a hostile document may invent any tag
+            _LOCAL_NAMES[tag] = name
+    return name
+
+
+def grouped(element: Element) -> dict[str, list[Element]]:
+    """The children of ``element`` by local name, in document order, in one pass:
+    ``grouped(e).get(name, [])`` is ``children(e, name)`` for every name without "}"
+    (tests/test_content_fast.py)."""
+    groups: dict[str, list[Element]] = {}
+    for item in element:
+        tag = item.tag
+        if not isinstance(tag, str):  # a comment or processing instruction, if kept
+            continue
+        name = _LOCAL_NAMES.get(tag) or _local_name(tag)
+        group = groups.get(name)
+        if group is None:
+            groups[name] = [item]
+        else:
+            group.append(item)
+    return groups
 
 
 def children(element: Element, name: str) -> list[Element]:
