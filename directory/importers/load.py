@@ -21,6 +21,7 @@ hop per batch, not one per statement); on PostgreSQL through asyncpg in ``run_sy
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,14 +32,15 @@ from sqlalchemy import Column, Connection, Integer, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from directory.importers import mssante, rpps
+from directory.importers.batches import Batch, parse_batches
 from directory.importers.lines import (
     MAX_LINE_BYTES,
     HeaderError,
     check_header,
-    read_lines,
     split_header,
 )
-from directory.importers.mssante import MailboxRow, RowError
+from directory.importers.mssante import MailboxRow
+from directory.importers.parse_process import Job, ParseProcess, ParseProcessError
 from directory.importers.report import ImportReport
 from directory.importers.rpps import PractitionerRow
 from directory.models import (
@@ -48,6 +50,9 @@ from directory.models import (
 from mailserver.store.database import sqlite_writer_engine
 
 BATCH_ROWS = 10_000
+# From this size on, parsing runs in a process of its own (parse_process.py): its
+# start-up (about 0.2 s) is then a small part of the import.
+PARSE_PROCESS_BYTES = 32 * 1024 * 1024
 # Organisations already merged by this import (about 50,000 in the national file).
 ORGANISATIONS_REMEMBERED = 100_000
 CACHE_KIB = 32 * 1024  # SQLite page cache of the importing connection
@@ -352,8 +357,11 @@ async def import_file(
     *,
     file_format: str | None = None,
     progress: Progress | None = None,
+    parse_process: bool | None = None,
 ) -> ImportReport:
-    """Import ``path`` (format guessed from the header unless given)."""
+    """Import ``path`` (format guessed from the header unless given). Files of
+    PARSE_PROCESS_BYTES or more are parsed in a process of their own, unless
+    ``parse_process`` says otherwise."""
     with _open(path) as stream:
         first_line = stream.readline(MAX_LINE_BYTES)
         header = split_header(first_line)
@@ -377,20 +385,21 @@ async def import_file(
         if unexpected:
             report.notes.append(f"{len(unexpected)} column(s) not used")
         positions = [header.index(name) for name in wanted]
+        in_process = (parse_process if parse_process is not None
+                      else os.fstat(stream.fileno()).st_size >= PARSE_PROCESS_BYTES)
         importer = await _importer(engine)
         try:
             merger: _MailboxMerger | _PractitionerMerger
             if file_format == "mssante":
                 merger = _MailboxMerger(report)
-                parse: Callable[[int, list[str], ImportReport], Any] = mssante.parse_row
                 tables: tuple[str, ...] = ("mailboxes", "practitioners", "organisations",
                                            "directory_search")
             else:
                 merger = _PractitionerMerger(report)
-                parse = rpps.parse_row
                 tables = ("practitioners",)
-            await _run(importer, parse, merger.merge, stream, len(header), positions,
-                       report, progress, len(first_line))
+            await _read_and_merge(importer, merger.merge, stream, path, file_format,
+                                  len(header), positions, report, progress,
+                                  len(first_line), in_process)
             await importer.run(merger.retire)
             if engine.dialect.name == "postgresql":
                 # Fresh planner statistics after a bulk change (PostgreSQL plans joins
@@ -410,51 +419,56 @@ async def import_file(
 
 async def _run(
     importer: _Importer,
-    parse: Callable[[int, list[str], ImportReport], Row],
-    merge: Callable[[_Sql, list[Row]], None],
+    merge: Callable[[_Sql, list[Any]], None],
+    next_batch: Callable[[], Batch | None],
+    report: ImportReport,
+    progress: Progress | None,
+) -> None:
+    """Parse the next batch (in a worker thread, or the parsing process) while the
+    current one is merged."""
+
+    def merging_work(rows: list[Any]) -> Work[None]:
+        return lambda sql: merge(sql, rows)
+
+    batch = await asyncio.to_thread(next_batch)
+    while batch is not None:
+        report.rows = batch.lines_read
+        merging = asyncio.ensure_future(importer.run(merging_work(batch.rows)))
+        try:
+            following = await asyncio.to_thread(next_batch)
+        finally:
+            await merging
+        if progress:
+            progress(batch.lines_read, batch.bytes_read)
+        batch = following
+
+
+async def _read_and_merge(
+    importer: _Importer,
+    merge: Callable[[_Sql, list[Any]], None],
     stream: BinaryIO,
+    path: Path,
+    file_format: str,
     width: int,
     positions: list[int],
     report: ImportReport,
     progress: Progress | None,
     consumed: int,
+    in_process: bool,
 ) -> None:
-    """Parse the next batch in a worker thread while the current one is merged."""
-    lines = read_lines(stream, width)
-    read = consumed
-
-    def next_batch() -> list[Row]:
-        nonlocal read
-        batch: list[Row] = []
-        for line in lines:
-            report.rows += 1
-            read += line.size
-            if line.fields is None:
-                report.reject(line.number, line.error)
-                continue
-            try:
-                batch.append(parse(line.number, [line.fields[p] for p in positions], report))
-            except RowError as error:
-                report.reject(line.number, str(error))
-                continue
-            if len(batch) >= BATCH_ROWS:
-                break
-        return batch
-
-    def merging_work(batch: list[Row]) -> Work[None]:
-        return lambda sql: merge(sql, batch)
-
-    batch = await asyncio.to_thread(next_batch)
-    while batch:
-        merging = asyncio.ensure_future(importer.run(merging_work(batch)))
-        try:
-            batch = await asyncio.to_thread(next_batch)
-        finally:
-            await merging
-        if progress:
-            progress(report.rows, read)
-    if progress:
-        progress(report.rows, read)
+    if not in_process:
+        batches = parse_batches(stream, file_format, width, positions, report,
+                                batch_rows=BATCH_ROWS, consumed=consumed)
+        await _run(importer, merge, lambda: next(batches, None), report, progress)
+        return
+    child = ParseProcess(Job(str(path), file_format, width, positions, consumed,
+                             BATCH_ROWS), report)
+    try:
+        await _run(importer, merge, child.next_batch, report, progress)
+    except ParseProcessError as error:
+        raise ImportFailed(f"{path.name}: {error}") from error
+    finally:
+        await asyncio.to_thread(child.close)
 
 
 def _practitioner_values(row: MailboxRow | PractitionerRow) -> tuple[str, ...]:
