@@ -55,7 +55,8 @@ BATCH_ROWS = 10_000
 PARSE_PROCESS_BYTES = 32 * 1024 * 1024
 # Organisations already merged by this import (about 50,000 in the national file).
 ORGANISATIONS_REMEMBERED = 100_000
-CACHE_KIB = 32 * 1024  # SQLite page cache of the importing connection
+CACHE_KIB = 16 * 1024  # SQLite page cache of the importing connection
+WAL_CHECKPOINT_PAGES = 16 * 1024  # 64 MiB of 4 KiB pages
 TEMP_CACHE_KIB = 16 * 1024  # and of its temporary tables
 FORMATS = ("mssante", "rpps")
 
@@ -284,6 +285,10 @@ class _SqliteImporter(_Importer):
             # import_seen lives in the temporary database, whose cache is separate.
             self._connection.exec_driver_sql(f"PRAGMA cache_size = -{CACHE_KIB}")
             self._connection.exec_driver_sql(f"PRAGMA temp.cache_size = -{TEMP_CACHE_KIB}")
+            # Checkpoint every WAL_CHECKPOINT_PAGES rather than SQLite's 1,000: a page
+            # that several batches change is copied to the database once, and the WAL
+            # stays bounded (https://sqlite.org/wal.html#automatic_checkpoint).
+            self._connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
             self._connection.commit()
 
         await asyncio.get_running_loop().run_in_executor(self._thread, connect)
@@ -514,7 +519,9 @@ class _MailboxMerger:
     def __init__(self, report: ImportReport) -> None:
         self.report = report
         self.practitioners = _PractitionerUpserts(Source.MSSANTE)
-        self._organisations_done: dict[tuple[str, str], tuple[str, ...]] = {}
+        # Organisation key → hash of the values written or found equal (an int, not
+        # the values: 50,000 of them stay in memory all along the import).
+        self._organisations_done: dict[tuple[str, str], int] = {}
 
     def merge(self, sql: _Sql, batch: list[MailboxRow]) -> None:
         report = self.report
@@ -596,13 +603,15 @@ class _MailboxMerger:
     def _organisations(self, sql: _Sql, rows: dict[tuple[str, str], tuple[str, ...]]) -> None:
         # An organisation has a dozen mailboxes spread over the file: once written or
         # found equal in this import, the same values are not looked up again.
+        # A hash collision would only skip rewriting an organisation already written
+        # by this import with other values (64 bits: never in practice).
         done = self._organisations_done
-        rows = {key: values for key, values in rows.items() if done.get(key) != values}
+        rows = {key: values for key, values in rows.items() if done.get(key) != hash(values)}
         if not rows:
             return
         if len(done) + len(rows) > ORGANISATIONS_REMEMBERED:
             done.clear()
-        done.update(rows)
+        done.update((key, hash(values)) for key, values in rows.items())
         known = {
             (id_type, identifier): tuple(values)
             for id_type, identifier, *values in sql.where_in(KNOWN_ORGANISATIONS, list(rows))

@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
+from directory.addresses import DirectoryError, normalize_address
 from directory.importers.report import ImportReport
-from directory.models import MailboxType
+from directory.kinds import MailboxType
 from directory.professions import PROFESSIONS
-from directory.service import DirectoryError, normalize_address
 from directory.text import document
 
 ADDRESS_COLUMNS = [

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 from directory.importers.batches import Batch, parse_batches
 from directory.importers.report import ImportReport, Problem
 
+FRAME_ROWS = 1000  # rows per frame; the parent gathers a batch from several
 PIPE_BYTES = 1024 * 1024  # Linux's default pipe-max-size
 _FRAME = struct.Struct(">Q")
 _MAX_FRAME = 1 << 30  # a batch is a few MB; anything larger is a broken stream
@@ -52,6 +53,7 @@ class ParseProcess:
 
     def __init__(self, job: Job, report: ImportReport) -> None:
         self._report = report
+        self._batch_rows = job.batch_rows
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_ROOT, env.get("PYTHONPATH", "")) if p)
@@ -79,6 +81,19 @@ class ParseProcess:
         return data
 
     def next_batch(self) -> Batch | None:
+        """At least ``batch_rows`` rows (fewer at the end of the file), from as many
+        frames as it takes; None once the file is done."""
+        rows: list[Any] = []
+        last = None
+        while len(rows) < self._batch_rows:
+            frame = self._next_frame()
+            if frame is None:
+                break
+            rows += frame.rows
+            last = frame
+        return None if last is None else Batch(rows, last.lines_read, last.bytes_read)
+
+    def _next_frame(self) -> Batch | None:
         if self._done:
             return None
         (size,) = _FRAME.unpack(self._read(_FRAME.size))
@@ -121,8 +136,9 @@ def run(job: Job, out: BinaryIO) -> None:
         with open(job.path, "rb") as stream:
             stream.seek(job.offset)
             report = ImportReport(format=job.file_format)
+            # Small frames: the child holds one frame, not a whole batch.
             for batch in parse_batches(stream, job.file_format, job.width, job.positions,
-                                       report, batch_rows=job.batch_rows,
+                                       report, batch_rows=min(job.batch_rows, FRAME_ROWS),
                                        consumed=job.offset):
                 _send(out, ("batch", batch.rows, batch.lines_read, batch.bytes_read,
                             _problems(report.rejected_count, report.rejected),
