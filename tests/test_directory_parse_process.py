@@ -17,6 +17,7 @@ import pytest
 from directory.importers import ImportFailed, ImportReport, import_file
 from directory.importers.batches import parse_batches
 from directory.importers.lines import split_header
+from directory.importers.mssante import MailboxRow
 from directory.importers.parse_process import Job, ParseProcess, ParseProcessError
 from directory.importers.rpps import REQUIRED
 from mailserver.store.database import create_engine
@@ -103,6 +104,7 @@ def test_batches_cross_the_pipe_unchanged() -> None:
     finally:
         child.close()
     assert remote == local and len(remote) > 2
+    assert {type(row) for batch in remote for row in batch.rows} == {MailboxRow}
     assert remote_report.sorted_rejected() == local_report.sorted_rejected()
     assert remote_report.warnings == local_report.warnings
 

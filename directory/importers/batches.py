@@ -4,6 +4,7 @@ importing process or in the parsing process (parse_process.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, BinaryIO, NamedTuple
 
 from directory.importers import mssante, rpps
@@ -13,6 +14,16 @@ from directory.importers.report import ImportReport
 
 Parse = Callable[[int, list[str], ImportReport], Any]
 PARSERS: dict[str, Parse] = {"mssante": mssante.parse_row, "rpps": rpps.parse_row}
+# The row type of each format: rows cross the pipe as plain tuples (a NamedTuple is
+# rebuilt by a Python-level __new__ for each row unpickled) and become rows again
+# with tuple.__new__ (C).
+ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {"mssante": mssante.MailboxRow,
+                                                "rpps": rpps.PractitionerRow}
+
+
+def rebuild(file_format: str, values: list[tuple[Any, ...]]) -> list[Any]:
+    """The rows of ``file_format`` sent as plain tuples."""
+    return list(map(partial(tuple.__new__, ROW_TYPES[file_format]), values))
 
 
 class Batch(NamedTuple):

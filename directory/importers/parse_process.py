@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from directory.importers.batches import Batch, parse_batches
+from directory.importers.batches import Batch, parse_batches, rebuild
 from directory.importers.report import ImportReport, Problem
 
 FRAME_ROWS = 1000  # rows per frame; the parent gathers a batch from several
@@ -54,6 +54,7 @@ class ParseProcess:
     def __init__(self, job: Job, report: ImportReport) -> None:
         self._report = report
         self._batch_rows = job.batch_rows
+        self._format = job.file_format
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_ROOT, env.get("PYTHONPATH", "")) if p)
@@ -108,7 +109,7 @@ class ParseProcess:
             raise ParseProcessError(f"the parsing process failed: {message[1]}")
         _, rows, lines_read, bytes_read, rejected, warnings = message
         self._report.add_problems(rejected, warnings)
-        return Batch(rows, lines_read, bytes_read)
+        return Batch(rebuild(self._format, rows), lines_read, bytes_read)
 
     def close(self) -> None:
         """Stop the child if it is still running (the import failed) and reap it."""
@@ -140,7 +141,8 @@ def run(job: Job, out: BinaryIO) -> None:
             for batch in parse_batches(stream, job.file_format, job.width, job.positions,
                                        report, batch_rows=min(job.batch_rows, FRAME_ROWS),
                                        consumed=job.offset):
-                _send(out, ("batch", batch.rows, batch.lines_read, batch.bytes_read,
+                rows = list(map(tuple, batch.rows))  # plain tuples: batches.rebuild
+                _send(out, ("batch", rows, batch.lines_read, batch.bytes_read,
                             _problems(report.rejected_count, report.rejected),
                             _problems(report.warning_count, report.warnings)))
                 # Each frame carries the problems found since the last one.
