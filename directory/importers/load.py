@@ -132,6 +132,7 @@ KNOWN_ORGANISATIONS = f"""
 SELECT id_type, identifier, {", ".join(ORGANISATION_FIELDS)} FROM organisations
 WHERE (id_type, identifier) IN (VALUES {{keys}})
 """  # noqa: S608 (constant column names only)
+ANY_MAILBOX = "SELECT 1 FROM mailboxes LIMIT 1"
 RETIRE_MAILBOXES = """
 UPDATE mailboxes SET status = ?
 WHERE source = ? AND status <> ?
@@ -397,6 +398,7 @@ async def import_file(
             merger: _MailboxMerger | _PractitionerMerger
             if file_format == "mssante":
                 merger = _MailboxMerger(report)
+                await importer.run(merger.start)
                 tables: tuple[str, ...] = ("mailboxes", "practitioners", "organisations",
                                            "directory_search")
             else:
@@ -519,9 +521,13 @@ class _MailboxMerger:
     def __init__(self, report: ImportReport) -> None:
         self.report = report
         self.practitioners = _PractitionerUpserts(Source.MSSANTE)
+        self.into_empty = False  # start() tells
         # Organisation key → hash of the values written or found equal (an int, not
         # the values: 50,000 of them stay in memory all along the import).
         self._organisations_done: dict[tuple[str, str], int] = {}
+
+    def start(self, sql: _Sql) -> None:
+        self.into_empty = sql.connection.exec_driver_sql(ANY_MAILBOX).first() is None
 
     def merge(self, sql: _Sql, batch: list[MailboxRow]) -> None:
         report = self.report
@@ -536,7 +542,9 @@ class _MailboxMerger:
                 first[row.address] = row.line
                 unique.append(row)
         earlier = self._seen_before(sql, first)
-        known: dict[str, tuple[str, str, str | None]] = {
+        # Into an empty table (the first import), the only mailboxes there are this
+        # import's, and import_seen already found those: nothing to look up.
+        known: dict[str, tuple[str, str, str | None]] = {} if self.into_empty else {
             address: (kind, status, digest)
             for address, kind, status, digest in sql.where_in(KNOWN_MAILBOXES, list(first))
         }
