@@ -1,10 +1,12 @@
 """Import a national directory file, streamed in batches of BATCH_ROWS lines.
 
 A worker thread parses the next batch while the current one is merged, so memory
-stays constant and both cores work. Each batch is merged in its own short write
-transaction (the mail pipeline keeps running between batches), by one synchronous
-function: on SQLite it runs on a pysqlite connection of its own thread (one thread
-hop per batch, not one per statement); on PostgreSQL through asyncpg in ``run_sync``.
+stays constant; a file of PARSE_PROCESS_BYTES or more is parsed in a process of its
+own (parse_process.py), since threads of one process share one GIL. Each batch is
+merged in its own short write transaction (the mail pipeline keeps running between
+batches), by one synchronous function: on SQLite it runs on a pysqlite connection of
+its own thread (one thread hop per batch, not one per statement); on PostgreSQL
+through asyncpg in ``run_sync``.
 
 1. the batch's keys go into a temporary ``import_seen`` table, which finds the
    addresses that appear twice in the file and, once the whole file is read, the
