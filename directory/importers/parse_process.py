@@ -19,6 +19,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -131,8 +132,9 @@ def _send(out: BinaryIO, message: tuple[Any, ...]) -> None:
     out.flush()
 
 
-def run(job: Job, out: BinaryIO) -> None:
-    """The child's work: parse ``job`` and write its frames to ``out``."""
+def run(job: Job, out: BinaryIO) -> bool:
+    """The child's work: parse ``job`` and write its frames to ``out``; False when it
+    failed (the parent is told why, by the last frame)."""
     try:
         with open(job.path, "rb") as stream:
             stream.seek(job.offset)
@@ -149,10 +151,16 @@ def run(job: Job, out: BinaryIO) -> None:
                 report.rejected.clear()
                 report.warnings.clear()
                 report.rejected_count = report.warning_count = 0
-    except Exception as error:  # any failure: told to the parent
-        _send(out, ("error", f"{type(error).__name__}: {error}"))
-        raise
-    _send(out, ("end", peak_rss()))
+            _send(out, ("end", peak_rss()))
+    except BrokenPipeError:
+        return False  # the parent stopped reading: its import failed, it knows why
+    except Exception as error:  # any other failure: the parent reports it
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        with contextlib.suppress(OSError):
+            _send(out, ("error", f"{type(error).__name__}: {error} "
+                                 f"({Path(where.filename).name}, line {where.lineno})"))
+        return False
+    return True
 
 
 def peak_rss() -> int:
@@ -167,7 +175,9 @@ def peak_rss() -> int:
 
 def main() -> None:
     job = Job(**json.loads(sys.argv[1]))
-    run(job, sys.stdout.buffer)
+    # No traceback on stderr (DESIGN.md: the user sees the problem, the log the
+    # rest): the parent raises ImportFailed with the message of the last frame.
+    sys.exit(0 if run(job, sys.stdout.buffer) else 1)
 
 
 if __name__ == "__main__":
