@@ -135,6 +135,7 @@ SELECT id_type, identifier, {", ".join(ORGANISATION_FIELDS)} FROM organisations
 WHERE (id_type, identifier) IN (VALUES {{keys}})
 """  # noqa: S608 (constant column names only)
 ANY_MAILBOX = "SELECT 1 FROM mailboxes LIMIT 1"
+ANY_PRACTITIONER = "SELECT 1 FROM practitioners LIMIT 1"
 RETIRE_MAILBOXES = """
 UPDATE mailboxes SET status = ?
 WHERE source = ? AND status <> ?
@@ -400,12 +401,12 @@ async def import_file(
             merger: _MailboxMerger | _PractitionerMerger
             if file_format == "mssante":
                 merger = _MailboxMerger(report)
-                await importer.run(merger.start)
                 tables: tuple[str, ...] = ("mailboxes", "practitioners", "organisations",
                                            "directory_search")
             else:
                 merger = _PractitionerMerger(report)
                 tables = ("practitioners",)
+            await importer.run(merger.start)
             await _read_and_merge(importer, merger.merge, stream, path, file_format,
                                   len(header), positions, report, progress,
                                   len(first_line), in_process)
@@ -491,12 +492,18 @@ class _PractitionerUpserts:
 
     def __init__(self, source: Source) -> None:
         self.source = source.value
+        self.into_empty = False
+
+    def start(self, sql: _Sql) -> None:
+        self.into_empty = sql.connection.exec_driver_sql(ANY_PRACTITIONER).first() is None
 
     def write(self, sql: _Sql, rows: dict[str, tuple[str, ...]]) -> tuple[int, int]:
-        """``rows``: national id → PRACTITIONER_FIELDS values; returns (added, updated)."""
+        """``rows``: national id → PRACTITIONER_FIELDS values; returns (added, updated)
+        (into an empty table, a practitioner of an earlier batch counts as added
+        again: the RPPS merger writes each once, the MSSanté one ignores the counts)."""
         if not rows:
             return 0, 0
-        known = {
+        known = {} if self.into_empty else {
             national: (tuple(values), active)
             for national, active, *values in sql.where_in(KNOWN_PRACTITIONERS, list(rows))
         }
@@ -530,6 +537,7 @@ class _MailboxMerger:
 
     def start(self, sql: _Sql) -> None:
         self.into_empty = sql.connection.exec_driver_sql(ANY_MAILBOX).first() is None
+        self.practitioners.start(sql)
 
     def merge(self, sql: _Sql, batch: list[MailboxRow]) -> None:
         report = self.report
@@ -643,6 +651,9 @@ class _PractitionerMerger:
     def __init__(self, report: ImportReport) -> None:
         self.report = report
         self.upserts = _PractitionerUpserts(Source.RPPS)
+
+    def start(self, sql: _Sql) -> None:
+        self.upserts.start(sql)
 
     def merge(self, sql: _Sql, batch: list[PractitionerRow]) -> None:
         # One line per activity: the first line of each practitioner describes them.
