@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -507,17 +508,21 @@ class _PractitionerUpserts:
             national: (tuple(values), active)
             for national, active, *values in sql.where_in(KNOWN_PRACTITIONERS, list(rows))
         }
+        source = self.source
         changed = [
-            (national, *values, self.source, True)
+            (national, *values, source, True)
             for national, values in rows.items()
-            if known.get(national) != (values, True)
+            if not known or known.get(national) != (values, True)
         ]
-        sql.many(PRACTITIONER_UPSERT, sorted(changed))
+        changed.sort(key=itemgetter(0))  # national id order: fewer index pages touched
+        sql.many(PRACTITIONER_UPSERT, changed)
         added = sum(national not in known for national in rows)
         return added, len(changed) - added
 
 
 _ACTIVE, _RETIRED = MailboxStatus.ACTIVE.value, MailboxStatus.RETIRED.value
+_MSSANTE = Source.MSSANTE.value  # an enum's .value costs a Python call: once here
+_NO_ORG = (None, None)
 
 
 def _status_after(status: str | None) -> str:
@@ -597,10 +602,11 @@ class _MailboxMerger:
             for row, _ in changed if row.org_identifier
         })
         sql.many(MAILBOX_UPSERT, [
-            (row.address, row.type, row.display_name, row.owner, _status_after(status),
-             row.service, False, row.dematerialisation, Source.MSSANTE.value, row.digest,
+            (row.address, row.type, row.display_name, row.owner,
+             _ACTIVE if status is None else _status_after(status),
+             row.service, False, row.dematerialisation, _MSSANTE, row.digest,
              row.pp_national or None,
-             *((row.org_id_type, row.org_identifier) if row.org_identifier else (None, None)))
+             *((row.org_id_type, row.org_identifier) if row.org_identifier else _NO_ORG))
             for row, status in changed
         ])
         for start in range(0, len(changed), SEARCH_UPSERT_ROWS):
@@ -612,7 +618,7 @@ class _MailboxMerger:
         """Record this batch's addresses; return those an earlier batch already had,
         with their line. Duplicates are rare: the look-up runs only when the insert
         did not add every address."""
-        inserted = sql.many(SEEN_INSERT, sorted(first.items()))
+        inserted = sql.many(SEEN_INSERT, sorted(first.items(), key=itemgetter(0)))
         if inserted == len(first):
             return {}
         earlier = dict(sql.where_in(SEEN_LINES, list(first)))
@@ -635,7 +641,7 @@ class _MailboxMerger:
             for id_type, identifier, *values in sql.where_in(KNOWN_ORGANISATIONS, list(rows))
         }
         sql.many(ORGANISATION_UPSERT, [
-            (*key, *values, Source.MSSANTE.value)
+            (*key, *values, _MSSANTE)
             for key, values in rows.items() if known.get(key) != values
         ])
 
