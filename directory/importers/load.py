@@ -65,7 +65,6 @@ FORMATS = ("mssante", "rpps")
 
 # (rows read, bytes read) after each batch; the CLI draws its progress bar with it.
 Progress = Callable[[int, int], None]
-Row = TypeVar("Row", MailboxRow, PractitionerRow)
 T = TypeVar("T")
 
 _temporary = MetaData()
@@ -395,7 +394,7 @@ async def import_file(
         if unexpected:
             report.notes.append(f"{len(unexpected)} column(s) not used")
         positions = [header.index(name) for name in wanted]
-        in_process = (parse_process if parse_process is not None
+        own_process = (parse_process if parse_process is not None
                       else os.fstat(stream.fileno()).st_size >= PARSE_PROCESS_BYTES)
         importer = await _importer(engine)
         try:
@@ -410,7 +409,7 @@ async def import_file(
             await importer.run(merger.start)
             await _read_and_merge(importer, merger.merge, stream, path, file_format,
                                   len(header), positions, report, progress,
-                                  len(first_line), in_process)
+                                  len(first_line), own_process)
             await importer.run(merger.retire)
             if engine.dialect.name == "postgresql":
                 # Fresh planner statistics after a bulk change (PostgreSQL plans joins
@@ -465,9 +464,9 @@ async def _read_and_merge(
     report: ImportReport,
     progress: Progress | None,
     consumed: int,
-    in_process: bool,
+    own_process: bool,
 ) -> None:
-    if not in_process:
+    if not own_process:
         batches = parse_batches(stream, file_format, width, positions, report,
                                 batch_rows=BATCH_ROWS, consumed=consumed)
         await _run(importer, merge, lambda: next(batches, None), report, progress)
