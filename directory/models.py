@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
 
 from sqlalchemy import (
     Boolean,
@@ -21,46 +20,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+# The enumerations live in kinds.py (no SQLAlchemy: the parsing process imports
+# them); every module still finds them here.
+from directory.kinds import CertificateUsage as CertificateUsage
+from directory.kinds import MailboxStatus as MailboxStatus
+from directory.kinds import MailboxType as MailboxType
+from directory.kinds import PatientStatus as PatientStatus
+from directory.kinds import Source as Source
 from mailserver.store.database import Base
-
-
-class MailboxType(enum.StrEnum):
-    """MSSanté mailbox types, plus PAT for a patient's mailbox."""
-
-    PER = "PER"  # personal mailbox of a practitioner
-    ORG = "ORG"  # organisational mailbox (a service, a department)
-    APP = "APP"  # application mailbox (practice software)
-    CAB = "CAB"  # practice (cabinet) mailbox
-    PAT = "PAT"  # patient mailbox, <INS>@<patient domain>
-
-    @property
-    def is_professional(self) -> bool:
-        return self is not MailboxType.PAT
-
-
-class MailboxStatus(enum.StrEnum):
-    ACTIVE = "active"
-    DISABLED = "disabled"  # cannot log in nor receive; may be enabled again
-    RETIRED = "retired"  # gone for good; the address is never reused
-
-
-class PatientStatus(enum.StrEnum):
-    OPEN = "open"
-    OPPOSED = "opposed"
-    CLOSED = "closed"
-
-
-class CertificateUsage(enum.StrEnum):
-    SIGN = "sign"
-    ENCRYPT = "encrypt"
-    TLS_CLIENT = "tls-client"
-
-
-class Source(enum.StrEnum):
-    """Where a directory row comes from; imports only ever retire their own rows."""
-
-    MSSANTE = "mssante"  # the national "Extraction Correspondance MSSanté"
-    RPPS = "rpps"  # the RPPS "PS_LibreAcces_Personne_activite" file
 
 
 class Practitioner(Base):

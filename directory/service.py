@@ -14,6 +14,8 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from directory.addresses import DirectoryError as DirectoryError
+from directory.addresses import normalize_address as normalize_address
 from directory.ins import INS_NIR_OID, validate_ins
 from directory.models import (
     Mailbox,
@@ -26,10 +28,6 @@ from directory.models import (
 )
 from directory.text import document
 from mailserver.store.database import Reader, writer
-
-
-class DirectoryError(Exception):
-    """A directory operation cannot be done; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -54,18 +52,6 @@ class MailboxRecord:
     @property
     def can_log_in(self) -> bool:
         return self.status is MailboxStatus.ACTIVE and self.password_hash is not None
-
-
-def normalize_address(address: str) -> str:
-    """Addresses are compared case-insensitively; the domain is IDNA-normalised."""
-    local, at, domain = address.strip().rpartition("@")
-    if not at or not local or not domain:
-        raise DirectoryError(f"{address!r} is not an address (expected local-part@domain)")
-    try:
-        domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
-    except UnicodeError as error:
-        raise DirectoryError(f"{address!r}: invalid domain name ({error})") from error
-    return f"{local.lower()}@{domain.lower()}"
 
 
 class Directory:

@@ -1,10 +1,12 @@
 """Import a national directory file, streamed in batches of BATCH_ROWS lines.
 
 A worker thread parses the next batch while the current one is merged, so memory
-stays constant and both cores work. Each batch is merged in its own short write
-transaction (the mail pipeline keeps running between batches), by one synchronous
-function: on SQLite it runs on a pysqlite connection of its own thread (one thread
-hop per batch, not one per statement); on PostgreSQL through asyncpg in ``run_sync``.
+stays constant; a file of PARSE_PROCESS_BYTES or more is parsed in a process of its
+own (parse_process.py), since threads of one process share one GIL. Each batch is
+merged in its own short write transaction (the mail pipeline keeps running between
+batches), by one synchronous function: on SQLite it runs on a pysqlite connection of
+its own thread (one thread hop per batch, not one per statement); on PostgreSQL
+through asyncpg in ``run_sync``.
 
 1. the batch's keys go into a temporary ``import_seen`` table, which finds the
    addresses that appear twice in the file and, once the whole file is read, the
@@ -21,9 +23,11 @@ hop per batch, not one per statement); on PostgreSQL through asyncpg in ``run_sy
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -31,14 +35,15 @@ from sqlalchemy import Column, Connection, Integer, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from directory.importers import mssante, rpps
+from directory.importers.batches import Batch, parse_batches
 from directory.importers.lines import (
     MAX_LINE_BYTES,
     HeaderError,
     check_header,
-    read_lines,
     split_header,
 )
-from directory.importers.mssante import MailboxRow, RowError
+from directory.importers.mssante import MailboxRow
+from directory.importers.parse_process import Job, ParseProcess, ParseProcessError
 from directory.importers.report import ImportReport
 from directory.importers.rpps import PractitionerRow
 from directory.models import (
@@ -48,15 +53,18 @@ from directory.models import (
 from mailserver.store.database import sqlite_writer_engine
 
 BATCH_ROWS = 10_000
+# From this size on, parsing runs in a process of its own (parse_process.py): its
+# start-up (about 0.2 s) is then a small part of the import.
+PARSE_PROCESS_BYTES = 32 * 1024 * 1024
 # Organisations already merged by this import (about 50,000 in the national file).
 ORGANISATIONS_REMEMBERED = 100_000
-CACHE_KIB = 32 * 1024  # SQLite page cache of the importing connection
+CACHE_KIB = 16 * 1024  # SQLite page cache of the importing connection
+WAL_CHECKPOINT_PAGES = 16 * 1024  # 64 MiB of 4 KiB pages
 TEMP_CACHE_KIB = 16 * 1024  # and of its temporary tables
 FORMATS = ("mssante", "rpps")
 
 # (rows read, bytes read) after each batch; the CLI draws its progress bar with it.
 Progress = Callable[[int, int], None]
-Row = TypeVar("Row", MailboxRow, PractitionerRow)
 T = TypeVar("T")
 
 _temporary = MetaData()
@@ -126,6 +134,8 @@ KNOWN_ORGANISATIONS = f"""
 SELECT id_type, identifier, {", ".join(ORGANISATION_FIELDS)} FROM organisations
 WHERE (id_type, identifier) IN (VALUES {{keys}})
 """  # noqa: S608 (constant column names only)
+ANY_MAILBOX = "SELECT 1 FROM mailboxes LIMIT 1"
+ANY_PRACTITIONER = "SELECT 1 FROM practitioners LIMIT 1"
 RETIRE_MAILBOXES = """
 UPDATE mailboxes SET status = ?
 WHERE source = ? AND status <> ?
@@ -279,6 +289,10 @@ class _SqliteImporter(_Importer):
             # import_seen lives in the temporary database, whose cache is separate.
             self._connection.exec_driver_sql(f"PRAGMA cache_size = -{CACHE_KIB}")
             self._connection.exec_driver_sql(f"PRAGMA temp.cache_size = -{TEMP_CACHE_KIB}")
+            # Checkpoint every WAL_CHECKPOINT_PAGES rather than SQLite's 1,000: a page
+            # that several batches change is copied to the database once, and the WAL
+            # stays bounded (https://sqlite.org/wal.html#automatic_checkpoint).
+            self._connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
             self._connection.commit()
 
         await asyncio.get_running_loop().run_in_executor(self._thread, connect)
@@ -352,8 +366,11 @@ async def import_file(
     *,
     file_format: str | None = None,
     progress: Progress | None = None,
+    parse_process: bool | None = None,
 ) -> ImportReport:
-    """Import ``path`` (format guessed from the header unless given)."""
+    """Import ``path`` (format guessed from the header unless given). Files of
+    PARSE_PROCESS_BYTES or more are parsed in a process of their own, unless
+    ``parse_process`` says otherwise."""
     with _open(path) as stream:
         first_line = stream.readline(MAX_LINE_BYTES)
         header = split_header(first_line)
@@ -377,20 +394,22 @@ async def import_file(
         if unexpected:
             report.notes.append(f"{len(unexpected)} column(s) not used")
         positions = [header.index(name) for name in wanted]
+        own_process = (parse_process if parse_process is not None
+                      else os.fstat(stream.fileno()).st_size >= PARSE_PROCESS_BYTES)
         importer = await _importer(engine)
         try:
             merger: _MailboxMerger | _PractitionerMerger
             if file_format == "mssante":
                 merger = _MailboxMerger(report)
-                parse: Callable[[int, list[str], ImportReport], Any] = mssante.parse_row
                 tables: tuple[str, ...] = ("mailboxes", "practitioners", "organisations",
                                            "directory_search")
             else:
                 merger = _PractitionerMerger(report)
-                parse = rpps.parse_row
                 tables = ("practitioners",)
-            await _run(importer, parse, merger.merge, stream, len(header), positions,
-                       report, progress, len(first_line))
+            await importer.run(merger.start)
+            await _read_and_merge(importer, merger.merge, stream, path, file_format,
+                                  len(header), positions, report, progress,
+                                  len(first_line), own_process)
             await importer.run(merger.retire)
             if engine.dialect.name == "postgresql":
                 # Fresh planner statistics after a bulk change (PostgreSQL plans joins
@@ -410,51 +429,56 @@ async def import_file(
 
 async def _run(
     importer: _Importer,
-    parse: Callable[[int, list[str], ImportReport], Row],
-    merge: Callable[[_Sql, list[Row]], None],
+    merge: Callable[[_Sql, list[Any]], None],
+    next_batch: Callable[[], Batch | None],
+    report: ImportReport,
+    progress: Progress | None,
+) -> None:
+    """Parse the next batch (in a worker thread, or the parsing process) while the
+    current one is merged."""
+
+    def merging_work(rows: list[Any]) -> Work[None]:
+        return lambda sql: merge(sql, rows)
+
+    batch = await asyncio.to_thread(next_batch)
+    while batch is not None:
+        report.rows = batch.lines_read
+        merging = asyncio.ensure_future(importer.run(merging_work(batch.rows)))
+        try:
+            following = await asyncio.to_thread(next_batch)
+        finally:
+            await merging
+        if progress:
+            progress(batch.lines_read, batch.bytes_read)
+        batch = following
+
+
+async def _read_and_merge(
+    importer: _Importer,
+    merge: Callable[[_Sql, list[Any]], None],
     stream: BinaryIO,
+    path: Path,
+    file_format: str,
     width: int,
     positions: list[int],
     report: ImportReport,
     progress: Progress | None,
     consumed: int,
+    own_process: bool,
 ) -> None:
-    """Parse the next batch in a worker thread while the current one is merged."""
-    lines = read_lines(stream, width)
-    read = consumed
-
-    def next_batch() -> list[Row]:
-        nonlocal read
-        batch: list[Row] = []
-        for line in lines:
-            report.rows += 1
-            read += line.size
-            if line.fields is None:
-                report.reject(line.number, line.error)
-                continue
-            try:
-                batch.append(parse(line.number, [line.fields[p] for p in positions], report))
-            except RowError as error:
-                report.reject(line.number, str(error))
-                continue
-            if len(batch) >= BATCH_ROWS:
-                break
-        return batch
-
-    def merging_work(batch: list[Row]) -> Work[None]:
-        return lambda sql: merge(sql, batch)
-
-    batch = await asyncio.to_thread(next_batch)
-    while batch:
-        merging = asyncio.ensure_future(importer.run(merging_work(batch)))
-        try:
-            batch = await asyncio.to_thread(next_batch)
-        finally:
-            await merging
-        if progress:
-            progress(report.rows, read)
-    if progress:
-        progress(report.rows, read)
+    if not own_process:
+        batches = parse_batches(stream, file_format, width, positions, report,
+                                batch_rows=BATCH_ROWS, consumed=consumed)
+        await _run(importer, merge, lambda: next(batches, None), report, progress)
+        return
+    child = ParseProcess(Job(str(path), file_format, width, positions, consumed,
+                             BATCH_ROWS), report)
+    try:
+        await _run(importer, merge, child.next_batch, report, progress)
+    except ParseProcessError as error:
+        raise ImportFailed(f"{path.name}: {error}") from error
+    finally:
+        await asyncio.to_thread(child.close)
 
 
 def _practitioner_values(row: MailboxRow | PractitionerRow) -> tuple[str, ...]:
@@ -468,26 +492,36 @@ class _PractitionerUpserts:
 
     def __init__(self, source: Source) -> None:
         self.source = source.value
+        self.into_empty = False
+
+    def start(self, sql: _Sql) -> None:
+        self.into_empty = sql.connection.exec_driver_sql(ANY_PRACTITIONER).first() is None
 
     def write(self, sql: _Sql, rows: dict[str, tuple[str, ...]]) -> tuple[int, int]:
-        """``rows``: national id → PRACTITIONER_FIELDS values; returns (added, updated)."""
+        """``rows``: national id → PRACTITIONER_FIELDS values; returns (added, updated)
+        (into an empty table, a practitioner of an earlier batch counts as added
+        again: the RPPS merger writes each once, the MSSanté one ignores the counts)."""
         if not rows:
             return 0, 0
-        known = {
+        known = {} if self.into_empty else {
             national: (tuple(values), active)
             for national, active, *values in sql.where_in(KNOWN_PRACTITIONERS, list(rows))
         }
+        source = self.source
         changed = [
-            (national, *values, self.source, True)
+            (national, *values, source, True)
             for national, values in rows.items()
-            if known.get(national) != (values, True)
+            if not known or known.get(national) != (values, True)
         ]
-        sql.many(PRACTITIONER_UPSERT, sorted(changed))
+        changed.sort(key=itemgetter(0))  # national id order: fewer index pages touched
+        sql.many(PRACTITIONER_UPSERT, changed)
         added = sum(national not in known for national in rows)
         return added, len(changed) - added
 
 
 _ACTIVE, _RETIRED = MailboxStatus.ACTIVE.value, MailboxStatus.RETIRED.value
+_MSSANTE = Source.MSSANTE.value  # an enum's .value costs a Python call: once here
+_NO_ORG = (None, None)
 
 
 def _status_after(status: str | None) -> str:
@@ -500,7 +534,14 @@ class _MailboxMerger:
     def __init__(self, report: ImportReport) -> None:
         self.report = report
         self.practitioners = _PractitionerUpserts(Source.MSSANTE)
-        self._organisations_done: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.into_empty = False  # start() tells
+        # Organisation key → hash of the values written or found equal (an int, not
+        # the values: 50,000 of them stay in memory all along the import).
+        self._organisations_done: dict[tuple[str, str], int] = {}
+
+    def start(self, sql: _Sql) -> None:
+        self.into_empty = sql.connection.exec_driver_sql(ANY_MAILBOX).first() is None
+        self.practitioners.start(sql)
 
     def merge(self, sql: _Sql, batch: list[MailboxRow]) -> None:
         report = self.report
@@ -515,7 +556,9 @@ class _MailboxMerger:
                 first[row.address] = row.line
                 unique.append(row)
         earlier = self._seen_before(sql, first)
-        known: dict[str, tuple[str, str, str | None]] = {
+        # Into an empty table (the first import), the only mailboxes there are this
+        # import's, and import_seen already found those: nothing to look up.
+        known: dict[str, tuple[str, str, str | None]] = {} if self.into_empty else {
             address: (kind, status, digest)
             for address, kind, status, digest in sql.where_in(KNOWN_MAILBOXES, list(first))
         }
@@ -558,10 +601,11 @@ class _MailboxMerger:
             for row, _ in changed if row.org_identifier
         })
         sql.many(MAILBOX_UPSERT, [
-            (row.address, row.type, row.display_name, row.owner, _status_after(status),
-             row.service, False, row.dematerialisation, Source.MSSANTE.value, row.digest,
+            (row.address, row.type, row.display_name, row.owner,
+             _ACTIVE if status is None else _status_after(status),
+             row.service, False, row.dematerialisation, _MSSANTE, row.digest,
              row.pp_national or None,
-             *((row.org_id_type, row.org_identifier) if row.org_identifier else (None, None)))
+             *((row.org_id_type, row.org_identifier) if row.org_identifier else _NO_ORG))
             for row, status in changed
         ])
         for start in range(0, len(changed), SEARCH_UPSERT_ROWS):
@@ -573,7 +617,7 @@ class _MailboxMerger:
         """Record this batch's addresses; return those an earlier batch already had,
         with their line. Duplicates are rare: the look-up runs only when the insert
         did not add every address."""
-        inserted = sql.many(SEEN_INSERT, sorted(first.items()))
+        inserted = sql.many(SEEN_INSERT, sorted(first.items(), key=itemgetter(0)))
         if inserted == len(first):
             return {}
         earlier = dict(sql.where_in(SEEN_LINES, list(first)))
@@ -582,19 +626,21 @@ class _MailboxMerger:
     def _organisations(self, sql: _Sql, rows: dict[tuple[str, str], tuple[str, ...]]) -> None:
         # An organisation has a dozen mailboxes spread over the file: once written or
         # found equal in this import, the same values are not looked up again.
+        # A hash collision would only skip rewriting an organisation already written
+        # by this import with other values (64 bits: never in practice).
         done = self._organisations_done
-        rows = {key: values for key, values in rows.items() if done.get(key) != values}
+        rows = {key: values for key, values in rows.items() if done.get(key) != hash(values)}
         if not rows:
             return
         if len(done) + len(rows) > ORGANISATIONS_REMEMBERED:
             done.clear()
-        done.update(rows)
+        done.update((key, hash(values)) for key, values in rows.items())
         known = {
             (id_type, identifier): tuple(values)
             for id_type, identifier, *values in sql.where_in(KNOWN_ORGANISATIONS, list(rows))
         }
         sql.many(ORGANISATION_UPSERT, [
-            (*key, *values, Source.MSSANTE.value)
+            (*key, *values, _MSSANTE)
             for key, values in rows.items() if known.get(key) != values
         ])
 
@@ -610,6 +656,9 @@ class _PractitionerMerger:
     def __init__(self, report: ImportReport) -> None:
         self.report = report
         self.upserts = _PractitionerUpserts(Source.RPPS)
+
+    def start(self, sql: _Sql) -> None:
+        self.upserts.start(sql)
 
     def merge(self, sql: _Sql, batch: list[PractitionerRow]) -> None:
         # One line per activity: the first line of each practitioner describes them.

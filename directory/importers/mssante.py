@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
+from directory.addresses import DirectoryError, normalize_address
 from directory.importers.report import ImportReport
-from directory.models import MailboxType
+from directory.kinds import MailboxType
 from directory.professions import PROFESSIONS
-from directory.service import DirectoryError, normalize_address
 from directory.text import document
 
 ADDRESS_COLUMNS = [
@@ -63,6 +63,22 @@ _TRUE = {"true", "vrai", "oui", "o", "1", "yes", "y"}
 _FALSE = {"", "false", "faux", "non", "n", "0", "no"}
 
 
+# Organisations and professions repeat across rows: one tuple object per distinct
+# value, so a batch pickled for the merging process (parse_process.py) carries each
+# once and the rest as back-references. Bounded: cleared when full.
+_SHARED: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SHARED_MAX = 20_000
+
+
+def _shared(values: tuple[str, ...]) -> tuple[str, ...]:
+    found = _SHARED.get(values)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        found = _SHARED[values] = values
+    return found
+
+
 class RowError(ValueError):
     """This row cannot be imported; the message says why."""
 
@@ -77,38 +93,20 @@ def _flag(value: str) -> bool:
 
 
 class MailboxRow(NamedTuple):
-    """One accepted line of the extraction, ready to merge."""
+    """One accepted line of the extraction, ready to merge: only what load.py writes
+    (a big file's rows cross a pipe from the parsing process, parse_process.py)."""
 
     line: int
     address: str
     type: str
     display_name: str
     owner: str | None
-    pp_id_type: str
-    pp_identifier: str
     pp_national: str
-    civility: str
-    family_name: str
-    given_name: str
-    category_code: str
-    category_label: str
-    profession_code: str
-    profession_label: str
-    specialty_code: str
-    specialty_label: str
     org_id_type: str
     org_identifier: str
-    org_name: str
-    trade_name: str
-    address_lines: str
-    locality: str
-    postal_code: str
-    department: str
-    country: str
     service: str
     dematerialisation: bool
     document: str
-    # Built here, in the parsing thread, to spare the merging one:
     practitioner: tuple[str, ...]  # load.PRACTITIONER_FIELDS values
     organisation: tuple[str, ...]  # load.ORGANISATION_FIELDS values
     digest: str  # of the whole line: equal digests, nothing to write (load.py)
@@ -148,16 +146,17 @@ def parse_row(line: int, fields: list[str], report: ImportReport) -> MailboxRow:
         display = " ".join(v for v in (given, family) if v)
     else:
         display = " – ".join(v for v in (service, trade_name or name) if v)
-    practitioner = (pp_type[:2], pp_id[:32], civility[:32], family[:200], given[:200],
-                    category_code[:8], category_label[:200], profession_code[:8],
-                    profession_label[:200], specialty_code[:16], specialty[:200])
-    organisation = (name[:300], trade_name[:300], address_lines, locality[:200],
-                    postal_code[:16], department[:8], country[:64])
+    labels = _shared((civility[:32], category_code[:8], category_label[:200],
+                      profession_code[:8], profession_label[:200], specialty_code[:16],
+                      specialty[:200]))
+    practitioner = (pp_type[:2], pp_id[:32], labels[0], family[:200], given[:200],
+                    *labels[1:])
+    organisation = _shared((name[:300], trade_name[:300], address_lines, locality[:200],
+                            postal_code[:16], department[:8], country[:64]))
     return MailboxRow(
         line, address, kind, display[:200],
         national if kind == "PER" else (org_type + org_id if org_id else None),
-        *practitioner[:2], national[:40], *practitioner[2:], org_type[:4], org_id[:64],
-        *organisation, service[:300], _flag(demat),
+        national[:40], org_type[:4], org_id[:64], service[:300], _flag(demat),
         document((family, given, profession_label, specialty, service, name, trade_name,
                   address_lines, locality, postal_code, department)),
         practitioner, organisation, row_digest(fields),

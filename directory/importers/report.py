@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 MAX_KEPT = 1000  # problems kept in memory; the rest are only counted
+Counted = tuple[int, list[tuple[int, str]]]  # (problems found, (line, reason) of those kept)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ImportReport:
     rejected: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    parse_process_peak_rss: int = 0  # bytes; 0 when parsed in the importing process
     # The parsing thread and the merging one both report problems.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -39,6 +41,17 @@ class ImportReport:
         self.rejected_count += 1
         if len(self.rejected) < MAX_KEPT:
             self.rejected.append(Problem(line, reason))
+
+    def add_problems(self, rejected: Counted, warnings: Counted) -> None:
+        """Problems another process found: (how many, those it kept)."""
+        with self._lock:
+            for (count, kept), add in ((rejected, self._reject), (warnings, self._warn)):
+                for line, reason in kept:
+                    add(line, reason)
+                if add is self._reject:
+                    self.rejected_count += count - len(kept)
+                else:
+                    self.warning_count += count - len(kept)
 
     def sorted_rejected(self) -> list[Problem]:
         return sorted(self.rejected, key=lambda problem: problem.line)
