@@ -1,9 +1,10 @@
 """Parsing a big file in a process of its own, so that parsing and merging each have
 a core (one process shares one GIL between its threads).
 
-The parent starts ``python -m directory.importers.parse_process`` (a fresh
-interpreter: nothing of the caller's ``__main__`` is re-imported, unlike
-multiprocessing's spawn) with the job as JSON on the command line. The child writes
+The parent starts a fresh interpreter that imports this module and calls ``main``
+(``python -c``, with this package's root first on PYTHONPATH; nothing of the caller's
+``__main__`` is re-imported, unlike multiprocessing's spawn), the job as JSON on the
+command line. The child writes
 frames to its stdout: an 8-byte length, then a pickle of ``("batch", rows,
 lines_read, bytes_read, rejected, warnings)``, ``("end", peak_rss)`` or ``("error", text)``.
 The pipe's buffer bounds how far the child reads ahead: memory stays constant.
