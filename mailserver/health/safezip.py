@@ -11,10 +11,11 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
+
+from isal import isal_zlib  # ISA-L: the same inflate and CRC-32, two and nine times faster
 
 from mailserver.health.problems import Problem
 
@@ -304,16 +305,18 @@ def _inflate_small(data: bytes, info: _EntryInfo, limit: int) -> bytes | None:
     if method == zipfile.ZIP_STORED:
         content = bytes(stored) if info.compress_size == info.file_size else None
     else:
-        inflater = zlib.decompressobj(-15)  # raw deflate (APPNOTE 4.4.5 method 8)
+        # Raw deflate (APPNOTE 4.4.5 method 8), at most limit + 1 bytes out. ISA-L
+        # keeps no unconsumed tail when it stops at that bound: eof is the test.
+        inflater = isal_zlib.decompressobj(-15)
         try:
             content = inflater.decompress(stored, limit + 1)
-        except zlib.error:
+        except Exception:  # IsalError on a broken stream: zipfile reads it, or says why
             return None
         if not inflater.eof or inflater.unconsumed_tail:
             return None
     if content is None or len(content) != info.file_size:
         return None
-    return content if zlib.crc32(content) == info.CRC else None
+    return content if isal_zlib.crc32(content) == info.CRC else None
 
 
 def _inflate(
