@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from mailserver.pki.local_ca import create_ca
 from mailserver.smime import der, mime, signed
+from mailserver.smime.mime import MAX_HEADER_FIELDS as MAX_FIELDS
 
 
 def _reference_canonical(data: bytes) -> bytes:
@@ -164,3 +165,80 @@ def test_simple_address_reading_agrees_with_the_email_package(fields: list[str])
     assert fast is None or fast == reference
     head = "".join(f"To: {value}\r\n" for value in fields).encode()
     assert mime._addresses(head, "to") == reference
+
+
+def _outcome_of_fields(function: object, head: bytes) -> object:
+    try:
+        return function(head)  # type: ignore[operator]
+    except mime.MimeError as error:
+        return str(error)
+
+
+# Header lines: fields, folded lines, garbage, blank lines, bare CR or LF, odd names.
+_HEAD_LINE = st.one_of(
+    st.sampled_from([b"From: a@b", b"To:b@c", b"Subject : x", b"X-A:\t", b"\tfolded",
+                     b" folded", b" ", b"", b"garbage", b"no colon here", b": empty name",
+                     b"Bad Name: x", b"Content-Type: text/plain;", b"a\rb: c", b"a: b\rc",
+                     b"a: b\nc", b"\n", b"\r", b"x:\r", b"\x80: high", b"y:\xff"]),
+    st.tuples(st.text(alphabet="abAB-:;!~ \t", min_size=0, max_size=6).map(str.encode),
+              st.binary(max_size=6)).map(b"".join),
+)
+
+
+# Mostly the usual shape (fields and folded lines only), which the regex reads whole.
+_USUAL_LINE = st.sampled_from([b"From: a@b", b"To:b@c", b"Subject : x", b"X-A:\t", b"\tfolded",
+                               b" folded", b"Content-Type: text/plain;", b"y:\xff", b"a: b c"])
+_HEAD_LINES = st.one_of(st.lists(_USUAL_LINE, max_size=12),
+                        st.lists(st.one_of(_USUAL_LINE, _USUAL_LINE, _HEAD_LINE), max_size=12))
+
+
+@given(_HEAD_LINES, st.sampled_from([b"\r\n", b"\r\n", b"", b"\n", b"\r"]))
+@settings(max_examples=4000)
+def test_field_reading_agrees_with_the_line_by_line_reading(lines: list[bytes],
+                                                            end: bytes) -> None:
+    """RFC 5322 §2.2: the one-regex reading of a header block gives the same fields as
+    the line-by-line one, whatever the block holds."""
+    head = b"\r\n".join(lines) + end
+    assert _outcome_of_fields(mime._fields, head) == \
+        _outcome_of_fields(mime._fields_by_line, head)
+
+
+@given(st.integers(min_value=MAX_FIELDS - 2, max_value=MAX_FIELDS + 2),
+       st.sampled_from([b"", b" folded\r\n", b"garbage\r\n"]))
+@settings(max_examples=30)
+def test_field_reading_limits_the_field_count_alike(count: int, extra: bytes) -> None:
+    head = b"X-N: 1\r\n" * count + extra
+    assert _outcome_of_fields(mime._fields, head) == \
+        _outcome_of_fields(mime._fields_by_line, head)
+
+
+def _reference_content_type(head: bytes) -> tuple[str, dict[str, str]]:
+    """The plain reading: a parameter value a quoted-string read character by character."""
+    value = mime.header_value(head, "content-type")
+    if value is None:
+        return "text/plain", {}
+    kind, _, rest = value.partition(";")
+    kind = kind.strip().lower()
+    if kind.count("/") != 1:
+        return "text/plain", {}
+    parameters: dict[str, str] = {}
+    pattern = r';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)'
+    for name, raw in re.findall(pattern, ";" + rest):
+        if raw.startswith('"'):
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        parameters.setdefault(name.lower(), raw)
+    return kind, parameters
+
+
+@given(st.lists(st.one_of(
+    st.sampled_from(['multipart/signed', 'text/plain', ' X/Y ', 'bad', 'a/b/c', ';', '; ',
+                     'protocol="application/pkcs7-signature"', 'micalg=sha-256',
+                     'boundary="----=_smime_abc"', 'b="a\\"b"', 'b="a\\\\"', 'b="\\', 'b="',
+                     'B = "x y"', 'c=é', '\r\n\t', '"', '\\', '=', ' = ']),
+    st.text(alphabet='ab=;" \\\t', max_size=8)), max_size=8))
+@settings(max_examples=3000)
+def test_content_type_reading_agrees_with_the_plain_reading(parts: list[str]) -> None:
+    """RFC 2045 §5.1 parameters, quoted-strings with quoted-pairs included."""
+    head = ("Content-Type: " + "".join(parts) + "\r\n").encode()
+    kind, parameters = mime._content_type(head)
+    assert (kind, dict(parameters)) == _reference_content_type(head)

@@ -88,7 +88,24 @@ def _cached_fields(head: bytes) -> tuple[tuple[str, bytes], ...]:
     return tuple(_fields(head))
 
 
+# RFC 5322 §2.2: a field is a name, a colon, a value to CRLF, then folded lines (§2.2.3)
+# that start with WSP. When such fields, one after the other, make up the whole header
+# block (the usual case), one regex call reads them; anything else (bare CR or LF, blank
+# or garbage lines, no final CRLF) goes to the line-by-line reading, which
+# tests/test_smime_fast_paths.py checks this agrees with.
+_WHOLE_FIELD = re.compile(rb"(([!-9;-~]+)[ \t]*+:[^\r\n]*+\r\n(?:[ \t][^\r\n]*+\r\n)*+)")
+
+
 def _fields(head: bytes) -> list[tuple[str, bytes]]:
+    found = _WHOLE_FIELD.findall(head)
+    if sum([len(raw) for raw, _ in found]) == len(head):  # no gap: nothing else in the head
+        if len(found) > MAX_HEADER_FIELDS:
+            raise MimeError("too many header fields")
+        return [(name.decode("ascii").lower(), raw) for raw, name in found]
+    return _fields_by_line(head)
+
+
+def _fields_by_line(head: bytes) -> list[tuple[str, bytes]]:
     result: list[tuple[str, bytes]] = []
     for line in head.split(b"\r\n")[:-1] if head.endswith(b"\r\n") else head.split(b"\r\n"):
         if line[:1] in (b" ", b"\t") and result:
@@ -104,8 +121,12 @@ def _fields(head: bytes) -> list[tuple[str, bytes]]:
     return result
 
 
+# RFC 2045 §5.1 parameter = attribute "=" value, value a token or a quoted-string
+# (RFC 5322 §3.2.4), the latter read as an unrolled loop (one regex step per run of
+# plain characters rather than per character).
 _PARAMETER = re.compile(
-    r';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+    r';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("[^"\\]*(?:\\.[^"\\]*)*"|[^;\s]*)')
+_QUOTED_PAIR = re.compile(r"\\(.)")
 
 
 def values(head: bytes, field_name: str) -> list[str]:
@@ -150,7 +171,9 @@ def _content_type(head: bytes) -> tuple[str, Mapping[str, str]]:
     parameters: dict[str, str] = {}
     for name, raw in _PARAMETER.findall(";" + rest):
         if raw.startswith('"'):
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            raw = raw[1:-1]
+            if "\\" in raw:
+                raw = _QUOTED_PAIR.sub(r"\1", raw)
         parameters.setdefault(name.lower(), raw)
     return kind, MappingProxyType(parameters)
 
