@@ -242,3 +242,11 @@ def test_content_type_reading_agrees_with_the_plain_reading(parts: list[str]) ->
     head = ("Content-Type: " + "".join(parts) + "\r\n").encode()
     kind, parameters = mime._content_type(head)
     assert (kind, dict(parameters)) == _reference_content_type(head)
+
+
+@given(st.lists(st.sampled_from([b"\r\n", b"\r", b"\n", b"a", b"A: b", b"\r\n\r\n"]), max_size=12)
+       .map(b"".join), st.integers(0, 40), st.integers(0, 40))
+@settings(max_examples=3000)
+def test_split_within_a_part_agrees_with_splitting_a_copy(data: bytes, start: int,
+                                                          end: int) -> None:
+    assert mime._split_within(data, start, end) == mime.split(data[start:end])

@@ -101,8 +101,21 @@ def _fields(head: bytes) -> list[tuple[str, bytes]]:
     if sum([len(raw) for raw, _ in found]) == len(head):  # no gap: nothing else in the head
         if len(found) > MAX_HEADER_FIELDS:
             raise MimeError("too many header fields")
-        return [(name.decode("ascii").lower(), raw) for raw, name in found]
+        known = _LOWER_NAMES.get
+        return [(known(name) or _lower_name(name), raw) for raw, name in found]
     return _fields_by_line(head)
+
+
+# Field names as written, lower-cased: a few dozen recur in every message.
+_LOWER_NAMES: dict[bytes, str] = {}
+
+
+def _lower_name(name: bytes) -> str:
+    lower = name.decode("ascii").lower()
+    if len(_LOWER_NAMES) >= 4096:
+        _LOWER_NAMES.clear()
+    _LOWER_NAMES[name] = lower
+    return lower
 
 
 def _fields_by_line(head: bytes) -> list[tuple[str, bytes]]:
@@ -138,6 +151,14 @@ def values(head: bytes, field_name: str) -> list[str]:
             text = raw.split(b":", 1)[1].decode("utf-8", "replace")
             found.append(" ".join(text.split()))
     return found
+
+
+def same_fields(head: bytes, other: bytes, field_name: str) -> bool:
+    """Do both header blocks hold the same ``field_name`` fields, byte for byte (and so
+    the same ``values`` and ``addresses``)?"""
+    wanted = field_name.lower()
+    return [raw for name, raw in fields(head) if name == wanted] == \
+        [raw for name, raw in fields(other) if name == wanted]
 
 
 def header_value(head: bytes, field_name: str) -> str | None:
@@ -332,8 +353,18 @@ def split_multipart_signed(head: bytes, body: bytes) -> tuple[bytes, bytes, byte
         raise MimeError("truncated multipart/signed")
     if not body.startswith(b"--", third + size):
         raise MimeError("multipart/signed must hold exactly two parts")
-    signature_head, signature_body = split(body[signature_start + 2:third - 2])
+    signature_head, signature_body = _split_within(body, signature_start + 2, third - 2)
     return body[signed_start + 2:second - 2], signature_head, signature_body
+
+
+def _split_within(data: bytes, start: int, end: int) -> tuple[bytes, bytes]:
+    """``split(data[start:end])`` without copying the part first."""
+    if data.startswith(b"\r\n", start, end):
+        return b"", data[start + 2:end]
+    index = data.find(b"\r\n\r\n", start, end)
+    if index < 0:
+        return split(data[start:end])
+    return data[start:index + 2], data[index + 4:end]
 
 
 def base64_decode(data: bytes) -> bytes:
@@ -350,9 +381,19 @@ def base64_decode(data: bytes) -> bytes:
     return binascii.a2b_base64(data)
 
 
+@functools.lru_cache(maxsize=256)
+def _transfer_encoding(head: bytes) -> str:
+    return _read_transfer_encoding(head)  # a part's head recurs (the shape we write)
+
+
+def _read_transfer_encoding(head: bytes) -> str:
+    return (header_value(head, "content-transfer-encoding") or "binary").strip().lower()
+
+
 def decode_body(head: bytes, body: bytes) -> bytes:
     """The body of a part per its Content-Transfer-Encoding (base64 or binary)."""
-    encoding = (header_value(head, "content-transfer-encoding") or "binary").strip().lower()
+    encoding = _transfer_encoding(head) if len(head) <= CACHED_HEAD else \
+        _read_transfer_encoding(head)
     if encoding == "base64":
         try:
             return base64_decode(body)

@@ -146,9 +146,12 @@ def _check_wrapped(verify: VerifyResult, outer_head: bytes, inner_head: bytes) -
     """The signed inner message must be the one the envelope claims to carry."""
     if verify.status is not Status.PASS:
         return verify
-    inner_from = mime.addresses(inner_head, "from")
     outer_from = mime.addresses(outer_head, "from")
-    if outer_from and set(inner_from) != set(outer_from):
+    # The envelope's From fields are copies of the inner ones (``protect``): the same
+    # bytes give the same addresses without reading them again.
+    inner_from = outer_from if mime.same_fields(inner_head, outer_head, "from") \
+        else mime.addresses(inner_head, "from")
+    if outer_from and inner_from is not outer_from and set(inner_from) != set(outer_from):
         return VerifyResult(Status.FAIL, f"the signed message is from {', '.join(inner_from)} "
                                          f"but the envelope says {', '.join(outer_from)} "
                                          "(part swapped from another message?)",
