@@ -250,3 +250,28 @@ def test_content_type_reading_agrees_with_the_plain_reading(parts: list[str]) ->
 def test_split_within_a_part_agrees_with_splitting_a_copy(data: bytes, start: int,
                                                           end: int) -> None:
     assert mime._split_within(data, start, end) == mime.split(data[start:end])
+
+
+_OUR_HEAD = ('Content-Type: multipart/signed; protocol="application/pkcs7-signature";\r\n'
+             '\tmicalg=sha-256; boundary="{}"\r\n')
+
+
+@given(st.one_of(st.text(alphabet="aZ09=_-", max_size=74),
+                 st.text(alphabet='aZ09=_-."\\ \t;é', max_size=74)),
+       st.sampled_from([_OUR_HEAD, _OUR_HEAD.replace("sha-256", "SHA-256"),
+                        _OUR_HEAD.replace("\r\n\t", " "), _OUR_HEAD + "X-A: b\r\n",
+                        "Content-Type: text/plain\r\n" + _OUR_HEAD, _OUR_HEAD[:-2]]))
+@settings(max_examples=3000)
+def test_our_multipart_signed_head_reads_as_the_general_reading(boundary: str,
+                                                                template: str) -> None:
+    """RFC 8551 §3.5.3 heads as ``multipart_signed`` writes them, and near misses."""
+    head = template.format(boundary).encode()
+    kind, parameters = mime.content_type(head)
+    general_kind, general = mime._content_type(head)
+    assert (kind, dict(parameters)) == (general_kind, dict(general))
+
+
+def test_our_multipart_signed_head_takes_the_fast_path() -> None:
+    entity = mime.multipart_signed(b"Content-Type: text/plain\r\n\r\nx\r\n", b"sig")
+    head, _ = mime.split(entity)
+    assert mime._OUR_MULTIPART_SIGNED.fullmatch(head) is not None
