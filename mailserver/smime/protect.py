@@ -156,12 +156,13 @@ def _check_wrapped(verify: VerifyResult, outer_head: bytes, inner_head: bytes) -
                                          f"but the envelope says {', '.join(outer_from)} "
                                          "(part swapped from another message?)",
                             verify.signer, verify.content)
-    outer_id = mime.header_value(outer_head, "message-id")
-    inner_id = mime.header_value(inner_head, "message-id")
-    if outer_id and inner_id and outer_id != inner_id:
-        return VerifyResult(Status.FAIL, f"the signed message is {inner_id} but the envelope "
-                                         f"says {outer_id} (part swapped from another message?)",
-                            verify.signer, verify.content)
+    if not mime.same_fields(inner_head, outer_head, "message-id"):
+        outer_id = mime.header_value(outer_head, "message-id")
+        inner_id = mime.header_value(inner_head, "message-id")
+        if outer_id and inner_id and outer_id != inner_id:
+            return VerifyResult(Status.FAIL, f"the signed message is {inner_id} but the "
+                                             f"envelope says {outer_id} (part swapped from "
+                                             "another message?)", verify.signer, verify.content)
     if verify.signer is not None and not verify.signer.speaks_for(inner_from):
         return VerifyResult(Status.POLICY, "the signer is not the From address of the signed "
                                            "message", verify.signer, verify.content)
