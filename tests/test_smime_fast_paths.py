@@ -275,3 +275,49 @@ def test_our_multipart_signed_head_takes_the_fast_path() -> None:
     entity = mime.multipart_signed(b"Content-Type: text/plain\r\n\r\nx\r\n", b"sig")
     head, _ = mime.split(entity)
     assert mime._OUR_MULTIPART_SIGNED.fullmatch(head) is not None
+
+
+def _reference_signing_time_parses(attribute: bytes) -> bool:
+    """The plain reading: each field of the time cut out and read on its own."""
+    import datetime as dt
+
+    for prefix, size in ((signed._UTC_TIME_ATTRIBUTE, 13),
+                         (signed._GENERALIZED_TIME_ATTRIBUTE, 15)):
+        if attribute.startswith(prefix) and len(attribute) == len(prefix) + size:
+            text = attribute[-size:]
+            break
+    else:
+        return False
+    year_digits = size - 11  # YY or YYYY, then MMDDHHMMSS and Z
+    if not text[:-1].isdigit() or not text[:-1].isascii() or text[-1:] != b"Z":
+        return False
+    year = int(text[:year_digits])
+    if year_digits == 2:
+        year += 1900 if year >= 50 else 2000
+    numbers = text[year_digits:-1]
+    try:
+        dt.datetime(year, int(numbers[0:2]), int(numbers[2:4]), int(numbers[4:6]),
+                    int(numbers[6:8]), int(numbers[8:10]))
+    except ValueError:
+        return False
+    return True
+
+
+_TIME_DIGITS = st.one_of(
+    st.tuples(st.integers(0, 99), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25),
+              st.integers(0, 61), st.integers(0, 61))
+    .map(lambda t: "".join(f"{n:02d}" for n in t)),
+    st.text(alphabet="0123456789Z \u0661", min_size=10, max_size=14))
+
+
+@given(_TIME_DIGITS, st.sampled_from(["", "19", "20", "00", "99"]),
+       st.sampled_from(["Z", "", "z", "0"]))
+@settings(max_examples=4000)
+def test_signing_time_check_agrees_with_the_plain_reading(digits: str, century: str,
+                                                          end: str) -> None:
+    """RFC 5652 §11.3 signingTime, UTCTime or GeneralizedTime, real dates or not."""
+    text = (century + digits + end).encode()
+    for prefix in (signed._UTC_TIME_ATTRIBUTE, signed._GENERALIZED_TIME_ATTRIBUTE):
+        attribute = prefix + text
+        assert signed._signing_time_parses(attribute) == \
+            _reference_signing_time_parses(attribute)
