@@ -88,50 +88,45 @@ def _cached_fields(head: bytes) -> tuple[tuple[str, bytes], ...]:
     return tuple(_fields(head))
 
 
-# RFC 5322 §2.2: a field is a name, a colon, a value to CRLF, then folded lines (§2.2.3)
-# that start with WSP. When such fields, one after the other, make up the whole header
-# block (the usual case), one regex call reads them; anything else (bare CR or LF, blank
-# or garbage lines, no final CRLF) goes to the line-by-line reading, which
-# tests/test_smime_fast_paths.py checks this agrees with.
-_WHOLE_FIELD = re.compile(rb"(([!-9;-~]+)[ \t]*+:[^\r\n]*+\r\n(?:[ \t][^\r\n]*+\r\n)*+)")
-
-
 def _fields(head: bytes) -> list[tuple[str, bytes]]:
-    found = _WHOLE_FIELD.findall(head)
-    if sum([len(raw) for raw, _ in found]) == len(head):  # no gap: nothing else in the head
-        if len(found) > MAX_HEADER_FIELDS:
-            raise MimeError("too many header fields")
-        known = _LOWER_NAMES.get
-        return [(known(name) or _lower_name(name), raw) for raw, name in found]
-    return _fields_by_line(head)
-
-
-# Field names as written, lower-cased: a few dozen recur in every message.
-_LOWER_NAMES: dict[bytes, str] = {}
-
-
-def _lower_name(name: bytes) -> str:
-    lower = name.decode("ascii").lower()
-    if len(_LOWER_NAMES) >= 4096:
-        _LOWER_NAMES.clear()
-    _LOWER_NAMES[name] = lower
-    return lower
-
-
-def _fields_by_line(head: bytes) -> list[tuple[str, bytes]]:
+    # RFC 5322 §2.2: lines end with CRLF; a line starting with WSP continues the field
+    # before it (§2.2.3); a line that is not "name:" is not a field and is dropped.
     result: list[tuple[str, bytes]] = []
-    for line in head.split(b"\r\n")[:-1] if head.endswith(b"\r\n") else head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and result:
-            name, raw = result[-1]
-            result[-1] = (name, raw + line + b"\r\n")
-            continue
-        match = _FIELD_NAME.match(line)
-        if match is None:
-            continue  # not a header field: dropped (RFC 5322 §2.2)
-        result.append((match.group(1).decode("ascii").lower(), line + b"\r\n"))
+    known = _LOWER_NAMES
+    lines = head.split(b"\r\n")
+    if not lines[-1]:
+        lines.pop()  # the final CRLF (or an empty head)
+    for line in lines:
+        # A name as written before the first colon, seen before, is a field name: no
+        # regex for it (the names recur, the values do not).
+        colon = line.find(b":")
+        name = known.get(line[:colon]) if colon > 0 else None
+        if name is None:
+            if line[:1] in (b" ", b"\t") and result:
+                name, raw = result[-1]
+                result[-1] = (name, raw + line + b"\r\n")
+                continue
+            match = _FIELD_NAME.match(line)
+            if match is None:
+                continue  # not a header field: dropped (RFC 5322 §2.2)
+            name = _remember_name(line[:colon], match.group(1))
+        result.append((name, line + b"\r\n"))
         if len(result) > MAX_HEADER_FIELDS:
             raise MimeError("too many header fields")
     return result
+
+
+# Field names as written before the colon (trailing WSP included), lower-cased: only
+# names the field-name regex accepted are kept, so finding one here is that regex's yes.
+_LOWER_NAMES: dict[bytes, str] = {}
+
+
+def _remember_name(written: bytes, name: bytes) -> str:
+    lower = name.decode("ascii").lower()
+    if len(_LOWER_NAMES) >= 4096:
+        _LOWER_NAMES.clear()
+    _LOWER_NAMES[written] = lower
+    return lower
 
 
 # RFC 2045 §5.1 parameter = attribute "=" value, value a token or a quoted-string
