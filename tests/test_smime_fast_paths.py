@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from mailserver.pki.local_ca import create_ca
 from mailserver.smime import der, mime, signed
 from mailserver.smime.mime import MAX_HEADER_FIELDS as MAX_FIELDS
+from mailserver.smime.results import Signer, Status, VerifyResult
 
 
 def _reference_canonical(data: bytes) -> bytes:
@@ -338,3 +339,51 @@ def test_signing_time_check_agrees_with_the_plain_reading(digits: str, century: 
         attribute = prefix + text
         assert signed._signing_time_parses(attribute) == \
             _reference_signing_time_parses(attribute)
+
+
+def _reference_check_wrapped(verify: VerifyResult, outer_head: bytes,
+                             inner_head: bytes) -> VerifyResult:
+    """The plain check: both From and Message-ID fields read from each header block."""
+    if verify.status is not Status.PASS:
+        return verify
+    inner_from = mime._addresses(inner_head, "from")
+    outer_from = mime._addresses(outer_head, "from")
+    if outer_from and set(inner_from) != set(outer_from):
+        return VerifyResult(Status.FAIL, f"the signed message is from {', '.join(inner_from)} "
+                                         f"but the envelope says {', '.join(outer_from)} "
+                                         "(part swapped from another message?)",
+                            verify.signer, verify.content)
+    outer_id = mime.header_value(outer_head, "message-id")
+    inner_id = mime.header_value(inner_head, "message-id")
+    if outer_id and inner_id and outer_id != inner_id:
+        return VerifyResult(Status.FAIL, f"the signed message is {inner_id} but the "
+                                         f"envelope says {outer_id} (part swapped from "
+                                         "another message?)", verify.signer, verify.content)
+    if verify.signer is not None and not verify.signer.speaks_for(inner_from):
+        return VerifyResult(Status.POLICY, "the signer is not the From address of the signed "
+                                           "message", verify.signer, verify.content)
+    return verify
+
+
+_WRAPPED_FIELD = st.sampled_from([
+    b"From: a@h.fr\r\n", b"From: A@H.fr\r\n", b"From: b@h.fr\r\n", b"from:a@h.fr\r\n",
+    b"From: Dr A <a@h.fr>\r\n", b"From: a@h.fr, b@h.fr\r\n", b"From: \"x\" <a@h.fr>\r\n",
+    b"Message-ID: <1@h>\r\n", b"Message-ID: <2@h>\r\n", b"Message-Id:  <1@h>\r\n",
+    b"Message-ID:\r\n", b"To: c@h.fr\r\n", b"Subject: x\r\n", b" folded\r\n", b"junk\r\n"])
+
+
+@given(st.lists(_WRAPPED_FIELD, max_size=5).map(b"".join),
+       st.lists(_WRAPPED_FIELD, max_size=5).map(b"".join),
+       st.sampled_from([("a@h.fr",), ("b@h.fr",), ()]), st.sampled_from(list(Status)))
+@settings(max_examples=3000)
+def test_wrapped_check_agrees_with_the_plain_check(inner: bytes, outer_rest: bytes,
+                                                   addresses: tuple[str, ...],
+                                                   status: Status) -> None:
+    """RFC 8551 §3.1 wrapping: the check that reuses the envelope's From and Message-ID
+    when the inner fields are the same bytes decides as the plain check does."""
+    import importlib
+
+    check = importlib.import_module("mailserver.smime.protect")._check_wrapped
+    verify = VerifyResult(status, "ok", Signer(addresses, "CN=a", "CN=ca", 1), b"x")
+    for outer in (inner + outer_rest, outer_rest, inner):
+        assert check(verify, outer, inner) == _reference_check_wrapped(verify, outer, inner)

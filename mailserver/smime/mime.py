@@ -148,12 +148,13 @@ def values(head: bytes, field_name: str) -> list[str]:
     return found
 
 
-def same_fields(head: bytes, other: bytes, field_name: str) -> bool:
-    """Do both header blocks hold the same ``field_name`` fields, byte for byte (and so
-    the same ``values`` and ``addresses``)?"""
-    wanted = field_name.lower()
-    return [raw for name, raw in fields(head) if name == wanted] == \
-        [raw for name, raw in fields(other) if name == wanted]
+def same_fields(head: bytes, other: bytes, *field_names: str) -> bool:
+    """Do both header blocks hold the same fields of these names, in the same order, byte
+    for byte (and so the same ``values`` and ``addresses`` of each name: a field's bytes
+    carry its name)?"""
+    wanted = tuple(name.lower() for name in field_names)
+    return [raw for name, raw in fields(head) if name in wanted] == \
+        [raw for name, raw in fields(other) if name in wanted]
 
 
 def header_value(head: bytes, field_name: str) -> str | None:

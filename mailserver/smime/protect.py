@@ -147,16 +147,17 @@ def _check_wrapped(verify: VerifyResult, outer_head: bytes, inner_head: bytes) -
     if verify.status is not Status.PASS:
         return verify
     outer_from = mime.addresses(outer_head, "from")
-    # The envelope's From fields are copies of the inner ones (``protect``): the same
-    # bytes give the same addresses without reading them again.
-    inner_from = outer_from if mime.same_fields(inner_head, outer_head, "from") \
+    # The envelope's From and Message-ID fields are copies of the inner ones (``protect``):
+    # the same bytes give the same addresses and identifier without reading them again.
+    copied = mime.same_fields(inner_head, outer_head, "from", "message-id")
+    inner_from = outer_from if copied or mime.same_fields(inner_head, outer_head, "from") \
         else mime.addresses(inner_head, "from")
     if outer_from and inner_from is not outer_from and set(inner_from) != set(outer_from):
         return VerifyResult(Status.FAIL, f"the signed message is from {', '.join(inner_from)} "
                                          f"but the envelope says {', '.join(outer_from)} "
                                          "(part swapped from another message?)",
                             verify.signer, verify.content)
-    if not mime.same_fields(inner_head, outer_head, "message-id"):
+    if not copied and not mime.same_fields(inner_head, outer_head, "message-id"):
         outer_id = mime.header_value(outer_head, "message-id")
         inner_id = mime.header_value(inner_head, "message-id")
         if outer_id and inner_id and outer_id != inner_id:
