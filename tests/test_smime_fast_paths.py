@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from mailserver.pki.local_ca import create_ca
 from mailserver.smime import der, mime, signed
+from mailserver.smime.mime import MAX_HEADER_FIELDS as MAX_FIELDS
+from mailserver.smime.results import Signer, Status, VerifyResult
 
 
 def _reference_canonical(data: bytes) -> bytes:
@@ -164,3 +166,224 @@ def test_simple_address_reading_agrees_with_the_email_package(fields: list[str])
     assert fast is None or fast == reference
     head = "".join(f"To: {value}\r\n" for value in fields).encode()
     assert mime._addresses(head, "to") == reference
+
+
+def _reference_fields(head: bytes) -> list[tuple[str, bytes]]:
+    """The plain line-by-line reading, a regex per line (RFC 5322 §2.2, §2.2.3)."""
+    result: list[tuple[str, bytes]] = []
+    for line in head.split(b"\r\n")[:-1] if head.endswith(b"\r\n") else head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and result:
+            name, raw = result[-1]
+            result[-1] = (name, raw + line + b"\r\n")
+            continue
+        match = re.match(rb"^([!-9;-~]+)[ \t]*:", line)
+        if match is None:
+            continue
+        result.append((match.group(1).decode("ascii").lower(), line + b"\r\n"))
+        if len(result) > MAX_FIELDS:
+            raise mime.MimeError("too many header fields")
+    return result
+
+
+def _outcome_of_fields(function: object, head: bytes) -> object:
+    try:
+        return function(head)  # type: ignore[operator]
+    except mime.MimeError as error:
+        return str(error)
+
+
+# Header lines: fields, folded lines, garbage, blank lines, bare CR or LF, odd names.
+_HEAD_LINE = st.one_of(
+    st.sampled_from([b"From: a@b", b"To:b@c", b"Subject : x", b"X-A:\t", b"\tfolded",
+                     b" folded", b" ", b"", b"garbage", b"no colon here", b": empty name",
+                     b"Bad Name: x", b"Content-Type: text/plain;", b"a\rb: c", b"a: b\rc",
+                     b"a: b\nc", b"\n", b"\r", b"x:\r", b"\x80: high", b"y:\xff"]),
+    st.tuples(st.text(alphabet="abAB-:;!~ \t", min_size=0, max_size=6).map(str.encode),
+              st.binary(max_size=6)).map(b"".join),
+)
+
+
+# Mostly the usual shape (fields and folded lines only).
+_USUAL_LINE = st.sampled_from([b"From: a@b", b"To:b@c", b"Subject : x", b"X-A:\t", b"\tfolded",
+                               b" folded", b"Content-Type: text/plain;", b"y:\xff", b"a: b c"])
+_HEAD_LINES = st.one_of(st.lists(_USUAL_LINE, max_size=12),
+                        st.lists(st.one_of(_USUAL_LINE, _USUAL_LINE, _HEAD_LINE), max_size=12))
+
+
+@given(_HEAD_LINES, st.sampled_from([b"\r\n", b"\r\n", b"", b"\n", b"\r"]))
+@settings(max_examples=4000)
+def test_field_reading_agrees_with_the_line_by_line_reading(lines: list[bytes],
+                                                            end: bytes) -> None:
+    """RFC 5322 §2.2: the reading with remembered field names gives the same fields as
+    the plain line-by-line one, whatever the block holds."""
+    head = b"\r\n".join(lines) + end
+    assert _outcome_of_fields(mime._fields, head) == \
+        _outcome_of_fields(_reference_fields, head)
+
+
+@given(st.integers(min_value=MAX_FIELDS - 2, max_value=MAX_FIELDS + 2),
+       st.sampled_from([b"", b" folded\r\n", b"garbage\r\n"]))
+@settings(max_examples=30)
+def test_field_reading_limits_the_field_count_alike(count: int, extra: bytes) -> None:
+    head = b"X-N: 1\r\n" * count + extra
+    assert _outcome_of_fields(mime._fields, head) == \
+        _outcome_of_fields(_reference_fields, head)
+
+
+def _reference_content_type(head: bytes) -> tuple[str, dict[str, str]]:
+    """The plain reading: a parameter value a quoted-string read character by character."""
+    value = mime.header_value(head, "content-type")
+    if value is None:
+        return "text/plain", {}
+    kind, _, rest = value.partition(";")
+    kind = kind.strip().lower()
+    if kind.count("/") != 1:
+        return "text/plain", {}
+    parameters: dict[str, str] = {}
+    pattern = r';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)'
+    for name, raw in re.findall(pattern, ";" + rest):
+        if raw.startswith('"'):
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        parameters.setdefault(name.lower(), raw)
+    return kind, parameters
+
+
+@given(st.lists(st.one_of(
+    st.sampled_from(['multipart/signed', 'text/plain', ' X/Y ', 'bad', 'a/b/c', ';', '; ',
+                     'protocol="application/pkcs7-signature"', 'micalg=sha-256',
+                     'boundary="----=_smime_abc"', 'b="a\\"b"', 'b="a\\\\"', 'b="\\', 'b="',
+                     'B = "x y"', 'c=é', '\r\n\t', '"', '\\', '=', ' = ']),
+    st.text(alphabet='ab=;" \\\t', max_size=8)), max_size=8))
+@settings(max_examples=3000)
+def test_content_type_reading_agrees_with_the_plain_reading(parts: list[str]) -> None:
+    """RFC 2045 §5.1 parameters, quoted-strings with quoted-pairs included."""
+    head = ("Content-Type: " + "".join(parts) + "\r\n").encode()
+    kind, parameters = mime._content_type(head)
+    assert (kind, dict(parameters)) == _reference_content_type(head)
+
+
+@given(st.lists(st.sampled_from([b"\r\n", b"\r", b"\n", b"a", b"A: b", b"\r\n\r\n"]), max_size=12)
+       .map(b"".join), st.integers(0, 40), st.integers(0, 40))
+@settings(max_examples=3000)
+def test_split_within_a_part_agrees_with_splitting_a_copy(data: bytes, start: int,
+                                                          end: int) -> None:
+    assert mime._split_within(data, start, end) == mime.split(data[start:end])
+
+
+_OUR_HEAD = ('Content-Type: multipart/signed; protocol="application/pkcs7-signature";\r\n'
+             '\tmicalg=sha-256; boundary="{}"\r\n')
+
+
+@given(st.one_of(st.text(alphabet="aZ09=_-", max_size=74),
+                 st.text(alphabet='aZ09=_-."\\ \t;é', max_size=74)),
+       st.sampled_from([_OUR_HEAD, _OUR_HEAD.replace("sha-256", "SHA-256"),
+                        _OUR_HEAD.replace("\r\n\t", " "), _OUR_HEAD + "X-A: b\r\n",
+                        "Content-Type: text/plain\r\n" + _OUR_HEAD, _OUR_HEAD[:-2]]))
+@settings(max_examples=3000)
+def test_our_multipart_signed_head_reads_as_the_general_reading(boundary: str,
+                                                                template: str) -> None:
+    """RFC 8551 §3.5.3 heads as ``multipart_signed`` writes them, and near misses."""
+    head = template.format(boundary).encode()
+    kind, parameters = mime.content_type(head)
+    general_kind, general = mime._content_type(head)
+    assert (kind, dict(parameters)) == (general_kind, dict(general))
+
+
+def test_our_multipart_signed_head_takes_the_fast_path() -> None:
+    entity = mime.multipart_signed(b"Content-Type: text/plain\r\n\r\nx\r\n", b"sig")
+    head, _ = mime.split(entity)
+    assert mime._OUR_MULTIPART_SIGNED.fullmatch(head) is not None
+
+
+def _reference_signing_time_parses(attribute: bytes) -> bool:
+    """The plain reading: each field of the time cut out and read on its own."""
+    import datetime as dt
+
+    for prefix, size in ((signed._UTC_TIME_ATTRIBUTE, 13),
+                         (signed._GENERALIZED_TIME_ATTRIBUTE, 15)):
+        if attribute.startswith(prefix) and len(attribute) == len(prefix) + size:
+            text = attribute[-size:]
+            break
+    else:
+        return False
+    year_digits = size - 11  # YY or YYYY, then MMDDHHMMSS and Z
+    if not text[:-1].isdigit() or not text[:-1].isascii() or text[-1:] != b"Z":
+        return False
+    year = int(text[:year_digits])
+    if year_digits == 2:
+        year += 1900 if year >= 50 else 2000
+    numbers = text[year_digits:-1]
+    try:
+        dt.datetime(year, int(numbers[0:2]), int(numbers[2:4]), int(numbers[4:6]),
+                    int(numbers[6:8]), int(numbers[8:10]))
+    except ValueError:
+        return False
+    return True
+
+
+_TIME_DIGITS = st.one_of(
+    st.tuples(st.integers(0, 99), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25),
+              st.integers(0, 61), st.integers(0, 61))
+    .map(lambda t: "".join(f"{n:02d}" for n in t)),
+    st.text(alphabet="0123456789Z \u0661", min_size=10, max_size=14))
+
+
+@given(_TIME_DIGITS, st.sampled_from(["", "19", "20", "00", "99"]),
+       st.sampled_from(["Z", "", "z", "0"]))
+@settings(max_examples=4000)
+def test_signing_time_check_agrees_with_the_plain_reading(digits: str, century: str,
+                                                          end: str) -> None:
+    """RFC 5652 §11.3 signingTime, UTCTime or GeneralizedTime, real dates or not."""
+    text = (century + digits + end).encode()
+    for prefix in (signed._UTC_TIME_ATTRIBUTE, signed._GENERALIZED_TIME_ATTRIBUTE):
+        attribute = prefix + text
+        assert signed._signing_time_parses(attribute) == \
+            _reference_signing_time_parses(attribute)
+
+
+def _reference_check_wrapped(verify: VerifyResult, outer_head: bytes,
+                             inner_head: bytes) -> VerifyResult:
+    """The plain check: both From and Message-ID fields read from each header block."""
+    if verify.status is not Status.PASS:
+        return verify
+    inner_from = mime._addresses(inner_head, "from")
+    outer_from = mime._addresses(outer_head, "from")
+    if outer_from and set(inner_from) != set(outer_from):
+        return VerifyResult(Status.FAIL, f"the signed message is from {', '.join(inner_from)} "
+                                         f"but the envelope says {', '.join(outer_from)} "
+                                         "(part swapped from another message?)",
+                            verify.signer, verify.content)
+    outer_id = mime.header_value(outer_head, "message-id")
+    inner_id = mime.header_value(inner_head, "message-id")
+    if outer_id and inner_id and outer_id != inner_id:
+        return VerifyResult(Status.FAIL, f"the signed message is {inner_id} but the "
+                                         f"envelope says {outer_id} (part swapped from "
+                                         "another message?)", verify.signer, verify.content)
+    if verify.signer is not None and not verify.signer.speaks_for(inner_from):
+        return VerifyResult(Status.POLICY, "the signer is not the From address of the signed "
+                                           "message", verify.signer, verify.content)
+    return verify
+
+
+_WRAPPED_FIELD = st.sampled_from([
+    b"From: a@h.fr\r\n", b"From: A@H.fr\r\n", b"From: b@h.fr\r\n", b"from:a@h.fr\r\n",
+    b"From: Dr A <a@h.fr>\r\n", b"From: a@h.fr, b@h.fr\r\n", b"From: \"x\" <a@h.fr>\r\n",
+    b"Message-ID: <1@h>\r\n", b"Message-ID: <2@h>\r\n", b"Message-Id:  <1@h>\r\n",
+    b"Message-ID:\r\n", b"To: c@h.fr\r\n", b"Subject: x\r\n", b" folded\r\n", b"junk\r\n"])
+
+
+@given(st.lists(_WRAPPED_FIELD, max_size=5).map(b"".join),
+       st.lists(_WRAPPED_FIELD, max_size=5).map(b"".join),
+       st.sampled_from([("a@h.fr",), ("b@h.fr",), ()]), st.sampled_from(list(Status)))
+@settings(max_examples=3000)
+def test_wrapped_check_agrees_with_the_plain_check(inner: bytes, outer_rest: bytes,
+                                                   addresses: tuple[str, ...],
+                                                   status: Status) -> None:
+    """RFC 8551 §3.1 wrapping: the check that reuses the envelope's From and Message-ID
+    when the inner fields are the same bytes decides as the plain check does."""
+    import importlib
+
+    check = importlib.import_module("mailserver.smime.protect")._check_wrapped
+    verify = VerifyResult(status, "ok", Signer(addresses, "CN=a", "CN=ca", 1), b"x")
+    for outer in (inner + outer_rest, outer_rest, inner):
+        assert check(verify, outer, inner) == _reference_check_wrapped(verify, outer, inner)

@@ -102,8 +102,9 @@ def decrypt_parts(head: bytes, body: bytes, identities: Sequence[Identity]) -> D
                                                               "data")
         result = enveloped.decrypt(der, identities)
         if result.content is not None:
-            result = DecryptResult(result.status, result.reason, mime.canonical(result.content),
-                                   result.algorithm)
+            content = mime.canonical(result.content)
+            if content is not result.content:  # canonical() returns canonical bytes as given
+                result = DecryptResult(result.status, result.reason, content, result.algorithm)
         return result
     except Exception as error:  # malformed framing from the network
         return DecryptResult(DecryptStatus.MALFORMED, f"malformed S/MIME entity: "

@@ -146,19 +146,24 @@ def _check_wrapped(verify: VerifyResult, outer_head: bytes, inner_head: bytes) -
     """The signed inner message must be the one the envelope claims to carry."""
     if verify.status is not Status.PASS:
         return verify
-    inner_from = mime.addresses(inner_head, "from")
     outer_from = mime.addresses(outer_head, "from")
-    if outer_from and set(inner_from) != set(outer_from):
+    # The envelope's From and Message-ID fields are copies of the inner ones (``protect``):
+    # the same bytes give the same addresses and identifier without reading them again.
+    copied = mime.same_fields(inner_head, outer_head, "from", "message-id")
+    inner_from = outer_from if copied or mime.same_fields(inner_head, outer_head, "from") \
+        else mime.addresses(inner_head, "from")
+    if outer_from and inner_from is not outer_from and set(inner_from) != set(outer_from):
         return VerifyResult(Status.FAIL, f"the signed message is from {', '.join(inner_from)} "
                                          f"but the envelope says {', '.join(outer_from)} "
                                          "(part swapped from another message?)",
                             verify.signer, verify.content)
-    outer_id = mime.header_value(outer_head, "message-id")
-    inner_id = mime.header_value(inner_head, "message-id")
-    if outer_id and inner_id and outer_id != inner_id:
-        return VerifyResult(Status.FAIL, f"the signed message is {inner_id} but the envelope "
-                                         f"says {outer_id} (part swapped from another message?)",
-                            verify.signer, verify.content)
+    if not copied and not mime.same_fields(inner_head, outer_head, "message-id"):
+        outer_id = mime.header_value(outer_head, "message-id")
+        inner_id = mime.header_value(inner_head, "message-id")
+        if outer_id and inner_id and outer_id != inner_id:
+            return VerifyResult(Status.FAIL, f"the signed message is {inner_id} but the "
+                                             f"envelope says {outer_id} (part swapped from "
+                                             "another message?)", verify.signer, verify.content)
     if verify.signer is not None and not verify.signer.speaks_for(inner_from):
         return VerifyResult(Status.POLICY, "the signer is not the From address of the signed "
                                            "message", verify.signer, verify.content)

@@ -113,6 +113,17 @@ def _quoted(text: str) -> str:
     return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@functools.lru_cache(maxsize=1024)
+def _signer_properties(signer: Signer) -> tuple[str, ...]:
+    """RFC 7281 §3 ``body.smime-*`` properties, each after a space: the same for every
+    message of a signer."""
+    found = [f" body.smime-identifier={_quoted(signer.identifier)}"] if signer.identifier \
+        else []
+    found.append(f" body.smime-serial={signer.serial:X}")
+    found.append(f" body.smime-issuer={_quoted(signer.issuer)}")
+    return tuple(found)
+
+
 def authentication_results(result: VerifyResult, authserv_id: str,
                            extra_comment: str = "", others: Sequence[str] = ()) -> str:
     """The field ``Authentication-Results: <authserv-id>; smime=<result> ...`` (RFC 8601,
@@ -125,10 +136,7 @@ def authentication_results(result: VerifyResult, authserv_id: str,
     parts += [f" {other};" for other in others]
     parts.append(f" smime={result.status.value} ({_comment(comment)})")
     if result.signer is not None:
-        if result.signer.identifier:
-            parts.append(f" body.smime-identifier={_quoted(result.signer.identifier)}")
-        parts.append(f" body.smime-serial={result.signer.serial:X}")
-        parts.append(f" body.smime-issuer={_quoted(result.signer.issuer)}")
+        parts += _signer_properties(result.signer)
     joined = "".join(parts)
     if len(joined) <= 76:
         return joined

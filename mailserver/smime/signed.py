@@ -380,13 +380,17 @@ def _signing_time_parses(attribute: bytes) -> bool:
         return False
     if not text[:-1].isdigit() or not text[:-1].isascii() or text[-1:] != b"Z":
         return False
-    year = int(text[:year_digits])
+    # The digits read as one number, then cut two by two from the right (one int() call
+    # instead of one per field).
+    rest, second = divmod(int(text[:-1]), 100)
+    rest, minute = divmod(rest, 100)
+    rest, hour = divmod(rest, 100)
+    rest, day = divmod(rest, 100)
+    year, month = divmod(rest, 100)
     if year_digits == 2:
         year += 1900 if year >= 50 else 2000  # RFC 5280 §4.1.2.5.1
-    numbers = text[year_digits:-1]
     try:
-        dt.datetime(year, int(numbers[0:2]), int(numbers[2:4]), int(numbers[4:6]),
-                    int(numbers[6:8]), int(numbers[8:10]))
+        dt.datetime(year, month, day, hour, minute, second)
     except ValueError:
         return False
     return True
