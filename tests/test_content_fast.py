@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailserver.health import xmlsafe
 from mailserver.health.attachments import (
     _SCRIPT,
     _SCRIPT_WORDS,
@@ -351,6 +352,17 @@ def test_grouped_children_are_children_by_name(tags: list[str]) -> None:
     groups = grouped(element)
     for name in ("Slot", "Value", "Name", "ValueList", "SlotX", "b", ""):
         assert groups.get(name, []) == children(element, name), name
+
+
+def test_long_tags_are_grouped_but_not_remembered() -> None:
+    """A hostile document may invent tags of any length: the local-name table keeps
+    short ones only."""
+    long_tag = "{urn:" + "x" * 5000 + "}Slot"
+    element = Element("root")
+    SubElement(element, long_tag)
+    SubElement(element, "{urn:rim}Slot")
+    assert len(grouped(element)["Slot"]) == 2
+    assert long_tag not in xmlsafe._LOCAL_NAMES and "{urn:rim}Slot" in xmlsafe._LOCAL_NAMES
 
 
 # -- plain text by its bytes ------------------------------------------------------------

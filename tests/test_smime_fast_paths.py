@@ -230,6 +230,14 @@ def test_field_reading_limits_the_field_count_alike(count: int, extra: bytes) ->
         _outcome_of_fields(_reference_fields, head)
 
 
+def test_long_field_names_are_read_but_not_remembered() -> None:
+    """Hostile heads may hold names of any length: the table of names keeps short ones."""
+    name = b"X-" + b"a" * 10_000
+    head = name + b": 1\r\nFrom: a@b.example\r\n"
+    assert mime._fields(head) == _reference_fields(head)
+    assert name not in mime._LOWER_NAMES and b"From" in mime._LOWER_NAMES
+
+
 def _reference_content_type(head: bytes) -> tuple[str, dict[str, str]]:
     """The plain reading: a parameter value a quoted-string read character by character."""
     value = mime.header_value(head, "content-type")

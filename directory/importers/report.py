@@ -44,14 +44,14 @@ class ImportReport:
 
     def add_problems(self, rejected: Counted, warnings: Counted) -> None:
         """Problems another process found: (how many, those it kept)."""
+        (rejected_count, rejected_kept), (warning_count, warnings_kept) = rejected, warnings
         with self._lock:
-            for (count, kept), add in ((rejected, self._reject), (warnings, self._warn)):
-                for line, reason in kept:
-                    add(line, reason)
-                if add is self._reject:
-                    self.rejected_count += count - len(kept)
-                else:
-                    self.warning_count += count - len(kept)
+            for line, reason in rejected_kept:
+                self._reject(line, reason)
+            self.rejected_count += rejected_count - len(rejected_kept)
+            for line, reason in warnings_kept:
+                self._warn(line, reason)
+            self.warning_count += warning_count - len(warnings_kept)
 
     def sorted_rejected(self) -> list[Problem]:
         return sorted(self.rejected, key=lambda problem: problem.line)

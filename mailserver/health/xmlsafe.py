@@ -157,17 +157,16 @@ def local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
-# ``local(tag) == name`` for a name without "}", without splitting every tag.
-
-
 _LOCAL_NAMES: dict[str, str] = {}  # tag -> local name; documents use a few tags
+_CACHED_TAG = 256  # longer tags (a namespace URI and a name) are split each time
 
 
 def _local_name(tag: str) -> str:
     name = _LOCAL_NAMES.get(tag)
     if name is None:
-        name = tag.rpartition("}")[2]
-        if len(_LOCAL_NAMES) < 4096:  # bounded: a hostile document may invent any tag
+        name = local(tag)
+        # Bounded in count and size: a hostile document may invent any tag, of any length.
+        if len(_LOCAL_NAMES) < 4096 and len(tag) <= _CACHED_TAG:
             _LOCAL_NAMES[tag] = name
     return name
 
@@ -191,6 +190,7 @@ def grouped(element: Element) -> dict[str, list[Element]]:
 
 
 def children(element: Element, name: str) -> list[Element]:
+    # ``local(tag) == name`` for a name without "}", without splitting every tag.
     suffix = "}" + name
     return [c for c in element if c.tag == name or c.tag.endswith(suffix)]
 

@@ -19,6 +19,8 @@ from types import MappingProxyType
 
 import pybase64
 
+from mailserver.mime.base64_plain import decode_plain
+
 MAX_HEADER_FIELDS = 1000
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
@@ -121,11 +123,15 @@ def _fields(head: bytes) -> list[tuple[str, bytes]]:
 _LOWER_NAMES: dict[bytes, str] = {}
 
 
+_REMEMBERED_NAME = 64  # bytes: longer names (hostile ones) are read each time, never kept
+
+
 def _remember_name(written: bytes, name: bytes) -> str:
     lower = name.decode("ascii").lower()
-    if len(_LOWER_NAMES) >= 4096:
-        _LOWER_NAMES.clear()
-    _LOWER_NAMES[written] = lower
+    if len(written) <= _REMEMBERED_NAME:  # bounded in size as in count
+        if len(_LOWER_NAMES) >= 4096:
+            _LOWER_NAMES.clear()
+        _LOWER_NAMES[written] = lower
     return lower
 
 
@@ -380,13 +386,9 @@ def base64_decode(data: bytes) -> bytes:
     (SIMD) decodes the usual shape, padding at the end only, ten times faster than
     binascii; anything else goes to binascii, whose result is the reference (the two
     differ on data after padding)."""
-    padding = data.find(b"=")
-    if padding < 0 or not data[padding:].strip(b"= \t\r\n"):
-        try:
-            return pybase64.b64decode(data, validate=False)
-        except binascii.Error:
-            pass  # binascii says what is wrong, or accepts what it accepts
-    return binascii.a2b_base64(data)
+    plain = decode_plain(data)
+    # Anything else: binascii says what is wrong, or accepts what it accepts.
+    return plain if plain is not None else binascii.a2b_base64(data)
 
 
 @functools.lru_cache(maxsize=256)
