@@ -13,6 +13,8 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
+import re2
+
 from mailserver.health.cda import is_cda
 from mailserver.health.problems import Problem
 from mailserver.health.safezip import ZipContents, ZipLimits, is_zip, read_zip
@@ -38,34 +40,29 @@ _MACHO = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\
           b"\xca\xfe\xba\xbe")
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _PNG = b"\x89PNG\r\n\x1a\n"
-_SCRIPT = re.compile(
-    rb"<\s*script\b|\bwscript\s*\.|\bcscript\b|createobject\s*\(|activexobject|"
-    rb"^\s*@?echo\s+off\b|invoke-expression|\biex\s*[(\$]|new-object\s+(?:system\.)?net\."
-    rb"|-encodedcommand\b|set-executionpolicy|\bpowershell(?:\.exe)?\s+-|"
-    rb"\bcmd(?:\.exe)?\s+/c\b|\beval\s*\(|\bexecute\s*\(|shell\.application",
-    re.IGNORECASE | re.MULTILINE,
+# Script commands by content. Written for both engines: Python's ``re`` (the reference
+# the tests hold the scan to) and RE2, which scans: one linear pass of a DFA, about
+# 700 MB/s whatever the input (no backtracking, no window, no cap on occurrences).
+_SCRIPT_ALTERNATIVES = (
+    rb"<\s*script\b", rb"\bwscript\s*\.", rb"\bcscript\b", rb"createobject\s*\(",
+    rb"activexobject", rb"^\s*@?echo\s+off\b", rb"invoke-expression", rb"\biex\s*[(\$]",
+    rb"new-object\s+(?:system\.)?net\.", rb"-encodedcommand\b", rb"set-executionpolicy",
+    rb"\bpowershell(?:\.exe)?\s+-", rb"\bcmd(?:\.exe)?\s+/c\b", rb"\beval\s*\(",
+    rb"\bexecute\s*\(", rb"shell\.application",
 )
-# Words one of which every _SCRIPT match contains: a fast first look before the regex.
-_SCRIPT_WORDS = (b"script", b"createobject", b"activexobject", b"echo", b"invoke-expression",
-                 b"iex", b"new-object", b"-encodedcommand", b"set-executionpolicy",
-                 b"powershell", b"cmd", b"eval", b"execute", b"shell.application")
-# A gate before the word scan, a few passes in C: letters lowered and the separators
-# the patterns above need ("<" "." "(" "$" "-" and white space, ``\s``) folded into
-# \x01. Every _SCRIPT match then shows one of these shapes: "<script" and the dashed
-# or dotted names have \x01 before a word; wscript, createobject, echo, iex,
-# powershell, cmd, eval and execute have \x01 right after them (``\s``, "(", "$" or
-# "."), looked behind from that \x01, once its previous letter is one of theirs; only
-# cscript and activexobject stand alone. One regex anchored on \x01 (a literal
-# prefix, so a C scan between separators) finds the first kinds. No shape, no match:
-# most text (a CDA's base64 body above all) is read a few times instead of fifteen.
-_FOLD = bytes(1 if chr(b) in " \t\n\r\x0b\x0c<.($-" else (b | 0x20 if 65 <= b <= 90 else b)
-              for b in range(256))
-_SHAPES = re.compile(
-    rb"\x01(?:script|encodedcommand|object(?<=new\x01object)"
-    rb"|expression(?<=invoke\x01expression)|executionpolicy(?<=set\x01executionpolicy)"
-    rb"|application(?<=shell\x01application)"
-    rb"|(?<=[tolxde]\x01)(?:(?<=wscript\x01)|(?<=createobject\x01)|(?<=echo\x01)"
-    rb"|(?<=iex\x01)|(?<=powershell\x01)|(?<=cmd\x01)|(?<=eval\x01)|(?<=execute\x01)))")
+# RE2's \s lacks the vertical tab that Python's has: white space spelt out for both.
+_SCRIPT_PATTERN = b"|".join(_SCRIPT_ALTERNATIVES).replace(rb"\s", rb"[ \t\n\r\f\v]")
+_SCRIPT = re.compile(_SCRIPT_PATTERN, re.IGNORECASE | re.MULTILINE)
+
+
+def _script_scanner() -> re2._Regexp:
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1  # bytes as they are, any byte valid
+    options.case_sensitive = False  # the pattern's letters are ASCII: ASCII folding
+    return re2.compile(b"(?m)" + _SCRIPT_PATTERN, options)  # (?m): ^ after each LF
+
+
+_SCRIPT_SCAN = _script_scanner()
 _MSH = re.compile(rb"^\x0b?(?:MSH|FHS|BHS)\|\^~\\&")
 
 
@@ -158,28 +155,8 @@ def sniff(data: bytes, filename: str = "", limits: ScanLimits = ScanLimits(),
 
 
 def _looks_scripted(data: bytes) -> bool:
-    """Whether ``data`` holds script commands: the one-pass gate, then, only when it
-    sees a possible match, the word scan, whose verdict it is."""
-    folded = data.translate(_FOLD)
-    if (_SHAPES.search(folded) is None and b"cscript" not in folded
-            and b"activexobject" not in folded):
-        return False
-    return _scan_script_words(data)
-
-
-def _scan_script_words(data: bytes) -> bool:
-    """The regex runs only in a window around each occurrence of a trigger word, so
-    that a large text costs a few fast substring scans."""
-    lowered = data.lower()
-    for word in _SCRIPT_WORDS:
-        at = lowered.find(word)
-        checked = 0
-        while at >= 0 and checked < 10_000:
-            if _SCRIPT.search(lowered, max(0, at - 64), at + len(word) + 64):
-                return True
-            at = lowered.find(word, at + 1)
-            checked += 1
-    return False
+    """Whether ``data`` holds script commands (``_SCRIPT``, scanned by RE2)."""
+    return _SCRIPT_SCAN.search(data) is not None
 
 
 def _sniff_zip(data: bytes, where: str, limits: ScanLimits, depth: int) -> Sniffed:
