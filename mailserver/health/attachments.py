@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import posixpath
 import re
+import threading
 from dataclasses import dataclass, field
 
-import re2
+import hyperscan
 
 from mailserver.health.cda import is_cda
 from mailserver.health.problems import Problem
@@ -41,8 +42,8 @@ _MACHO = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _PNG = b"\x89PNG\r\n\x1a\n"
 # Script commands by content. Written for both engines: Python's ``re`` (the reference
-# the tests hold the scan to) and RE2, which scans: one linear pass of a DFA, about
-# 700 MB/s whatever the input (no backtracking, no window, no cap on occurrences).
+# the tests hold the scan to) and Hyperscan, which scans: all the alternatives at once,
+# SIMD, several GB/s whatever the input (no backtracking, no window, no cap).
 _SCRIPT_ALTERNATIVES = (
     rb"<\s*script\b", rb"\bwscript\s*\.", rb"\bcscript\b", rb"createobject\s*\(",
     rb"activexobject", rb"^\s*@?echo\s+off\b", rb"invoke-expression", rb"\biex\s*[(\$]",
@@ -50,19 +51,32 @@ _SCRIPT_ALTERNATIVES = (
     rb"\bpowershell(?:\.exe)?\s+-", rb"\bcmd(?:\.exe)?\s+/c\b", rb"\beval\s*\(",
     rb"\bexecute\s*\(", rb"shell\.application",
 )
-# RE2's \s lacks the vertical tab that Python's has: white space spelt out for both.
-_SCRIPT_PATTERN = b"|".join(_SCRIPT_ALTERNATIVES).replace(rb"\s", rb"[ \t\n\r\f\v]")
-_SCRIPT = re.compile(_SCRIPT_PATTERN, re.IGNORECASE | re.MULTILINE)
+# White space spelt out in hex, Python's bytes \s for both engines (PCRE's \v, which
+# Hyperscan follows, is any vertical space, NEL \x85 included).
+_SCRIPT_PATTERNS = [p.replace(rb"\s", rb"[\x20\x09\x0a\x0b\x0c\x0d]")
+                    for p in _SCRIPT_ALTERNATIVES]
+_SCRIPT = re.compile(b"|".join(_SCRIPT_PATTERNS), re.IGNORECASE | re.MULTILINE)
 
 
-def _script_scanner() -> re2._Regexp:
-    options = re2.Options()
-    options.encoding = re2.Options.Encoding.LATIN1  # bytes as they are, any byte valid
-    options.case_sensitive = False  # the pattern's letters are ASCII: ASCII folding
-    return re2.compile(b"(?m)" + _SCRIPT_PATTERN, options)  # (?m): ^ after each LF
+def _script_database() -> hyperscan.Database:
+    # Bytes as they are (no UTF-8 mode): \b and caseless matching are ASCII, as in
+    # Python's bytes patterns; MULTILINE: ^ after each LF.
+    flags = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_MULTILINE \
+        | hyperscan.HS_FLAG_SINGLEMATCH
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    database.compile(expressions=_SCRIPT_PATTERNS, ids=list(range(len(_SCRIPT_PATTERNS))),
+                     elements=len(_SCRIPT_PATTERNS), flags=[flags] * len(_SCRIPT_PATTERNS))
+    return database
 
 
-_SCRIPT_SCAN = _script_scanner()
+_SCRIPT_DATABASE = _script_database()
+_SCAN_SPACE = threading.local()  # a scan needs scratch space of its own in each thread
+
+
+def _first_match_ends_the_scan(*_: object) -> bool:
+    return True  # a true return stops the scan: one match is the verdict
+
+
 _MSH = re.compile(rb"^\x0b?(?:MSH|FHS|BHS)\|\^~\\&")
 
 
@@ -155,8 +169,16 @@ def sniff(data: bytes, filename: str = "", limits: ScanLimits = ScanLimits(),
 
 
 def _looks_scripted(data: bytes) -> bool:
-    """Whether ``data`` holds script commands (``_SCRIPT``, scanned by RE2)."""
-    return _SCRIPT_SCAN.search(data) is not None
+    """Whether ``data`` holds script commands (``_SCRIPT``, scanned by Hyperscan)."""
+    scratch = getattr(_SCAN_SPACE, "scratch", None)
+    if scratch is None:
+        scratch = _SCAN_SPACE.scratch = hyperscan.Scratch(_SCRIPT_DATABASE)
+    try:
+        _SCRIPT_DATABASE.scan(data, match_event_handler=_first_match_ends_the_scan,
+                              scratch=scratch)
+    except hyperscan.ScanTerminated:
+        return True
+    return False
 
 
 def _sniff_zip(data: bytes, where: str, limits: ScanLimits, depth: int) -> Sniffed:
