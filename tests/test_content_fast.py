@@ -111,6 +111,17 @@ def test_script_gate_sees_every_pattern() -> None:
     assert _looks_scripted(b"\xe9eval(") and _SCRIPT.search(b"\xe9eval(")
 
 
+def test_script_scan_from_many_threads_at_once() -> None:
+    # Large messages are analysed in worker threads; the scan releases the GIL, so each
+    # thread needs its own scratch space (a shared one raises or corrupts verdicts).
+    from concurrent.futures import ThreadPoolExecutor
+    clean = base64.b64encode(bytes(range(256)) * 4000)
+    dirty = clean[:500_000] + b" powershell -enc x " + clean[500_000:]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        verdicts = list(pool.map(_looks_scripted, [clean, dirty] * 40))
+    assert verdicts == [False, True] * 40
+
+
 def test_base64_body_without_script_is_clean() -> None:
     body = base64.b64encode(bytes(range(256)) * 200)
     wrapped = b"\r\n".join(body[i:i + 76] for i in range(0, len(body), 76))
