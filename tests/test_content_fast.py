@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from mailserver.health import xmlsafe
 from mailserver.health.attachments import _SCRIPT, _looks_scripted, _text
 from mailserver.health.cda import is_cda, read_cda
-from mailserver.health.content import _disposition, delimiter_lines
+from mailserver.health.content import _disposition
 from mailserver.health.hl7time import parse_digits
 from mailserver.health.mssante import _fold, decoded
 from mailserver.health.safezip import ZipLimits, read_zip
@@ -202,16 +202,6 @@ def test_small_entry_fast_path_leaves_bombs_to_the_general_path() -> None:
     for limits in (ZipLimits(), ZipLimits(max_entry_size=1000, max_total_size=1000)):
         fast, general = read_zip(bomb, limits), read_zip(bomb, limits, fast=False)
         assert fast == general and [p.code for p in fast.problems] == ["ZIP-BOMB"]
-
-
-# -- the delimiter-line bound -----------------------------------------------------------
-
-@settings(max_examples=1000, deadline=None)
-@given(st.lists(st.sampled_from([b"-", b"--", b"\n", b"\r\n", b"x", b"\n--", b"-" * 300]),
-                max_size=40))
-def test_delimiter_lines_is_count(pieces: list[bytes]) -> None:
-    raw = b"".join(pieces)
-    assert delimiter_lines(raw) == raw.count(b"\n--")
 
 
 # -- the disposition and the file name, parsed once -------------------------------------

@@ -69,6 +69,29 @@ def test_mime_depth_and_part_count_are_bounded(tmp_path: Path) -> None:
     assert isinstance(refused, policies.Reject) and "MIME-PARTS" in refused.reason_en
 
 
+def _multipart(parts: int) -> bytes:
+    body = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(parts))
+    return (b'From: x@y.example\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+            + body + b"--b--\r\n")
+
+
+def test_part_count_limit_is_exact(tmp_path: Path) -> None:
+    settings = attachment_settings(tmp_path)
+    limit = settings.max_mime_parts  # entities, the multipart itself included
+    assert decide(_multipart(limit - 1), settings) == policies.ACCEPT
+    refused = decide(_multipart(limit), settings)
+    assert isinstance(refused, policies.Reject) and "MIME-PARTS" in refused.reason_en
+
+
+def test_dash_lines_that_are_no_delimiters_do_not_count_as_parts(tmp_path: Path) -> None:
+    # A plain attachment full of lines starting with "--" (a signature separator, a
+    # list, SQL comments) is one part, whatever the number of such lines.
+    lines = b"".join(b"-- note %d\r\n" % i for i in range(2000))
+    raw = (b'From: x@y.example\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+           b"--b\r\nContent-Type: text/plain\r\n\r\n" + lines + b"--b--\r\n")
+    assert decide(raw, attachment_settings(tmp_path)) == policies.ACCEPT
+
+
 def test_smime_signature_parts_are_not_attachments(tmp_path: Path) -> None:
     raw = fx.message(LABO.address, DR.address, headers={"X-MSS-CODECDA": "", "X-MSS-INS": ""},
                      subject="Signé", attachments=(("smime.p7s", "application/pkcs7-signature",

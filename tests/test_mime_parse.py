@@ -87,6 +87,17 @@ def test_part_count_is_capped() -> None:
     assert time.perf_counter() - started < 5
 
 
+def test_a_caller_may_build_fewer_entities() -> None:
+    body = b"".join(b"--b\r\n\r\npart %d\r\n" % i for i in range(50)) + b"--b--\r\n"
+    raw = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + body
+    assert len(ParsedMessage.from_bytes(raw).walk()) == 51
+    for most in (1, 2, 10, 51):
+        assert len(ParsedMessage.from_bytes(raw, max_parts=most).walk()) == most
+    assert len(ParsedMessage.from_bytes(raw, max_parts=52).walk()) == 51
+    first = ParsedMessage.from_bytes(raw, max_parts=3).children[0]
+    assert first.body_bytes == b"part 0"  # the parts built are the parts as they are
+
+
 def test_huge_header_count() -> None:
     headers = [f"X-Trace-{i}: value {i}" for i in range(100_000)]
     raw = entity([*headers, "Subject: found"], b"body")

@@ -183,12 +183,10 @@ def analyse(raw: bytes, settings: AttachmentSettings,
 def _analyse(raw: bytes, settings: AttachmentSettings,
              headers: Mapping[str, Sequence[str]]) -> ContentFacts:
     rules = policy(settings)
-    # Each part needs a boundary line: a cheap bound before the parser builds anything.
-    if delimiter_lines(raw) > 4 * settings.max_mime_parts + 16:
-        return ContentFacts(problem=_too_many_parts(settings), policy=rules)
     # Our own bounded MIME parser (the one IMAP uses): linear, no header objects,
-    # about ten times faster than the email package on a 60 kB XDM message.
-    message = ParsedMessage.from_bytes(raw)
+    # about ten times faster than the email package on a 60 kB XDM message. It builds
+    # one entity more than allowed at most: enough for _leaves to refuse the message.
+    message = ParsedMessage.from_bytes(raw, max_parts=settings.max_mime_parts + 1)
     leaves, refused = _leaves(message, settings)
     if refused == "parts":
         return ContentFacts(problem=_too_many_parts(settings), policy=rules)
@@ -245,27 +243,6 @@ def _analyse(raw: bytes, settings: AttachmentSettings,
             codes, next(iter(patients)) if len(patients) == 1 else None,
             tuple(_finding(p) for p in dict.fromkeys(problems)))
     return ContentFacts(tuple(attachments), structured, None, rules)
-
-
-_DASH_HOPS = 256
-
-
-def delimiter_lines(raw: bytes) -> int:
-    """``raw.count(b"\\n--")``, in fewer cycles: memchr (``find`` of one byte) hops from
-    dash to dash, and a message has few dashes outside its delimiter lines (base64
-    has none). A message with many other dashes is left to ``count``."""
-    lines = hops = 0
-    at = raw.find(b"-")
-    while at >= 0:
-        if raw[at - 1:at] == b"\n" and raw[at + 1:at + 2] == b"-":
-            lines += 1
-            at = raw.find(b"-", at + 2)  # "\n--" cannot overlap itself
-            continue
-        hops += 1
-        if hops > _DASH_HOPS:
-            return raw.count(b"\n--")
-        at = raw.find(b"-", at + 1)
-    return lines
 
 
 def _too_many_parts(settings: AttachmentSettings) -> Finding:

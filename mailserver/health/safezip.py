@@ -247,12 +247,22 @@ def _central(data: bytes, at: int, end: int) -> tuple[_Central, int] | None:
             or version > _MAX_EXTRACT_VERSION or 0xFFFFFFFF in (compressed, size, offset)
             or not _plain_extra(data[extra_at:following])):
         return None
-    try:
-        name = data[name_at:extra_at].decode("utf-8" if flags & 0x800 else "cp437")
-    except UnicodeDecodeError:
+    name = _entry_name(data[name_at:extra_at], flags)
+    if name is None:
         return None
     filename = name.partition("\x00")[0]  # zipfile's ZipInfo ends the name at a NUL
     return _Central(filename, name, flags, method, compressed, size, offset, crc), following
+
+
+def _entry_name(raw: bytes, flags: int) -> str | None:
+    """A name as zipfile decodes it: UTF-8 when flag bit 11 says so, else CP437
+    (APPNOTE 4.4.4, appendix D); the two agree with ASCII on ASCII names."""
+    if raw.isascii():
+        return raw.decode("ascii")  # the usual name, without a codec look-up
+    try:
+        return raw.decode("utf-8" if flags & 0x800 else "cp437")
+    except UnicodeDecodeError:
+        return None
 
 
 def _plain_extra(extra: bytes) -> bool:
@@ -292,11 +302,7 @@ def _inflate_small(data: bytes, info: _EntryInfo, limit: int) -> bytes | None:
     extra_length = int.from_bytes(header[28:30], "little")
     raw_name = data[at + _LOCAL_HEADER:at + _LOCAL_HEADER + name_length]
     flags = int.from_bytes(header[6:8], "little")
-    try:
-        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")  # APPNOTE 4.4.4 bit 11
-    except UnicodeDecodeError:
-        return None
-    if name != info.orig_filename:
+    if _entry_name(raw_name, flags) != info.orig_filename:
         return None
     start = at + _LOCAL_HEADER + name_length + extra_length
     stored = memoryview(data)[start:start + info.compress_size]  # read in place

@@ -64,10 +64,10 @@ _MAX_MISSES = 64
 
 
 def _find_delimiters(
-    raw: bytes, body: int, end: int, boundary: bytes
+    raw: bytes, body: int, end: int, boundary: bytes, most: int = MAX_PARTS
 ) -> list[tuple[int, int, bool]]:
     """(delimiter start, end of its boundary text, is close delimiter) of each delimiter line
-    in raw[body:end], up to the close delimiter and at most MAX_PARTS + 1 of them."""
+    in raw[body:end], up to the close delimiter and at most ``most`` + 1 of them."""
     dash = b"--" + boundary
     found: list[tuple[int, int, bool]] = []
     if raw.startswith(dash, body):  # the first delimiter may open the body (no CRLF before)
@@ -78,7 +78,7 @@ def _find_delimiters(
                 return found
     needle = b"\n" + dash
     pos, misses = body, 0
-    while len(found) <= MAX_PARTS:
+    while len(found) <= most:
         i = raw.find(needle, pos, end)
         if i < 0:
             return found
@@ -99,16 +99,16 @@ def _find_delimiters(
     delim = re.compile(rb"\n--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|\Z)")
     for m in delim.finditer(raw, pos, end):
         found.append((m.start(), m.end(), m.group(1) is not None))
-        if m.group(1) is not None or len(found) > MAX_PARTS:
+        if m.group(1) is not None or len(found) > most:
             break
     return found
 
 
 class _Budget:
-    __slots__ = ("parts",)
+    __slots__ = ("limit", "parts")
 
-    def __init__(self) -> None:
-        self.parts = 0
+    def __init__(self, limit: int) -> None:
+        self.parts, self.limit = 0, limit
 
 
 class ParsedMessage:
@@ -152,11 +152,14 @@ class ParsedMessage:
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> ParsedMessage:
-        """Parse a message. Never raises; the worst input gives a text/plain leaf."""
+    def from_bytes(cls, raw: bytes, max_parts: int = MAX_PARTS) -> ParsedMessage:
+        """Parse a message. Never raises; the worst input gives a text/plain leaf. At most
+        ``max_parts`` entities are built (a caller refusing more than N passes N + 1 and
+        sees N + 1 when there were more), the rest left in the last one's body."""
         raw = bytes(raw)
+        budget = _Budget(min(max_parts, MAX_PARTS))
         try:
-            return cls._parse(raw, 0, len(raw), 0, _Budget(), default_type=("text", "plain"))
+            return cls._parse(raw, 0, len(raw), 0, budget, default_type=("text", "plain"))
         except Exception:  # last-resort guard: a parser bug must not break FETCH
             msg = cls._leaf(raw, 0, len(raw), 0)
             return msg
@@ -202,7 +205,7 @@ class ParsedMessage:
             # RFC 2045 §5.2: an invalid Content-Type means text/plain; charset=us-ascii.
             else:
                 self.type, self.subtype = "text", "plain"
-        if depth >= MAX_DEPTH or budget.parts >= MAX_PARTS:
+        if depth >= MAX_DEPTH or budget.parts >= budget.limit:
             if self.is_multipart or self.is_message:
                 self.type, self.subtype = "text", "plain"
                 self._content_type = None
@@ -259,7 +262,7 @@ class ParsedMessage:
 
     def _split_parts(self, boundary: bytes, budget: _Budget) -> None:
         raw, body, end = self.raw, self.body_start, self.end
-        starts = _find_delimiters(raw, body, end, boundary)
+        starts = _find_delimiters(raw, body, end, boundary, budget.limit - budget.parts)
         digest = self.subtype.lower() == "digest"  # RFC 2046 §5.1.5: parts default to messages
         default = ("message", "rfc822") if digest else ("text", "plain")
         for i, (_, line_end, is_close) in enumerate(starts):
@@ -275,7 +278,7 @@ class ParsedMessage:
                 part_end = max(part_end, part_start)
             else:
                 part_end = end  # missing close delimiter: the last part runs to the end
-            if budget.parts >= MAX_PARTS:
+            if budget.parts >= budget.limit:
                 break
             self.children.append(
                 ParsedMessage._parse(raw, part_start, part_end, self.depth + 1, budget, default)
