@@ -265,26 +265,23 @@ class _HeaderReader:
         self.authors: list[_Author] = []
         self.chunks: list[str] = []  # the character data of the text being read
 
+    def start_root(self, name: str, _attributes: dict[str, str]) -> None:
+        self.root = name
+        self.open.append(_Open("document", None))
+        self.parser.StartElementHandler = self.start
+
     def start(self, name: str, attributes: dict[str, str]) -> None:
         opened = self.open
-        parent = opened[-1] if opened else None
-        read = parent.children.get(name.rpartition("}")[2]) if parent is not None else None
-        if read is not None:
-            assert parent is not None
-            if read[1]:  # only the first
-                local_name = name.rpartition("}")[2]
-                if local_name in parent.seen:
-                    read = None
-                else:
-                    parent.seen.add(local_name)
-        if read is None:
-            if not opened:
-                self.root = name
-                opened.append(_Open("document", None))
-            else:
-                opened.append(None)
+        parent = opened[-1]
+        if parent is None:  # inside an element not read
+            opened.append(None)
             return
-        assert parent is not None
+        local_name = name.rpartition("}")[2]
+        read = parent.children.get(local_name)
+        if read is None or (read[1] and local_name in parent.seen):  # [1]: only the first
+            opened.append(None)
+            return
+        parent.seen.add(local_name)
         opened.append(self._begin(read[0], parent, attributes))
 
     def _begin(self, role: str, parent: _Open, attributes: dict[str, str]) -> _Open | None:
@@ -372,7 +369,7 @@ def _cda_author(author: _Author) -> CdaAuthor:
 def _read_streamed(data: bytes) -> CdaResult:
     parser = expat_parser()
     reader = _HeaderReader(parser)
-    parser.StartElementHandler = reader.start
+    parser.StartElementHandler = reader.start_root
     parser.EndElementHandler = reader.end
     trouble = read_events(parser, data, "CDA")
     if trouble is not None:
