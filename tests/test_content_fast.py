@@ -617,3 +617,14 @@ def test_streamed_cda_header_agrees_on_hostile_shapes() -> None:
         cda + b"\x00", cda[:-1] + b"\xff",
     ):
         assert read_cda(data) == read_cda(data, streamed=False)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"<a>", b"!", b"<!", b"<!DOCTYPE x>", b"<!ENTITY", b"<!-- c -->",
+                                 b"<!DOCTYP", b"ENTITY", b"\x00", b"\xff\xfe", b" "]),
+                max_size=8))
+def test_dtd_look_skips_documents_without_a_bang(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    assert xmlsafe._without_dtd(data) == (xmlsafe._plain_encoding(data)
+                                          and b"<!DOCTYPE" not in data
+                                          and b"<!ENTITY" not in data)
