@@ -256,20 +256,20 @@ _ROOTS = st.sampled_from([
 
 @settings(max_examples=800, deadline=None)
 @given(_ROOTS, st.lists(_CDA_PIECES, max_size=12), st.booleans())
-def test_pruned_cda_reading_agrees_with_the_whole_tree(
+def test_streamed_cda_reading_agrees_with_the_whole_tree(
         root: str, pieces: list[str], declaration: bool) -> None:
     close = "</" + root[1:].split(" ")[0].rstrip(">") + ">"
     text = ('<?xml version="1.0" encoding="UTF-8"?>\n' if declaration else "")
     data = (text + root + "".join(pieces) + close).encode()
-    assert read_cda(data) == read_cda(data, pruned=False)
+    assert read_cda(data) == read_cda(data, streamed=False)
 
 
-def test_pruned_cda_reading_refuses_what_the_tree_refuses() -> None:
+def test_streamed_cda_reading_refuses_what_the_tree_refuses() -> None:
     good = fx_cda()
     for data in (good[:-20], good + b"<junk/>", good.replace(b"<title>", b"<title", 1),
                  b"<!DOCTYPE x [<!ENTITY a 'b'>]>" + good, good.decode().encode("utf-16"),
                  b'<?xml version="1.0" encoding="ebcdic-cp-us"?>' + good):
-        assert read_cda(data) == read_cda(data, pruned=False)
+        assert read_cda(data) == read_cda(data, streamed=False)
         assert read_cda(data).document is None
 
 
@@ -308,7 +308,7 @@ def test_text_of_a_leaf_is_its_itertext(pieces: list[str]) -> None:
     assert text(element) == "".join(element.itertext()).strip()
 
 
-# -- the pruned parser: DTDs refused when expat meets them, no reference cycle ----------
+# -- the streamed reading: DTDs refused when expat meets them, no reference cycle ----------
 
 _PROLOGS = st.sampled_from([
     "", '<?xml version="1.0" encoding="UTF-8"?>', '<?xml version="1.0"?>',
@@ -324,13 +324,13 @@ _INSIDE = st.sampled_from([
 
 @settings(max_examples=400, deadline=None)
 @given(_PROLOGS, _PROLOGS, _INSIDE)
-def test_pruned_parser_refuses_dtds_as_defusedxml(first: str, second: str, inside: str) -> None:
+def test_streamed_reading_refuses_dtds_as_defusedxml(first: str, second: str, inside: str) -> None:
     data = (first + second + '<ClinicalDocument xmlns="urn:hl7-org:v3">' + inside
             + "</ClinicalDocument>").encode()
-    assert read_cda(data) == read_cda(data, pruned=False)
+    assert read_cda(data) == read_cda(data, streamed=False)
 
 
-def test_pruned_parser_leaves_no_garbage_cycle() -> None:
+def test_streamed_reading_leaves_no_garbage_cycle() -> None:
     """The handlers refer to the parser: unbroken, every CDA read left a cycle for the
     collector, and its passes landed inside message stages (the bench's p99)."""
     document = fx_cda()
@@ -521,3 +521,119 @@ def _is_cda_reference(data: bytes) -> bool:
 def test_cda_look_in_place_is_the_stripped_head(pieces: list[bytes]) -> None:
     data = b"".join(pieces)
     assert is_cda(data) == _is_cda_reference(data)
+
+
+# -- the CDA header read from expat's events, against the tree --------------------------
+
+# The children each element of a header usually holds, and some it should not.
+_PLAUSIBLE = {
+    "document": ["recordTarget", "author", "id", "code", "title", "effectiveTime",
+                 "component", "x:recordTarget", "y:author"],
+    "recordTarget": ["patientRole", "id", "x:patientRole"],
+    "patientRole": ["patient", "id", "y:id", "name"],
+    "patient": ["name", "birthTime", "x:name", "patient"],
+    "author": ["assignedAuthor", "id", "author"],
+    "assignedAuthor": ["assignedPerson", "id", "x:id", "name"],
+    "assignedPerson": ["name", "y:name", "assignedPerson"],
+    "name": ["given", "family", "x:family", "name", "b"],
+    "title": ["b", "title"], "given": ["b", "given"], "family": ["family"],
+}
+_HEADER_ATTRIBUTES = st.dictionaries(
+    st.sampled_from(["root", "root", "extension", "code", "codeSystem", "displayName",
+                     "value", "value", "x:root", "nullFlavor"]),
+    st.sampled_from(["", " 1.2.250.1.213.1.4.8 ", "19800101", "20240101120000+0100",
+                     "2024013", "11502-2", "&amp;", "é"]), max_size=3)
+_HEADER_TEXTS = st.sampled_from(["", " Jean ", "DUPONT", "&amp;", "<![CDATA[ a<b ]]>",
+                                 "<!-- c -->", "\n", "é"])
+
+
+@st.composite
+def _header_element(draw: st.DrawFn, name: str, depth: int = 0) -> str:
+    attributes = draw(_HEADER_ATTRIBUTES)
+    written = "".join(f' {key}="{value}"' for key, value in attributes.items())
+    content = []
+    kinds = _PLAUSIBLE.get(name.rpartition(":")[2], ["b"])
+    for _ in range(draw(st.integers(0, 3 if depth < 6 else 0))):
+        if draw(st.integers(0, 3)) == 0:
+            content.append(draw(_HEADER_TEXTS))
+        else:  # the first kind half the time: the paths read, down to the names
+            at = draw(st.integers(0, 2 * len(kinds) - 1))
+            content.append(draw(_header_element(kinds[at if at < len(kinds) else 0],
+                                                depth + 1)))
+    return f"<{name}{written}>{''.join(content)}</{name}>"
+
+
+_HEADER_TREES = st.sampled_from(_PLAUSIBLE["document"]).flatmap(_header_element)
+
+
+_PREFIXES = st.sampled_from(["", "", "", "x:", "y:"])  # urn:other, urn:hl7-org:v3
+
+
+@st.composite
+def _repeated(draw: st.DrawFn, name: str, inner: list[st.SearchStrategy[str]],
+              most: int = 2) -> str:
+    """0 to ``most`` elements ``name``, each with attributes, one of each of ``inner``
+    (or text), sometimes in another namespace."""
+    written = []
+    for _ in range(draw(st.integers(0, most))):
+        tag = draw(_PREFIXES) + name
+        attributes = draw(_HEADER_ATTRIBUTES)
+        content = [draw(part) for part in inner] or [draw(_HEADER_TEXTS)]
+        written.append(_element(tag, attributes, draw(_HEADER_TEXTS).join(content)))
+    return "".join(written)
+
+
+def _element(tag: str, attributes: dict[str, str], content: str) -> str:
+    written = "".join(f' {key}="{value}"' for key, value in attributes.items())
+    return f"<{tag}{written}>{content}</{tag}>"
+
+
+_NAMES = _repeated("name", [_repeated("given", [], 3), _repeated("family", [])])
+_PATIENT_ROLES = _repeated("patientRole", [
+    _repeated("id", [], 3),
+    _repeated("patient", [_NAMES, _repeated("birthTime", [])])])
+_AUTHORS = _repeated("author", [_repeated("assignedAuthor", [
+    _repeated("id", []), _repeated("assignedPerson", [_NAMES])])], 3)
+_HEADER_PARTS = st.one_of(_repeated("recordTarget", [_PATIENT_ROLES]), _AUTHORS,
+                          _HEADER_TREES)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_ROOTS, st.lists(_HEADER_PARTS, max_size=4))
+def test_streamed_cda_header_agrees_with_the_tree(root: str, parts: list[str]) -> None:
+    """Elements read nested anywhere, repeated (only the first read where ``child``
+    reads the first), in other namespaces, with text in pieces: the same reading."""
+    namespaces = ' xmlns:x="urn:other" xmlns:y="urn:hl7-org:v3"'
+    opening = root[:-1] + namespaces + ">"
+    close = "</" + root[1:].split(" ")[0].rstrip(">") + ">"
+    data = (opening + "".join(parts) + close).encode()
+    assert read_cda(data) == read_cda(data, streamed=False)
+
+
+def test_streamed_cda_header_agrees_on_hostile_shapes() -> None:
+    cda = fx_cda()
+    opening, _, rest = cda.partition(b"<title>")
+    deep = b"<b>" * 20_000 + b"x" + b"</b>" * 20_000
+    for data in (
+        opening + b"<title>" + deep + b"</title>" + rest.partition(b"</title>")[2],
+        cda.replace(b"<component>", b"<component>" + deep, 1),
+        cda.replace(b"<title>", b'<title lang="' + b"x" * 1_000_000 + b'">', 1),
+        cda.replace(b"<title>", b"<title " + b" ".join(
+            b"a%d='1'" % i for i in range(5000)) + b">", 1),
+        cda.replace(b"<title>", b"<u:title>", 1),  # an unbound prefix
+        cda.replace(b"urn:hl7-org:v3", b"urn:hl7-org:v2", 1),
+        cda.replace(b"<recordTarget>", b"<recordTarget/><recordTarget>", 1),
+        cda + b"\x00", cda[:-1] + b"\xff",
+    ):
+        assert read_cda(data) == read_cda(data, streamed=False)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"<a>", b"!", b"<!", b"<!DOCTYPE x>", b"<!ENTITY", b"<!-- c -->",
+                                 b"<!DOCTYP", b"ENTITY", b"\x00", b"\xff\xfe", b" "]),
+                max_size=8))
+def test_dtd_look_skips_documents_without_a_bang(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    assert xmlsafe._without_dtd(data) == (xmlsafe._plain_encoding(data)
+                                          and b"<!DOCTYPE" not in data
+                                          and b"<!ENTITY" not in data)

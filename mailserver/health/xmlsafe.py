@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 from typing import NoReturn
-from xml.etree.ElementTree import Element, TreeBuilder, fromstring
-from xml.parsers.expat import ParserCreate
+from xml.etree.ElementTree import Element, fromstring
+from xml.parsers.expat import ParserCreate, XMLParserType
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
@@ -47,12 +47,14 @@ def _without_dtd(data: bytes) -> bool:
     then expat's C tree builder parses it, about five times faster. Anything unusual
     (a UTF-16 byte order mark or NUL bytes, another declared encoding, a DOCTYPE or
     ENTITY anywhere, even in a comment) goes the defusedxml way."""
-    return (_plain_encoding(data) and b"<!DOCTYPE" not in data
-            and b"<!ENTITY" not in data)
+    if not _plain_encoding(data):
+        return False
+    # One memchr pass when the document has no "!" at all (no comment, CDATA or DTD).
+    return b"!" not in data or (b"<!DOCTYPE" not in data and b"<!ENTITY" not in data)
 
 
 class _Forbidden(Exception):
-    """A DTD met by the pruned parser: refused as defusedxml's forbid_dtd refuses it."""
+    """A DTD met by a streamed reading: refused as defusedxml's forbid_dtd refuses it."""
 
 
 def _forbid(*_: object) -> NoReturn:
@@ -85,68 +87,41 @@ def _invalid(what: str) -> Problem:
                    f"{what} : le XML est mal formé")
 
 
-def _universal(name: str) -> str:
+def universal(name: str) -> str:
     """Expat's ``namespace}local`` as ElementTree's ``{namespace}local``."""
     return "{" + name if "}" in name else name
 
 
-def parse_xml_pruned(data: bytes, what: str, keep: frozenset[str]
-                     ) -> tuple[Element | None, Problem | None]:
-    """``parse_xml`` for a reader that looks only at some children of the root: the
-    root holds only its children whose local name is in ``keep``, with all they hold
-    (text between the root's children left out). The whole document is still parsed
-    by the same expat, so it is refused exactly when ``parse_xml`` refuses it; only
-    nothing is built for the rest (a CDA's base64 body never becomes a string). A
-    document type declaration is refused when expat meets it, as defusedxml's
-    forbid_dtd does (its handlers, set here too), instead of two scans of the whole
-    document for "<!DOCTYPE" and "<!ENTITY" beforehand. A document in another
-    encoding, or too large, goes to ``parse_xml``."""
-    if len(data) > MAX_XML_SIZE or not _plain_encoding(data):
-        return parse_xml(data, what)
-    builder = TreeBuilder()  # ElementTree's own, fed what its XMLParser would feed it
-    parser = ParserCreate(namespace_separator="}")  # as XMLParser creates it
-    depth = 0  # of the element being opened or closed, the root being 1
-    kept = 0  # 2 inside a kept child of the root, 0 elsewhere
-    build_start, build_end = builder.start, builder.end
+def streamable(data: bytes) -> bool:
+    """May ``read_events`` read ``data``? Not too large, and in an encoding where a
+    DTD is written in ASCII bytes; anything else goes to ``parse_xml``."""
+    return len(data) <= MAX_XML_SIZE and _plain_encoding(data)
 
-    def start(name: str, attributes: dict[str, str]) -> None:
-        nonlocal depth, kept
-        depth += 1
-        if kept == 0 and depth > 1:
-            if depth > 2 or name.rpartition("}")[2] not in keep:
-                return
-            kept = 2
-            parser.CharacterDataHandler = builder.data
-        for key in attributes:
-            if "}" in key:  # a namespaced attribute
-                attributes = {_universal(k): v for k, v in attributes.items()}
-                break
-        build_start("{" + name if "}" in name else name, attributes)  # _universal, inline
 
-    def end(name: str) -> None:
-        nonlocal depth, kept
-        depth -= 1
-        if kept == 0 and depth > 0:
-            return
-        build_end("{" + name if "}" in name else name)
-        if depth == 1 and kept:
-            kept = 0
-            parser.CharacterDataHandler = None
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    # defusedxml's DefusedExpatParser: forbid_dtd, forbid_entities, forbid_external.
+def expat_parser() -> XMLParserType:
+    """An expat parser naming elements ``namespace}local`` as ElementTree's parser
+    does, refusing a document type declaration when it meets one, as defusedxml's
+    DefusedExpatParser does (forbid_dtd, forbid_entities, forbid_external): the
+    caller sets the element and character data handlers, then ``read_events``."""
+    parser = ParserCreate(namespace_separator="}")  # as ElementTree's XMLParser
     parser.StartDoctypeDeclHandler = _forbid
     parser.EntityDeclHandler = _forbid
     parser.UnparsedEntityDeclHandler = _forbid
     parser.ExternalEntityRefHandler = _forbid
+    return parser
+
+
+def read_events(parser: XMLParserType, data: bytes, what: str) -> Problem | None:
+    """Parses the whole of ``data`` with the handlers set on ``parser`` (from
+    ``expat_parser``; ``data`` checked by ``streamable``): None when the document is
+    well-formed and has no DTD, else the problem ``parse_xml`` reports for it."""
     try:
         parser.Parse(data, True)
-        return builder.close(), None
+        return None
     except _Forbidden:
-        return None, _forbidden(what)
+        return _forbidden(what)
     except Exception:  # ExpatError and anything a hostile document provokes
-        return None, _invalid(what)
+        return _invalid(what)
     finally:  # the handlers hold the parser: a cycle the garbage collector would free
         parser.StartElementHandler = parser.EndElementHandler = None
         parser.CharacterDataHandler = None
