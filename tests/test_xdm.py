@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from mailserver.health.cda import read_cda
 from mailserver.health.safezip import ZipLimits, read_zip
-from mailserver.health.xdm import INS_NIR, PatientId, read_xdm
+from mailserver.health.xdm import INS_NIR, PatientId, XdmPackage, read_xdm, read_xdm_contents
 from tests import xdm_fixtures as fx
 
 
@@ -153,3 +153,48 @@ def test_hostile_bytes_never_raise(noise: bytes, cut: int) -> None:
     read_xdm(mangled)  # returns, whatever the bytes
     read_xdm(zlib.compress(noise))
     read_cda(noise)
+
+
+def _both(meta: bytes) -> tuple[XdmPackage, XdmPackage]:
+    """METADATA.XML read with libxml2's tree (the path taken) and ElementTree's."""
+    contents = read_zip(fx.package(meta=meta))
+    return read_xdm_contents(contents), read_xdm_contents(contents, builder="etree")
+
+
+def test_libxml2_and_elementtree_trees_read_the_same_metadata() -> None:
+    document = fx.cda()
+    plain = fx.metadata(document)
+    body = plain.partition(b"-->")[2]  # without the template's leading comment
+    variants = [
+        plain, body, fx.metadata(document, set_patient=fx.LOUIS),
+        fx.metadata(document, sha1="0" * 40, size=3), fx.metadata(document, uri="../x"),
+        fx.metadata(document, root="1.2.3"), fx.metadata(document, type_code="X"),
+        # comments, processing instructions and CDATA between and inside elements
+        plain.replace(b"<rim:Value>", b"<!-- c --><rim:Value><?pi x?>"),
+        plain.replace(b"<rim:ValueList>", b"<rim:ValueList><![CDATA[ ]]>"),
+        plain.replace(b"fr-FR", b"<![CDATA[fr-FR]]>"),
+        plain.replace(b"rim:", b"r:").replace(b"xmlns:rim", b"xmlns:r"),  # another prefix
+        plain.replace(b"urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0", b"urn:other"),
+        plain.replace(b"&amp;", b"&#38;"), plain.replace(b"<rim:Slot", b"<Slot", 1),
+        plain.replace(b"</rim:RegistryObjectList>", b"</rim:RegistryObjectList><x/>"),
+    ]
+    for meta in variants:
+        fast, reference = _both(meta)
+        assert fast == reference, meta[:300]
+
+
+def test_metadata_either_tree_refuses_what_is_not_well_formed() -> None:
+    plain = fx.metadata(fx.cda())
+    for meta in (plain.replace(b"fr-FR", b"&undefined;"), plain[:-40], plain + b"<x/>",
+                 plain.replace(b"UTF-8", b"ASCII").replace(b"fr-FR", "é".encode())):
+        fast, reference = _both(meta)
+        assert fast == reference and "XML-INVALID" in codes(fast.problems)
+
+
+def test_metadata_nested_deeper_than_libxml2_allows_is_refused() -> None:
+    # ElementTree would read past 5,000 levels of junk; libxml2 stops at 256, and no
+    # ebRIM submission is deeper than a dozen: refused as not well-formed.
+    deep = b"<a>" * 5000 + b"</a>" * 5000
+    meta = fx.metadata(fx.cda()).replace(b"<rim:Name>", b"<rim:Name>" + deep, 1)
+    fast, _ = _both(meta)
+    assert codes(fast.problems) == {"XML-INVALID"}

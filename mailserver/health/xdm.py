@@ -173,7 +173,9 @@ def read_xdm(data: bytes, limits: ZipLimits = ZipLimits()) -> XdmPackage:  # noq
     return read_xdm_contents(contents)
 
 
-def read_xdm_contents(contents: ZipContents) -> XdmPackage:
+def read_xdm_contents(contents: ZipContents, *, builder: str = "lxml") -> XdmPackage:
+    """``builder``: who builds METADATA.XML's tree (``xmlsafe.parse_xml``); "etree"
+    is the reference reading the tests hold libxml2's to."""
     problems = list(contents.problems)
     for required in ("INDEX.HTM", "README.TXT"):  # ITI TF-3 §4.2.4.1
         if contents.get(required) is None:
@@ -185,7 +187,7 @@ def read_xdm_contents(contents: ZipContents) -> XdmPackage:
         problems.append(_problem("XDM-METADATA", f"The XDM package has no {METADATA}",
                                  f"Le paquet XDM n'a pas de fichier {METADATA}"))
         return XdmPackage(None, (), tuple(problems))
-    root, trouble = parse_xml(metadata.data, "METADATA.XML")
+    root, trouble = parse_xml(metadata.data, "METADATA.XML", builder=builder)
     if root is None:
         assert trouble is not None
         return XdmPackage(None, (), (*problems, trouble))

@@ -4,12 +4,14 @@ no entity expansion, no billion laughs), bounded size."""
 from __future__ import annotations
 
 import re
+import threading
 from typing import NoReturn
 from xml.etree.ElementTree import Element, fromstring
 from xml.parsers.expat import ParserCreate, XMLParserType
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
+from lxml import etree
 
 from mailserver.health.problems import Problem
 
@@ -66,13 +68,37 @@ def _forbidden(what: str) -> Problem:
                    f"{what} : DTD et entités interdites dans le XML")
 
 
-def parse_xml(data: bytes, what: str) -> tuple[Element | None, Problem | None]:
-    """The root element, or the reason the document was not read."""
+_PARSERS = threading.local()  # an lxml parser per thread (a shared one serialises)
+
+
+def _tree_parser() -> etree.XMLParser:
+    """libxml2 through lxml, hardened as trust/signature.py's (no entity resolved, no
+    network, no DTD loaded) with libxml2's limits kept (huge_tree off: depth 256, text
+    nodes of 10 MB); comments and processing instructions left out, so that every node
+    of the tree is an element, as ElementTree builds it."""
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = _PARSERS.parser = etree.XMLParser(
+            resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+            remove_comments=True, remove_pis=True)
+    return parser
+
+
+def parse_xml(data: bytes, what: str, *, builder: str = "etree"
+              ) -> tuple[Element | None, Problem | None]:
+    """The root element, or the reason the document was not read. A document without
+    DTD is built by expat (``builder`` "etree") or by libxml2 ("lxml": twice as fast;
+    its elements read the same for what our readers use, tag, get, text, children,
+    len; deeper than 256 levels, the document is refused as not well-formed); one
+    with a DTD is refused by defusedxml."""
     if len(data) > MAX_XML_SIZE:
         return None, Problem("XML-SIZE", f"{what}: XML document too large",
                              f"{what} : document XML trop volumineux")
     try:
         if _without_dtd(data):
+            if builder == "lxml":
+                root: Element = etree.fromstring(data, _tree_parser())
+                return root, None
             return fromstring(data), None  # noqa: S314 -- no DTD: nothing to defuse
         root = SafeET.fromstring(data, forbid_dtd=True)
     except DefusedXmlException:
