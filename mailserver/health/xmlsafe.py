@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import NoReturn
 from xml.etree.ElementTree import Element, fromstring
-from xml.parsers.expat import ParserCreate, XMLParserType
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
@@ -53,14 +51,6 @@ def _without_dtd(data: bytes) -> bool:
         return False
     # One memchr pass when the document has no "!" at all (no comment, CDATA or DTD).
     return b"!" not in data or (b"<!DOCTYPE" not in data and b"<!ENTITY" not in data)
-
-
-class _Forbidden(Exception):
-    """A DTD met by a streamed reading: refused as defusedxml's forbid_dtd refuses it."""
-
-
-def _forbid(*_: object) -> NoReturn:
-    raise _Forbidden
 
 
 def _forbidden(what: str) -> Problem:
@@ -111,46 +101,6 @@ def parse_xml(data: bytes, what: str, *, builder: str = "etree"
 def _invalid(what: str) -> Problem:
     return Problem("XML-INVALID", f"{what}: the XML is not well-formed",
                    f"{what} : le XML est mal formé")
-
-
-def universal(name: str) -> str:
-    """Expat's ``namespace}local`` as ElementTree's ``{namespace}local``."""
-    return "{" + name if "}" in name else name
-
-
-def streamable(data: bytes) -> bool:
-    """May ``read_events`` read ``data``? Not too large, and in an encoding where a
-    DTD is written in ASCII bytes; anything else goes to ``parse_xml``."""
-    return len(data) <= MAX_XML_SIZE and _plain_encoding(data)
-
-
-def expat_parser() -> XMLParserType:
-    """An expat parser naming elements ``namespace}local`` as ElementTree's parser
-    does, refusing a document type declaration when it meets one, as defusedxml's
-    DefusedExpatParser does (forbid_dtd, forbid_entities, forbid_external): the
-    caller sets the element and character data handlers, then ``read_events``."""
-    parser = ParserCreate(namespace_separator="}")  # as ElementTree's XMLParser
-    parser.StartDoctypeDeclHandler = _forbid
-    parser.EntityDeclHandler = _forbid
-    parser.UnparsedEntityDeclHandler = _forbid
-    parser.ExternalEntityRefHandler = _forbid
-    return parser
-
-
-def read_events(parser: XMLParserType, data: bytes, what: str) -> Problem | None:
-    """Parses the whole of ``data`` with the handlers set on ``parser`` (from
-    ``expat_parser``; ``data`` checked by ``streamable``): None when the document is
-    well-formed and has no DTD, else the problem ``parse_xml`` reports for it."""
-    try:
-        parser.Parse(data, True)
-        return None
-    except _Forbidden:
-        return _forbidden(what)
-    except Exception:  # ExpatError and anything a hostile document provokes
-        return _invalid(what)
-    finally:  # the handlers hold the parser: a cycle the garbage collector would free
-        parser.StartElementHandler = parser.EndElementHandler = None
-        parser.CharacterDataHandler = None
 
 
 def local(tag: str) -> str:
