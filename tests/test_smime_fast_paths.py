@@ -136,6 +136,36 @@ def test_multipart_signed_split_agrees_with_the_plain_reading(body: bytes) -> No
         _outcome_of(_reference_split_multipart_signed, body)
 
 
+def _outcome_in_place(prefix: bytes, body: bytes) -> object:
+    try:
+        return mime.multipart_signed_parts(prefix + body, len(prefix),
+                                           mime.content_type(_MULTIPART_HEAD)[1])
+    except mime.MimeError as error:
+        return str(error)
+
+
+@given(st.sampled_from([b"", b"--b1", b"\r\n--b1\r\n", b"x\r\n", _MULTIPART_HEAD + b"\r\n"]),
+       _BODIES)
+@settings(max_examples=3000)
+def test_multipart_signed_parts_in_place_agree_with_a_copied_body(prefix: bytes,
+                                                                  body: bytes) -> None:
+    """The body read where it lies in the entity: what lies before it (delimiters
+    included) is never taken for part of it."""
+    assert _outcome_in_place(prefix, body) == _outcome_of(mime.split_multipart_signed, body)
+
+
+_SPLIT_PIECES = st.lists(st.sampled_from([b"\r\n", b"\r", b"\n", b"a", b"A: b", b"\r\n\r\n"]),
+                         max_size=12).map(b"".join)
+
+
+@given(_SPLIT_PIECES, st.integers(0, 40))
+@settings(max_examples=3000)
+def test_split_at_agrees_with_splitting_a_copy(data: bytes, start: int) -> None:
+    start = min(start, len(data))
+    head, body_start = mime.split_at(data, start)
+    assert (head, data[body_start:]) == mime.split(data[start:])
+
+
 _ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
 _atom = st.text(alphabet=_ATEXT, min_size=1, max_size=6)
 _dot_atom = st.lists(_atom, min_size=1, max_size=3).map(".".join)
@@ -394,4 +424,5 @@ def test_wrapped_check_agrees_with_the_plain_check(inner: bytes, outer_rest: byt
     check = importlib.import_module("mailserver.smime.protect")._check_wrapped
     verify = VerifyResult(status, "ok", Signer(addresses, "CN=a", "CN=ca", 1), b"x")
     for outer in (inner + outer_rest, outer_rest, inner):
-        assert check(verify, outer, inner) == _reference_check_wrapped(verify, outer, inner)
+        assert check(verify, mime.read_fields(outer), mime.addresses(outer, "from"),
+                     mime.read_fields(inner)) == _reference_check_wrapped(verify, outer, inner)
