@@ -97,10 +97,13 @@ def decrypt_parts(head: bytes, body: bytes, identities: Sequence[Identity]) -> D
         if kind not in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
             return DecryptResult(DecryptStatus.NOT_ENCRYPTED, f"the message is {kind}")
         der = _pkcs7_der(head, body)
-        if _cms_type(der) not in _ENCRYPTED:
-            return DecryptResult(DecryptStatus.NOT_ENCRYPTED, "pkcs7-mime holds no encrypted "
-                                                              "data")
-        result = enveloped.decrypt(der, identities)
+        # The common shapes first: a result from them says the CMS type is an encrypted one.
+        result = enveloped.decrypt_common(der, identities)
+        if result is None:
+            if _cms_type(der) not in _ENCRYPTED:
+                return DecryptResult(DecryptStatus.NOT_ENCRYPTED, "pkcs7-mime holds no "
+                                                                  "encrypted data")
+            result = enveloped.decrypt_general(der, identities)
         if result.content is not None:
             content = mime.canonical(result.content)
             if content is not result.content:  # canonical() returns canonical bytes as given
