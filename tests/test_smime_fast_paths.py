@@ -426,3 +426,25 @@ def test_wrapped_check_agrees_with_the_plain_check(inner: bytes, outer_rest: byt
     for outer in (inner + outer_rest, outer_rest, inner):
         assert check(verify, mime.read_fields(outer), mime.addresses(outer, "from"),
                      mime.read_fields(inner)) == _reference_check_wrapped(verify, outer, inner)
+
+
+def _reference_speaks_for(signer: Signer, from_addresses: list[str]) -> bool:
+    names = {a.lower() for a in signer.addresses}
+    domains = {d.lower().rstrip(".") for d in signer.domains}
+    return any(a.lower() in names or a.rpartition("@")[2].lower() in domains
+               for a in from_addresses)
+
+
+_ADDRESS = st.sampled_from(["a@h.fr", "A@H.FR", "b@h.fr", "a@x.fr", "h.fr", "@h.fr", "",
+                            "İ@h.fr", "i̇@h.fr", "a@H.fr.", "a@b@h.fr"])
+
+
+@given(st.lists(_ADDRESS, max_size=3), st.lists(st.sampled_from(["h.fr", "H.FR.", "x.fr", ""]),
+                                                max_size=2), st.lists(_ADDRESS, max_size=3))
+@settings(max_examples=2000)
+def test_signer_speaks_for_agrees_with_the_plain_reading(addresses: list[str],
+                                                         domains: list[str],
+                                                         from_addresses: list[str]) -> None:
+    """RFC 8550 §3: the signer's address, or a domain-bound certificate's domain."""
+    signer = Signer(tuple(addresses), "CN=a", "CN=ca", 1, tuple(domains))
+    assert signer.speaks_for(from_addresses) == _reference_speaks_for(signer, from_addresses)

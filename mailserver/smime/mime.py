@@ -184,14 +184,14 @@ def same_fields(head: bytes, other: bytes, *field_names: str) -> bool:
     """Do both header blocks hold the same fields of these names, in the same order, byte
     for byte (and so the same ``values`` and ``addresses`` of each name: a field's bytes
     carry its name)?"""
-    return raw_fields(fields(head), *field_names) == raw_fields(fields(other), *field_names)
+    wanted = tuple(name.lower() for name in field_names)
+    return raw_fields(fields(head), *wanted) == raw_fields(fields(other), *wanted)
 
 
 def raw_fields(read: Fields, *field_names: str) -> list[bytes]:
-    """The raw bytes of the fields of these names, in their order (``same_fields``
-    compares two blocks by them)."""
-    wanted = tuple(name.lower() for name in field_names)
-    return [raw for name, raw in read if name in wanted]
+    """The raw bytes of the fields of these lower-case names, in their order
+    (``same_fields`` compares two blocks by them)."""
+    return [raw for name, raw in read if name in field_names]
 
 
 def header_value(head: bytes, field_name: str) -> str | None:

@@ -418,7 +418,9 @@ class _Layout:
 
     certificate: x509.Certificate
     certificates: list[x509.Certificate]
-    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+    # The signer's key, by kind (known when the layout is read: no type test per message)
+    rsa_key: rsa.RSAPublicKey | None  # for RSA PKCS#1 v1.5 signatures
+    ec_key: ec.EllipticCurvePublicKey | None  # for ECDSA signatures
     attributes: tuple[int, int]  # the [0] signedAttrs TLV
     signing_time: tuple[int, int] | None  # the signingTime attribute TLV
     digest: int  # the 32 bytes of the messageDigest value
@@ -490,10 +492,14 @@ def _read_layout(encoded: bytes, detached: bool) -> _Layout | None:
         return None
     certificate = found[0]
     public_key = certificate.public_key()
+    rsa_key = ec_key = None
     if signature_algorithm in _FAST_RSA:
         if not isinstance(public_key, rsa.RSAPublicKey):
             return None
-    elif not isinstance(public_key, ec.EllipticCurvePublicKey):
+        rsa_key = public_key
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        ec_key = public_key
+    else:
         return None
     content_type = False
     digest = signing_time = None
@@ -523,7 +529,7 @@ def _read_layout(encoded: bytes, detached: bool) -> _Layout | None:
             return None  # the general path reads every attribute (asn1crypto's .native)
     if not content_type or digest is None:
         return None  # RFC 5652 §5.3: both required; the general path reports the fault
-    return _Layout(certificate, [c for c, _ in certificate_set], public_key,
+    return _Layout(certificate, [c for c, _ in certificate_set], rsa_key, ec_key,
                    (info[3][3], info[3][2]),
                    signing_time, digest, (info[5][1], info[5][2]), content)
 
@@ -604,12 +610,12 @@ def _check_layout(encoded: bytes, layout: _Layout, content: bytes, trust: TrustS
     # RFC 5652 §5.4: the signature covers the DER of the attributes with a SET OF tag.
     signed_bytes = b"\x31" + encoded[layout.attributes[0] + 1:layout.attributes[1]]
     signature = encoded[layout.signature[0]:layout.signature[1]]
-    public_key = layout.public_key
     try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, signed_bytes, _PKCS1, _SHA256_HASH)
+        if layout.rsa_key is not None:
+            layout.rsa_key.verify(signature, signed_bytes, _PKCS1, _SHA256_HASH)
         else:
-            public_key.verify(signature, signed_bytes, _ECDSA_WITH_SHA256)
+            assert layout.ec_key is not None  # one of the two, by _read_layout
+            layout.ec_key.verify(signature, signed_bytes, _ECDSA_WITH_SHA256)
     except InvalidSignature as error:
         raise _Invalid(Status.FAIL, "the signature does not match (content altered or "
                                     "wrong key)") from error
