@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import re
 import time
 import warnings
 from collections.abc import Sequence
@@ -364,6 +365,12 @@ _GENERALIZED_TIME_ATTRIBUTE = der.sequence(_SIGNING_TIME,
                                            der.set_of(der.tlv(0x18, bytes(15))))[:-15]
 
 
+# MMDDHHMMSSZ after the year, each field in its range (RFC 5280 §4.1.2.5.1-2: seconds
+# present, "Z"); whether the day exists in its month is left to the caller.
+_TIME_IN_RANGE = re.compile(rb"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])(?:[01][0-9]|2[0-3])"
+                            rb"[0-5][0-9][0-5][0-9]Z")
+
+
 def _signing_time_parses(attribute: bytes) -> bool:
     """A signingTime attribute (RFC 5652 §11.3) in the form we and most senders write,
     YYMMDDHHMMSSZ or YYYYMMDDHHMMSSZ, naming a real time (what asn1crypto checks on the
@@ -378,10 +385,12 @@ def _signing_time_parses(attribute: bytes) -> bool:
         year_digits = 4
     else:
         return False
-    if not text[:-1].isdigit() or not text[:-1].isascii() or text[-1:] != b"Z":
+    if _TIME_IN_RANGE.fullmatch(text, year_digits) is None or not text[:year_digits].isdigit():
         return False
-    # The digits read as one number, then cut two by two from the right (one int() call
-    # instead of one per field).
+    if text[year_digits + 2:year_digits + 4] <= b"28" and text[:year_digits] != b"0000":
+        return True  # a real time: every month has 28 days, every year but 0 is one
+    # Days 29 to 31, or the year 0: asked of datetime. The digits read as one number,
+    # then cut two by two from the right (one int() call instead of one per field).
     rest, second = divmod(int(text[:-1]), 100)
     rest, minute = divmod(rest, 100)
     rest, hour = divmod(rest, 100)
