@@ -448,3 +448,43 @@ def test_signer_speaks_for_agrees_with_the_plain_reading(addresses: list[str],
     """RFC 8550 §3: the signer's address, or a domain-bound certificate's domain."""
     signer = Signer(tuple(addresses), "CN=a", "CN=ca", 1, tuple(domains))
     assert signer.speaks_for(from_addresses) == _reference_speaks_for(signer, from_addresses)
+
+
+def _reference_authentication_results(result: VerifyResult, authserv_id: str,
+                                      extra_comment: str, others: list[str]) -> str:
+    """The plain building: every part after a space, folded by stripping it."""
+    from mailserver.smime.results import _comment, _quoted
+
+    comment = result.reason if not extra_comment else f"{extra_comment}; {result.reason}"
+    parts = [f"Authentication-Results: {authserv_id};"]
+    parts += [f" {other};" for other in others]
+    parts.append(f" smime={result.status.value} ({_comment(comment)})")
+    signer = result.signer
+    if signer is not None:
+        if signer.identifier:
+            parts.append(f" body.smime-identifier={_quoted(signer.identifier)}")
+        parts.append(f" body.smime-serial={signer.serial:X}")
+        parts.append(f" body.smime-issuer={_quoted(signer.issuer)}")
+    joined = "".join(parts)
+    if len(joined) <= 76:
+        return joined
+    return "\r\n\t".join([parts[0], *(part.lstrip() for part in parts[1:])])
+
+
+@given(st.sampled_from(list(Status)), st.text(alphabet="ab ()\\\r\n\té;", max_size=30),
+       st.sampled_from(["mx", "mx.hopital.example" * 3]), st.sampled_from(["", "decrypted"]),
+       st.lists(st.sampled_from(["dkim=pass", "  dkim=fail header.d=x", "\tspf=none", ""]),
+                max_size=2),
+       st.one_of(st.none(), st.builds(Signer, st.sampled_from([(), ("a@h.fr",), ('"q"@h',)]),
+                                      st.just("CN=a"), st.sampled_from(["CN=ca", "CN=\"x\\\""]),
+                                      st.integers(0, 2**64), st.sampled_from([(), ("h.fr",)]))))
+@settings(max_examples=2000)
+def test_authentication_results_agree_with_the_plain_building(
+        status: Status, reason: str, authserv_id: str, extra: str, others: list[str],
+        signer: Signer | None) -> None:
+    """RFC 8601 / RFC 7281 §3: the same field, folded or not, as part by part."""
+    from mailserver.smime.results import authentication_results
+
+    result = VerifyResult(status, reason, signer)
+    assert authentication_results(result, authserv_id, extra, others) == \
+        _reference_authentication_results(result, authserv_id, extra, others)

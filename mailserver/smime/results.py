@@ -55,12 +55,12 @@ class Signer:
 
     @functools.cached_property
     def result_properties(self) -> tuple[str, ...]:
-        """RFC 7281 §3 ``body.smime-*`` properties, each after a space: the same for every
-        message of a signer."""
-        found = [f" body.smime-identifier={_quoted(self.identifier)}"] if self.identifier \
+        """RFC 7281 §3 ``body.smime-*`` properties: the same for every message of a
+        signer."""
+        found = [f"body.smime-identifier={_quoted(self.identifier)}"] if self.identifier \
             else []
-        found.append(f" body.smime-serial={self.serial:X}")
-        found.append(f" body.smime-issuer={_quoted(self.issuer)}")
+        found.append(f"body.smime-serial={self.serial:X}")
+        found.append(f"body.smime-issuer={_quoted(self.issuer)}")
         return tuple(found)
 
 
@@ -134,14 +134,14 @@ def authentication_results(result: VerifyResult, authserv_id: str,
     each its own resinfo (RFC 8601 §2.2)."""
     # What was done (decrypted, unwrapped) first, then the verdict's reason.
     comment = result.reason if not extra_comment else f"{extra_comment}; {result.reason}"
-    parts = [f"Authentication-Results: {authserv_id};"]
-    parts += [f" {other};" for other in others]
+    head = f"Authentication-Results: {authserv_id};"
+    theirs = [f"{other};" for other in others]
     # ``_value_``: the member's value without the enum descriptor's call.
-    parts.append(f" smime={result.status._value_} ({_comment(comment)})")
+    ours = [f"smime={result.status._value_} ({_comment(comment)})"]
     if result.signer is not None:
-        parts += result.signer.result_properties
-    joined = "".join(parts)
+        ours += result.signer.result_properties
+    joined = " ".join([head, *theirs, *ours])
     if len(joined) <= 76:
         return joined
-    # RFC 5322 §2.2.3: fold long fields at whitespace.
-    return "\r\n\t".join([parts[0], *(part.lstrip() for part in parts[1:])])
+    # RFC 5322 §2.2.3: fold long fields at whitespace (ours start with none).
+    return "\r\n\t".join([head, *[item.lstrip() for item in theirs], *ours])
