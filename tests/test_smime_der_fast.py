@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailserver.smime import DecryptStatus, Status, der, enveloped, signed
+from mailserver.smime import DecryptStatus, Identity, Status, der, enveloped, message, mime, signed
 from mailserver.smime.results import DecryptResult, VerifyResult
 from tests.smime_support import ALICE, BOB, CAROL, Pki, make_pki
 
@@ -238,3 +238,52 @@ def test_auth_enveloped_data_is_written_as_nested_tlvs_would_be(
     infos = [der.sequence(info) for info in infos]
     assert enveloped._auth_enveloped(infos, nonce, sealed) == \
         _reference_auth_enveloped(infos, nonce, sealed)
+
+
+def _reference_decrypt_parts(head: bytes, body: bytes, identities: list[Identity],
+                             ) -> DecryptResult:
+    """The plain order: the CMS type read first, then the decryption."""
+    try:
+        encoded = message._pkcs7_der(head, body)
+        if message._cms_type(encoded) not in message._ENCRYPTED:
+            return DecryptResult(DecryptStatus.NOT_ENCRYPTED, "pkcs7-mime holds no encrypted "
+                                                              "data")
+        result = enveloped.decrypt(encoded, identities)
+        if result.content is not None and not mime.is_canonical(result.content):
+            result = DecryptResult(result.status, result.reason,
+                                   mime.canonical(result.content), result.algorithm)
+        return result
+    except Exception as error:
+        return DecryptResult(DecryptStatus.MALFORMED, f"malformed S/MIME entity: "
+                                                      f"{type(error).__name__}: {error}")
+
+
+@given(mutation=_mutations(), kind=st.sampled_from(["aes256-gcm", "aes256-cbc", "signed"]),
+       head=st.booleans())
+@_SAME_STATUS
+def test_decrypting_the_common_shapes_first_decides_as_reading_the_type_first(
+        pki: Pki, mutation: tuple[str, float, int], kind: str, head: bool) -> None:
+    """A result of the common shapes is only given for what the CMS type says is
+    encrypted: the same results as reading the type first, hostile DER included."""
+    recipients = [pki.people[ALICE].encrypt.certificate, pki.people[BOB].encrypt.certificate]
+    encoded = _signed(pki, False) if kind == "signed" else \
+        enveloped.encrypt(CONTENT, recipients, kind)  # type: ignore[arg-type]
+    entity_head = b"Content-Type: application/pkcs7-mime\r\nContent-Transfer-Encoding: binary\r\n"
+    body = _mutate(encoded, mutation, head)
+    identities = [pki.people[BOB].decrypter, pki.people[CAROL].decrypter]
+    assert message.decrypt_parts(entity_head, body, identities) == \
+        _reference_decrypt_parts(entity_head, body, identities)
+
+
+def test_key_transport_prefixes_follow_each_identity(pki: Pki) -> None:
+    """Kept by object identity: each identity gets its own certificate's
+    IssuerAndSerialNumber (RFC 5652 §6.2.1), an EC identity none."""
+    bob, carol = pki.people[BOB].decrypter, pki.people[CAROL].decrypter
+    alice = pki.people[ALICE].decrypter
+    for identity in (bob, carol, alice, bob, carol):
+        found = enveloped._ktri_prefix(identity)
+        if identity is carol:
+            assert found is None
+        else:
+            assert found == (der.integer(0) + signed.certificate_parts(identity.certificate)[1],
+                             identity.key)

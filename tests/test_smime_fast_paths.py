@@ -136,6 +136,36 @@ def test_multipart_signed_split_agrees_with_the_plain_reading(body: bytes) -> No
         _outcome_of(_reference_split_multipart_signed, body)
 
 
+def _outcome_in_place(prefix: bytes, body: bytes) -> object:
+    try:
+        return mime.multipart_signed_parts(prefix + body, len(prefix),
+                                           mime.content_type(_MULTIPART_HEAD)[1])
+    except mime.MimeError as error:
+        return str(error)
+
+
+@given(st.sampled_from([b"", b"--b1", b"\r\n--b1\r\n", b"x\r\n", _MULTIPART_HEAD + b"\r\n"]),
+       _BODIES)
+@settings(max_examples=3000)
+def test_multipart_signed_parts_in_place_agree_with_a_copied_body(prefix: bytes,
+                                                                  body: bytes) -> None:
+    """The body read where it lies in the entity: what lies before it (delimiters
+    included) is never taken for part of it."""
+    assert _outcome_in_place(prefix, body) == _outcome_of(mime.split_multipart_signed, body)
+
+
+_SPLIT_PIECES = st.lists(st.sampled_from([b"\r\n", b"\r", b"\n", b"a", b"A: b", b"\r\n\r\n"]),
+                         max_size=12).map(b"".join)
+
+
+@given(_SPLIT_PIECES, st.integers(0, 40))
+@settings(max_examples=3000)
+def test_split_at_agrees_with_splitting_a_copy(data: bytes, start: int) -> None:
+    start = min(start, len(data))
+    head, body_start = mime.split_at(data, start)
+    assert (head, data[body_start:]) == mime.split(data[start:])
+
+
 _ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
 _atom = st.text(alphabet=_ATEXT, min_size=1, max_size=6)
 _dot_atom = st.lists(_atom, min_size=1, max_size=3).map(".".join)
@@ -394,4 +424,67 @@ def test_wrapped_check_agrees_with_the_plain_check(inner: bytes, outer_rest: byt
     check = importlib.import_module("mailserver.smime.protect")._check_wrapped
     verify = VerifyResult(status, "ok", Signer(addresses, "CN=a", "CN=ca", 1), b"x")
     for outer in (inner + outer_rest, outer_rest, inner):
-        assert check(verify, outer, inner) == _reference_check_wrapped(verify, outer, inner)
+        assert check(verify, mime.read_fields(outer), mime.addresses(outer, "from"),
+                     mime.read_fields(inner)) == _reference_check_wrapped(verify, outer, inner)
+
+
+def _reference_speaks_for(signer: Signer, from_addresses: list[str]) -> bool:
+    names = {a.lower() for a in signer.addresses}
+    domains = {d.lower().rstrip(".") for d in signer.domains}
+    return any(a.lower() in names or a.rpartition("@")[2].lower() in domains
+               for a in from_addresses)
+
+
+_ADDRESS = st.sampled_from(["a@h.fr", "A@H.FR", "b@h.fr", "a@x.fr", "h.fr", "@h.fr", "",
+                            "İ@h.fr", "i̇@h.fr", "a@H.fr.", "a@b@h.fr"])
+
+
+@given(st.lists(_ADDRESS, max_size=3), st.lists(st.sampled_from(["h.fr", "H.FR.", "x.fr", ""]),
+                                                max_size=2), st.lists(_ADDRESS, max_size=3))
+@settings(max_examples=2000)
+def test_signer_speaks_for_agrees_with_the_plain_reading(addresses: list[str],
+                                                         domains: list[str],
+                                                         from_addresses: list[str]) -> None:
+    """RFC 8550 §3: the signer's address, or a domain-bound certificate's domain."""
+    signer = Signer(tuple(addresses), "CN=a", "CN=ca", 1, tuple(domains))
+    assert signer.speaks_for(from_addresses) == _reference_speaks_for(signer, from_addresses)
+
+
+def _reference_authentication_results(result: VerifyResult, authserv_id: str,
+                                      extra_comment: str, others: list[str]) -> str:
+    """The plain building: every part after a space, folded by stripping it."""
+    from mailserver.smime.results import _comment, _quoted
+
+    comment = result.reason if not extra_comment else f"{extra_comment}; {result.reason}"
+    parts = [f"Authentication-Results: {authserv_id};"]
+    parts += [f" {other};" for other in others]
+    parts.append(f" smime={result.status.value} ({_comment(comment)})")
+    signer = result.signer
+    if signer is not None:
+        if signer.identifier:
+            parts.append(f" body.smime-identifier={_quoted(signer.identifier)}")
+        parts.append(f" body.smime-serial={signer.serial:X}")
+        parts.append(f" body.smime-issuer={_quoted(signer.issuer)}")
+    joined = "".join(parts)
+    if len(joined) <= 76:
+        return joined
+    return "\r\n\t".join([parts[0], *(part.lstrip() for part in parts[1:])])
+
+
+@given(st.sampled_from(list(Status)), st.text(alphabet="ab ()\\\r\n\té;", max_size=30),
+       st.sampled_from(["mx", "mx.hopital.example" * 3]), st.sampled_from(["", "decrypted"]),
+       st.lists(st.sampled_from(["dkim=pass", "  dkim=fail header.d=x", "\tspf=none", ""]),
+                max_size=2),
+       st.one_of(st.none(), st.builds(Signer, st.sampled_from([(), ("a@h.fr",), ('"q"@h',)]),
+                                      st.just("CN=a"), st.sampled_from(["CN=ca", "CN=\"x\\\""]),
+                                      st.integers(0, 2**64), st.sampled_from([(), ("h.fr",)]))))
+@settings(max_examples=2000)
+def test_authentication_results_agree_with_the_plain_building(
+        status: Status, reason: str, authserv_id: str, extra: str, others: list[str],
+        signer: Signer | None) -> None:
+    """RFC 8601 / RFC 7281 §3: the same field, folded or not, as part by part."""
+    from mailserver.smime.results import authentication_results
+
+    result = VerifyResult(status, reason, signer)
+    assert authentication_results(result, authserv_id, extra, others) == \
+        _reference_authentication_results(result, authserv_id, extra, others)

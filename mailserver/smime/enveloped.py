@@ -403,6 +403,25 @@ _RSA_PKCS1_ALGORITHMS = (der.algorithm("1.2.840.113549.1.1.1", der.NULL),
                          der.algorithm("1.2.840.113549.1.1.1"))
 
 
+# Each RSA identity's KeyTransRecipientInfo start (version 0, then its
+# IssuerAndSerialNumber: RFC 5652 §6.2.1) with its key, kept per identity object as
+# ``certificate_parts`` keeps its parts; None for an EC identity.
+_KTRI_PREFIXES: dict[int, tuple[Identity, tuple[bytes, rsa.RSAPrivateKey] | None]] = {}
+_KTRI_PREFIXES_MAX = 1024
+
+
+def _ktri_prefix(identity: Identity) -> tuple[bytes, rsa.RSAPrivateKey] | None:
+    entry = _KTRI_PREFIXES.get(id(identity))
+    if entry is None or entry[0] is not identity:
+        if len(_KTRI_PREFIXES) >= _KTRI_PREFIXES_MAX:
+            _KTRI_PREFIXES.clear()
+        key = identity.key
+        entry = (identity, (_KTRI_V0 + certificate_parts(identity.certificate)[1], key)
+                 if isinstance(key, rsa.RSAPrivateKey) else None)
+        _KTRI_PREFIXES[id(identity)] = entry
+    return entry[1]
+
+
 def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes, str] | None:
     """The common DER shapes (RSA key transport, AES-GCM / AES-CBC) read without building
     asn1crypto objects; ``None`` sends anything else to the general path."""
@@ -470,10 +489,11 @@ def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes
     # Recipients: only v0 KeyTransRecipientInfo by issuer and serial number here.
     content_key = None
     infos = der.children(encoded, fields[1][1], fields[1][2], MAX_RECIPIENTS)
-    if any(info[0] != der.SEQUENCE for info in infos):
-        return None  # another RecipientInfo choice (RFC 5652 §6.2), anywhere in the set
-    ours = [(_KTRI_V0 + certificate_parts(identity.certificate)[1], identity.key)
-            for identity in identities if isinstance(identity.key, rsa.RSAPrivateKey)]
+    for info in infos:
+        if info[0] != der.SEQUENCE:
+            return None  # another RecipientInfo choice (RFC 5652 §6.2), anywhere in the set
+    ours = [prefix_and_key for identity in identities
+            if (prefix_and_key := _ktri_prefix(identity)) is not None]
     for _, info_start, info_end, _ in infos:
         # KeyTransRecipientInfo { version 0, rid IssuerAndSerialNumber, keyEncryptionAlgorithm,
         # encryptedKey } (RFC 5652 §6.2.1): ours when it starts with our version and rid.
@@ -542,15 +562,37 @@ def _fast_decrypt(encoded: bytes, identities: Sequence[Identity]) -> tuple[bytes
     return plain, f"EnvelopedData {name}"
 
 
+def decrypt_common(encoded: bytes, identities: Sequence[Identity]) -> DecryptResult | None:
+    """``decrypt`` of the common DER shapes (``_fast_decrypt``), or ``None`` for anything
+    else. A result, failures included, says that ``encoded`` is a ContentInfo of
+    AuthEnvelopedData or EnvelopedData (its first TLVs were read as such)."""
+    try:
+        fast = _fast_decrypt(encoded, identities)
+    except der.DerError:
+        return None  # BER, or malformed: the general path decides
+    except _Failed as failed:
+        return DecryptResult(failed.status, failed.reason)
+    except Exception as error:  # hostile DER that passed the shape checks
+        return _malformed(error)
+    if fast is None:
+        return None
+    return DecryptResult(DecryptStatus.OK, "decrypted", fast[0], fast[1])
+
+
+def _malformed(error: Exception) -> DecryptResult:
+    return DecryptResult(DecryptStatus.MALFORMED, f"malformed CMS: {type(error).__name__}: "
+                                                  f"{str(error)[:120]}")
+
+
 def decrypt(encoded: bytes, identities: Sequence[Identity]) -> DecryptResult:
     """Decrypt AuthEnvelopedData or EnvelopedData with whichever identity it is for."""
+    common = decrypt_common(encoded, identities)
+    return common if common is not None else decrypt_general(encoded, identities)
+
+
+def decrypt_general(encoded: bytes, identities: Sequence[Identity]) -> DecryptResult:
+    """``decrypt`` read by asn1crypto, whatever the shape (BER included)."""
     try:
-        try:
-            fast = _fast_decrypt(encoded, identities)
-        except der.DerError:
-            fast = None  # BER, or malformed: the general path decides
-        if fast is not None:
-            return DecryptResult(DecryptStatus.OK, "decrypted", fast[0], fast[1])
         info = cms.ContentInfo.load(encoded, strict=True)
         content_type = info["content_type"].native
         if content_type == "authenticated_enveloped_data":
@@ -564,5 +606,4 @@ def decrypt(encoded: bytes, identities: Sequence[Identity]) -> DecryptResult:
     except _Failed as failed:
         return DecryptResult(failed.status, failed.reason)
     except Exception as error:  # hostile or malformed DER
-        return DecryptResult(DecryptStatus.MALFORMED, f"malformed CMS: {type(error).__name__}: "
-                                                      f"{str(error)[:120]}")
+        return _malformed(error)

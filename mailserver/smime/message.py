@@ -97,10 +97,13 @@ def decrypt_parts(head: bytes, body: bytes, identities: Sequence[Identity]) -> D
         if kind not in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
             return DecryptResult(DecryptStatus.NOT_ENCRYPTED, f"the message is {kind}")
         der = _pkcs7_der(head, body)
-        if _cms_type(der) not in _ENCRYPTED:
-            return DecryptResult(DecryptStatus.NOT_ENCRYPTED, "pkcs7-mime holds no encrypted "
-                                                              "data")
-        result = enveloped.decrypt(der, identities)
+        # The common shapes first: a result from them says the CMS type is an encrypted one.
+        result = enveloped.decrypt_common(der, identities)
+        if result is None:
+            if _cms_type(der) not in _ENCRYPTED:
+                return DecryptResult(DecryptStatus.NOT_ENCRYPTED, "pkcs7-mime holds no "
+                                                                  "encrypted data")
+            result = enveloped.decrypt_general(der, identities)
         if result.content is not None:
             content = mime.canonical(result.content)
             if content is not result.content:  # canonical() returns canonical bytes as given
@@ -175,18 +178,19 @@ def verify_entity(entity: bytes, trust: TrustStore, from_addresses: Sequence[str
     try:
         if len(entity) > MAX_MESSAGE:
             return VerifyResult(Status.PERMERROR, "message too large")
-        head, body = mime.split(entity)
+        head, body_start = mime.split_at(entity)
         kind, parameters = mime.content_type(head)
         if kind == "multipart/signed":
             protocol = parameters.get("protocol", "").lower()
             if protocol not in ("application/pkcs7-signature", "application/x-pkcs7-signature"):
                 return VerifyResult(Status.NONE, f"multipart/signed with protocol {protocol!r} "
                                                  "is not S/MIME")
-            content, signature_head, signature_body = mime.split_multipart_signed(head, body)
+            content, signature_head, signature_body = mime.multipart_signed_parts(
+                entity, body_start, parameters)
             der = mime.decode_body(signature_head, signature_body)
             result = _with_domains(signed.verify(der, content, trust, at=at), der)
         elif kind in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
-            der = _pkcs7_der(head, body)
+            der = _pkcs7_der(head, entity[body_start:])
             if _cms_type(der) != "signed_data":
                 return VerifyResult(Status.NONE, "pkcs7-mime holds no signed data")
             result = _with_domains(signed.verify(der, None, trust, at=at), der)

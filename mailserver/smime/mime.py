@@ -14,7 +14,7 @@ import functools
 import os
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 import pybase64
@@ -77,6 +77,18 @@ def split(data: bytes) -> tuple[bytes, bytes]:
     return data[: index + 2], data[index + 4:]
 
 
+def split_at(data: bytes, start: int = 0) -> tuple[bytes, int]:
+    """``split(data[start:])`` as (header block, where the body starts in ``data``): the
+    body is left in place (sliced, or viewed, by the caller that needs it)."""
+    if data.startswith(b"\r\n", start):
+        return b"", start + 2
+    index = data.find(b"\r\n\r\n", start)
+    if index < 0:
+        head = data[start:]
+        return (head if head.endswith(b"\r\n") else head + b"\r\n"), len(data)
+    return data[start:index + 2], index + 4
+
+
 CACHED_HEAD = 16384  # header blocks up to this size are parsed once (they recur per message)
 
 
@@ -88,6 +100,12 @@ def fields(head: bytes) -> tuple[tuple[str, bytes], ...]:
 @functools.lru_cache(maxsize=256)
 def _cached_fields(head: bytes) -> tuple[tuple[str, bytes], ...]:
     return tuple(_fields(head))
+
+
+def read_fields(head: bytes) -> list[tuple[str, bytes]]:
+    """``fields`` of a header block met once, a message's own: read without the cache,
+    which keeps the blocks that recur (entity and part heads)."""
+    return _fields(head)
 
 
 def _fields(head: bytes) -> list[tuple[str, bytes]]:
@@ -143,11 +161,19 @@ _PARAMETER = re.compile(
 _QUOTED_PAIR = re.compile(r"\\(.)")
 
 
+Fields = Sequence[tuple[str, bytes]]  # what ``fields`` and ``read_fields`` give
+
+
 def values(head: bytes, field_name: str) -> list[str]:
     """Unfolded values of every ``field_name`` field (RFC 5322 §2.2.3)."""
+    return values_in(fields(head), field_name)
+
+
+def values_in(read: Fields, field_name: str) -> list[str]:
+    """``values`` of the header block whose fields are ``read``."""
     wanted = field_name.lower()
     found = []
-    for name, raw in fields(head):
+    for name, raw in read:
         if name == wanted:
             text = raw.split(b":", 1)[1].decode("utf-8", "replace")
             found.append(" ".join(text.split()))
@@ -159,14 +185,24 @@ def same_fields(head: bytes, other: bytes, *field_names: str) -> bool:
     for byte (and so the same ``values`` and ``addresses`` of each name: a field's bytes
     carry its name)?"""
     wanted = tuple(name.lower() for name in field_names)
-    return [raw for name, raw in fields(head) if name in wanted] == \
-        [raw for name, raw in fields(other) if name in wanted]
+    return raw_fields(fields(head), *wanted) == raw_fields(fields(other), *wanted)
+
+
+def raw_fields(read: Fields, *field_names: str) -> list[bytes]:
+    """The raw bytes of the fields of these lower-case names, in their order
+    (``same_fields`` compares two blocks by them)."""
+    return [raw for name, raw in read if name in field_names]
 
 
 def header_value(head: bytes, field_name: str) -> str | None:
     """The unfolded value of the first ``field_name`` field (``values(...)[0]``)."""
+    return header_value_in(fields(head), field_name)
+
+
+def header_value_in(read: Fields, field_name: str) -> str | None:
+    """``header_value`` of the header block whose fields are ``read``."""
     wanted = field_name.lower()
-    for name, raw in fields(head):
+    for name, raw in read:
         if name == wanted:
             return " ".join(raw.split(b":", 1)[1].decode("utf-8", "replace").split())
     return None
@@ -230,7 +266,12 @@ def _cached_addresses(head: bytes, field_name: str) -> tuple[str, ...]:
 
 
 def _addresses(head: bytes, field_name: str) -> tuple[str, ...]:
-    found = values(head, field_name)
+    return addresses_in(fields(head), field_name)
+
+
+def addresses_in(read: Fields, field_name: str) -> tuple[str, ...]:
+    """``addresses`` of the header block whose fields are ``read``."""
+    found = values_in(read, field_name)
     simple = _simple_addresses(found)
     if simple is not None:
         return simple
@@ -280,7 +321,12 @@ def entity_of(message: bytes) -> tuple[bytes, bytes]:
 def entity_head(head: bytes) -> bytes:
     """The header block of the entity ``entity_of`` makes of a message with this header
     block: its Content-* fields (``entity_of(m)[1] == entity_head(h) + CRLF + body``)."""
-    return b"".join([raw for name, raw in fields(head) if name.startswith("content-")]) \
+    return entity_head_of(fields(head))
+
+
+def entity_head_of(read: Fields) -> bytes:
+    """``entity_head`` of the header block whose fields are ``read``."""
+    return b"".join([raw for name, raw in read if name.startswith("content-")]) \
         or _DEFAULT_ENTITY_HEAD
 
 
@@ -335,7 +381,13 @@ def pkcs7_mime(der: bytes, smime_type: str) -> bytes:
 
 def split_multipart_signed(head: bytes, body: bytes) -> tuple[bytes, bytes, bytes]:
     """(signed entity as received, signature part head, signature part body)."""
-    _, parameters = content_type(head)
+    return multipart_signed_parts(body, 0, content_type(head)[1])
+
+
+def multipart_signed_parts(data: bytes, start: int, parameters: Mapping[str, str],
+                           ) -> tuple[bytes, bytes, bytes]:
+    """``split_multipart_signed`` of the body ``data[start:]``, whose head's Content-Type
+    parameters are ``parameters``: the body is not copied first."""
     boundary = parameters.get("boundary", "")
     if not 0 < len(boundary) <= 70:
         raise MimeError("multipart/signed without a valid boundary")
@@ -345,30 +397,30 @@ def split_multipart_signed(head: bytes, body: bytes) -> tuple[bytes, bytes, byte
     # body. Positions below are of the delimiter itself (after its CRLF).
     line_delimiter = b"\r\n" + delimiter
     size = len(delimiter)
-    if body.startswith(delimiter):
-        first = 0
+    if data.startswith(delimiter, start):
+        first = start
     else:
-        first = body.find(line_delimiter)
+        first = data.find(line_delimiter, start)
         if first < 0:
             raise MimeError("multipart/signed must hold exactly two parts")
         first += 2
-    second = body.find(line_delimiter, first + size)
-    third = body.find(line_delimiter, second + 2 + size) if second >= 0 else -1
+    second = data.find(line_delimiter, first + size)
+    third = data.find(line_delimiter, second + 2 + size) if second >= 0 else -1
     if third < 0:
         raise MimeError("multipart/signed must hold exactly two parts")
     second += 2
     third += 2
     # Each part starts after the rest of its delimiter line and ends before the CRLF of
     # the next delimiter.
-    signed_start = body.find(b"\r\n", first + size)
-    signature_start = body.find(b"\r\n", second + size)
+    signed_start = data.find(b"\r\n", first + size)
+    signature_start = data.find(b"\r\n", second + size)
     if signed_start < 0 or signed_start + 2 > second \
             or signature_start < 0 or signature_start + 2 > third:
         raise MimeError("truncated multipart/signed")
-    if not body.startswith(b"--", third + size):
+    if not data.startswith(b"--", third + size):
         raise MimeError("multipart/signed must hold exactly two parts")
-    signature_head, signature_body = _split_within(body, signature_start + 2, third - 2)
-    return body[signed_start + 2:second - 2], signature_head, signature_body
+    signature_head, signature_body = _split_within(data, signature_start + 2, third - 2)
+    return data[signed_start + 2:second - 2], signature_head, signature_body
 
 
 def _split_within(data: bytes, start: int, end: int) -> tuple[bytes, bytes]:

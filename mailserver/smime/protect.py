@@ -66,7 +66,7 @@ def _strip_our_results(head: bytes, authserv_id: str) -> bytes:
     return kept
 
 
-def _deliver(head: bytes, body: bytes, result: VerifyResult, authserv_id: str,
+def _deliver(head: bytes, body: bytes | memoryview, result: VerifyResult, authserv_id: str,
              comment: str, others: Sequence[str] = ()) -> bytes:
     field = authentication_results(result, authserv_id, comment, others).encode("utf-8")
     return b"".join((field, b"\r\n", _strip_our_results(head, authserv_id), b"\r\n", body))
@@ -99,16 +99,21 @@ def _unprotect(message: bytes, identities: Sequence[Identity], trust: TrustStore
     # is canonicalised first; the whole message is when it is not encrypted.
     canonical = mime.canonical_head(message)
     outer_head, outer_body = mime.split(canonical)
-    outer_from = mime.addresses(outer_head, "from")
+    # Each header block is read once (a message's own: no cache would find it again).
+    outer_fields = mime.read_fields(outer_head)
+    outer_from = mime.addresses_in(outer_fields, "from")
     # decrypt_entity(entity_of(canonical)[1]) without copying the body into an entity
-    decrypt = decrypt_parts(mime.entity_head(outer_head), outer_body, identities)
+    decrypt = decrypt_parts(mime.entity_head_of(outer_fields), outer_body, identities)
     notes: list[str] = []
+    envelope_from = outer_from  # the From of the envelope as delivered
     if decrypt.status is DecryptStatus.OK and decrypt.content is not None:
         entity = decrypt.content
         notes.append(f"decrypted, {decrypt.algorithm}")
     elif decrypt.status is DecryptStatus.NOT_ENCRYPTED:
         canonical = mime.canonical(message)
         outer_head, outer_body = mime.split(canonical)
+        outer_fields = mime.read_fields(outer_head)
+        envelope_from = mime.addresses_in(outer_fields, "from")
         _, entity = mime.entity_of(canonical)
     else:
         # Not for us, or broken: deliver it as it came (the client may hold the key).
@@ -118,48 +123,54 @@ def _unprotect(message: bytes, identities: Sequence[Identity], trust: TrustStore
     verify = verify_entity(entity, trust, outer_from, at=at)
     if verify.status is Status.NONE:
         # Encrypted but not signed (or plain): outer fields + what we decrypted.
-        head, body = mime.split(mime.join(_non_content(outer_head), entity)
+        head, body = mime.split(mime.join(_non_content(outer_fields), entity)
                                 if decrypt.ok else canonical)
         return UnprotectResult(decrypt, verify, _deliver(head, body, verify, authserv_id,
                                                          "; ".join(notes), others), notes)
     signed_entity = verify.content if verify.content is not None else entity
-    inner_head, inner_body = mime.split(signed_entity)
+    inner_head, inner_start = mime.split_at(signed_entity)
     kind, _ = mime.content_type(inner_head)
     if kind == "message/rfc822":
-        # Direct-style wrap: the inner message is what we deliver.
-        inner = inner_body
-        head, body = mime.split(inner)
-        verify = _check_wrapped(verify, outer_head, head)
+        # Direct-style wrap: the inner message is what we deliver, cut out of the signed
+        # entity in place.
+        head, body_start = mime.split_at(signed_entity, inner_start)
+        verify = _check_wrapped(verify, outer_fields, envelope_from, mime.read_fields(head))
         notes.append("message/rfc822 unwrapped")
-    else:
-        head, body = mime.split(mime.join(_non_content(outer_head), signed_entity))
+        return UnprotectResult(decrypt, verify, _deliver(
+            head, memoryview(signed_entity)[body_start:], verify, authserv_id,
+            "; ".join(notes), others), notes)
+    head, body = mime.split(mime.join(_non_content(outer_fields), signed_entity))
     return UnprotectResult(decrypt, verify, _deliver(head, body, verify, authserv_id,
                                                      "; ".join(notes), others), notes)
 
 
-def _non_content(head: bytes) -> bytes:
-    return b"".join(raw for name, raw in mime.fields(head)
+def _non_content(read: mime.Fields) -> bytes:
+    return b"".join(raw for name, raw in read
                     if not mime.is_content_field(name) and name != "mime-version")
 
 
-def _check_wrapped(verify: VerifyResult, outer_head: bytes, inner_head: bytes) -> VerifyResult:
-    """The signed inner message must be the one the envelope claims to carry."""
+def _check_wrapped(verify: VerifyResult, outer: mime.Fields, outer_from: tuple[str, ...],
+                   inner: mime.Fields) -> VerifyResult:
+    """The signed inner message must be the one the envelope claims to carry (``outer``
+    and ``inner`` the fields of each header block, ``outer_from`` the envelope's From
+    addresses)."""
     if verify.status is not Status.PASS:
         return verify
-    outer_from = mime.addresses(outer_head, "from")
     # The envelope's From and Message-ID fields are copies of the inner ones (``protect``):
     # the same bytes give the same addresses and identifier without reading them again.
-    copied = mime.same_fields(inner_head, outer_head, "from", "message-id")
-    inner_from = outer_from if copied or mime.same_fields(inner_head, outer_head, "from") \
-        else mime.addresses(inner_head, "from")
+    copied = mime.raw_fields(inner, "from", "message-id") == \
+        mime.raw_fields(outer, "from", "message-id")
+    inner_from = outer_from if copied or mime.raw_fields(inner, "from") == \
+        mime.raw_fields(outer, "from") else mime.addresses_in(inner, "from")
     if outer_from and inner_from is not outer_from and set(inner_from) != set(outer_from):
         return VerifyResult(Status.FAIL, f"the signed message is from {', '.join(inner_from)} "
                                          f"but the envelope says {', '.join(outer_from)} "
                                          "(part swapped from another message?)",
                             verify.signer, verify.content)
-    if not copied and not mime.same_fields(inner_head, outer_head, "message-id"):
-        outer_id = mime.header_value(outer_head, "message-id")
-        inner_id = mime.header_value(inner_head, "message-id")
+    if not copied and mime.raw_fields(inner, "message-id") != \
+            mime.raw_fields(outer, "message-id"):
+        outer_id = mime.header_value_in(outer, "message-id")
+        inner_id = mime.header_value_in(inner, "message-id")
         if outer_id and inner_id and outer_id != inner_id:
             return VerifyResult(Status.FAIL, f"the signed message is {inner_id} but the "
                                              f"envelope says {outer_id} (part swapped from "

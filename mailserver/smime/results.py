@@ -47,8 +47,21 @@ class Signer:
         """RFC 8550 §3: the signer's address is the From address; for a domain-bound
         certificate, the From address is in its domain."""
         names, domains = self._names
-        return any(a.lower() in names or a.rpartition("@")[2].lower() in domains
-                   for a in from_addresses)
+        for address in from_addresses:
+            lower = address.lower()
+            if lower in names or (domains and lower.rpartition("@")[2] in domains):
+                return True
+        return False
+
+    @functools.cached_property
+    def result_properties(self) -> tuple[str, ...]:
+        """RFC 7281 §3 ``body.smime-*`` properties: the same for every message of a
+        signer."""
+        found = [f"body.smime-identifier={_quoted(self.identifier)}"] if self.identifier \
+            else []
+        found.append(f"body.smime-serial={self.serial:X}")
+        found.append(f"body.smime-issuer={_quoted(self.issuer)}")
+        return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -113,17 +126,6 @@ def _quoted(text: str) -> str:
     return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-@functools.lru_cache(maxsize=1024)
-def _signer_properties(signer: Signer) -> tuple[str, ...]:
-    """RFC 7281 §3 ``body.smime-*`` properties, each after a space: the same for every
-    message of a signer."""
-    found = [f" body.smime-identifier={_quoted(signer.identifier)}"] if signer.identifier \
-        else []
-    found.append(f" body.smime-serial={signer.serial:X}")
-    found.append(f" body.smime-issuer={_quoted(signer.issuer)}")
-    return tuple(found)
-
-
 def authentication_results(result: VerifyResult, authserv_id: str,
                            extra_comment: str = "", others: Sequence[str] = ()) -> str:
     """The field ``Authentication-Results: <authserv-id>; smime=<result> ...`` (RFC 8601,
@@ -132,13 +134,14 @@ def authentication_results(result: VerifyResult, authserv_id: str,
     each its own resinfo (RFC 8601 §2.2)."""
     # What was done (decrypted, unwrapped) first, then the verdict's reason.
     comment = result.reason if not extra_comment else f"{extra_comment}; {result.reason}"
-    parts = [f"Authentication-Results: {authserv_id};"]
-    parts += [f" {other};" for other in others]
-    parts.append(f" smime={result.status.value} ({_comment(comment)})")
+    head = f"Authentication-Results: {authserv_id};"
+    theirs = [f"{other};" for other in others]
+    # ``_value_``: the member's value without the enum descriptor's call.
+    ours = [f"smime={result.status._value_} ({_comment(comment)})"]
     if result.signer is not None:
-        parts += _signer_properties(result.signer)
-    joined = "".join(parts)
+        ours += result.signer.result_properties
+    joined = " ".join([head, *theirs, *ours])
     if len(joined) <= 76:
         return joined
-    # RFC 5322 §2.2.3: fold long fields at whitespace.
-    return "\r\n\t".join([parts[0], *(part.lstrip() for part in parts[1:])])
+    # RFC 5322 §2.2.3: fold long fields at whitespace (ours start with none).
+    return "\r\n\t".join([head, *[item.lstrip() for item in theirs], *ours])

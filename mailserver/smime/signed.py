@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import re
 import time
 import warnings
 from collections.abc import Sequence
@@ -364,6 +365,12 @@ _GENERALIZED_TIME_ATTRIBUTE = der.sequence(_SIGNING_TIME,
                                            der.set_of(der.tlv(0x18, bytes(15))))[:-15]
 
 
+# MMDDHHMMSSZ after the year, each field in its range (RFC 5280 §4.1.2.5.1-2: seconds
+# present, "Z"); whether the day exists in its month is left to the caller.
+_TIME_IN_RANGE = re.compile(rb"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])(?:[01][0-9]|2[0-3])"
+                            rb"[0-5][0-9][0-5][0-9]Z")
+
+
 def _signing_time_parses(attribute: bytes) -> bool:
     """A signingTime attribute (RFC 5652 §11.3) in the form we and most senders write,
     YYMMDDHHMMSSZ or YYYYMMDDHHMMSSZ, naming a real time (what asn1crypto checks on the
@@ -378,10 +385,12 @@ def _signing_time_parses(attribute: bytes) -> bool:
         year_digits = 4
     else:
         return False
-    if not text[:-1].isdigit() or not text[:-1].isascii() or text[-1:] != b"Z":
+    if _TIME_IN_RANGE.fullmatch(text, year_digits) is None or not text[:year_digits].isdigit():
         return False
-    # The digits read as one number, then cut two by two from the right (one int() call
-    # instead of one per field).
+    if text[year_digits + 2:year_digits + 4] <= b"28" and text[:year_digits] != b"0000":
+        return True  # a real time: every month has 28 days, every year but 0 is one
+    # Days 29 to 31, or the year 0: asked of datetime. The digits read as one number,
+    # then cut two by two from the right (one int() call instead of one per field).
     rest, second = divmod(int(text[:-1]), 100)
     rest, minute = divmod(rest, 100)
     rest, hour = divmod(rest, 100)
@@ -418,7 +427,9 @@ class _Layout:
 
     certificate: x509.Certificate
     certificates: list[x509.Certificate]
-    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+    # The signer's key, by kind (known when the layout is read: no type test per message)
+    rsa_key: rsa.RSAPublicKey | None  # for RSA PKCS#1 v1.5 signatures
+    ec_key: ec.EllipticCurvePublicKey | None  # for ECDSA signatures
     attributes: tuple[int, int]  # the [0] signedAttrs TLV
     signing_time: tuple[int, int] | None  # the signingTime attribute TLV
     digest: int  # the 32 bytes of the messageDigest value
@@ -490,10 +501,14 @@ def _read_layout(encoded: bytes, detached: bool) -> _Layout | None:
         return None
     certificate = found[0]
     public_key = certificate.public_key()
+    rsa_key = ec_key = None
     if signature_algorithm in _FAST_RSA:
         if not isinstance(public_key, rsa.RSAPublicKey):
             return None
-    elif not isinstance(public_key, ec.EllipticCurvePublicKey):
+        rsa_key = public_key
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        ec_key = public_key
+    else:
         return None
     content_type = False
     digest = signing_time = None
@@ -523,7 +538,7 @@ def _read_layout(encoded: bytes, detached: bool) -> _Layout | None:
             return None  # the general path reads every attribute (asn1crypto's .native)
     if not content_type or digest is None:
         return None  # RFC 5652 §5.3: both required; the general path reports the fault
-    return _Layout(certificate, [c for c, _ in certificate_set], public_key,
+    return _Layout(certificate, [c for c, _ in certificate_set], rsa_key, ec_key,
                    (info[3][3], info[3][2]),
                    signing_time, digest, (info[5][1], info[5][2]), content)
 
@@ -604,12 +619,12 @@ def _check_layout(encoded: bytes, layout: _Layout, content: bytes, trust: TrustS
     # RFC 5652 §5.4: the signature covers the DER of the attributes with a SET OF tag.
     signed_bytes = b"\x31" + encoded[layout.attributes[0] + 1:layout.attributes[1]]
     signature = encoded[layout.signature[0]:layout.signature[1]]
-    public_key = layout.public_key
     try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, signed_bytes, _PKCS1, _SHA256_HASH)
+        if layout.rsa_key is not None:
+            layout.rsa_key.verify(signature, signed_bytes, _PKCS1, _SHA256_HASH)
         else:
-            public_key.verify(signature, signed_bytes, _ECDSA_WITH_SHA256)
+            assert layout.ec_key is not None  # one of the two, by _read_layout
+            layout.ec_key.verify(signature, signed_bytes, _ECDSA_WITH_SHA256)
     except InvalidSignature as error:
         raise _Invalid(Status.FAIL, "the signature does not match (content altered or "
                                     "wrong key)") from error
