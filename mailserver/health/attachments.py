@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import posixpath
 import re
-import threading
 from dataclasses import dataclass, field
 
-import hyperscan
-
+from mailserver.bytescan import PatternSet
 from mailserver.health.cda import is_cda
 from mailserver.health.problems import Problem
 from mailserver.health.safezip import ZipContents, ZipLimits, is_zip, read_zip
@@ -41,9 +39,7 @@ _MACHO = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\
           b"\xca\xfe\xba\xbe")
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _PNG = b"\x89PNG\r\n\x1a\n"
-# Script commands by content. Written for both engines: Python's ``re`` (the reference
-# the tests hold the scan to) and Hyperscan, which scans: all the alternatives at once,
-# SIMD, several GB/s whatever the input (no backtracking, no window, no cap).
+# Script commands by content, found by Hyperscan (``bytescan``), all at once.
 _SCRIPT_ALTERNATIVES = (
     rb"<\s*script\b", rb"\bwscript\s*\.", rb"\bcscript\b", rb"createobject\s*\(",
     rb"activexobject", rb"^\s*@?echo\s+off\b", rb"invoke-expression", rb"\biex\s*[(\$]",
@@ -53,30 +49,9 @@ _SCRIPT_ALTERNATIVES = (
 )
 # White space spelt out in hex, Python's bytes \s for both engines (PCRE's \v, which
 # Hyperscan follows, is any vertical space, NEL \x85 included).
-_SCRIPT_PATTERNS = [p.replace(rb"\s", rb"[\x20\x09\x0a\x0b\x0c\x0d]")
-                    for p in _SCRIPT_ALTERNATIVES]
-_SCRIPT = re.compile(b"|".join(_SCRIPT_PATTERNS), re.IGNORECASE | re.MULTILINE)
-
-
-def _script_database() -> hyperscan.Database:
-    # Bytes as they are (no UTF-8 mode): \b and caseless matching are ASCII, as in
-    # Python's bytes patterns; MULTILINE: ^ after each LF.
-    flags = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_MULTILINE \
-        | hyperscan.HS_FLAG_SINGLEMATCH
-    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    database.compile(expressions=_SCRIPT_PATTERNS, ids=list(range(len(_SCRIPT_PATTERNS))),
-                     elements=len(_SCRIPT_PATTERNS), flags=[flags] * len(_SCRIPT_PATTERNS))
-    return database
-
-
-_SCRIPT_DATABASE = _script_database()
-_SCAN_SPACE = threading.local()  # a scan needs scratch space of its own in each thread
-
-
-def _first_match_ends_the_scan(*_: object) -> bool:
-    return True  # a true return stops the scan: one match is the verdict
-
-
+_SCRIPTS = PatternSet([p.replace(rb"\s", rb"[\x20\x09\x0a\x0b\x0c\x0d]")
+                       for p in _SCRIPT_ALTERNATIVES], ignore_case=True, multiline=True)
+_SCRIPT = _SCRIPTS.reference  # the same patterns read by Python's re (the tests)
 _MSH = re.compile(rb"^\x0b?(?:MSH|FHS|BHS)\|\^~\\&")
 
 
@@ -169,16 +144,8 @@ def sniff(data: bytes, filename: str = "", limits: ScanLimits = ScanLimits(),
 
 
 def _looks_scripted(data: bytes) -> bool:
-    """Whether ``data`` holds script commands (``_SCRIPT``, scanned by Hyperscan)."""
-    scratch = getattr(_SCAN_SPACE, "scratch", None)
-    if scratch is None:
-        scratch = _SCAN_SPACE.scratch = hyperscan.Scratch(_SCRIPT_DATABASE)
-    try:
-        _SCRIPT_DATABASE.scan(data, match_event_handler=_first_match_ends_the_scan,
-                              scratch=scratch)
-    except hyperscan.ScanTerminated:
-        return True
-    return False
+    """Whether ``data`` holds script commands (``_SCRIPT``)."""
+    return _SCRIPTS.found_in(data)
 
 
 def _sniff_zip(data: bytes, where: str, limits: ScanLimits, depth: int) -> Sniffed:
