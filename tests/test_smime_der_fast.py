@@ -287,3 +287,33 @@ def test_key_transport_prefixes_follow_each_identity(pki: Pki) -> None:
         else:
             assert found == (der.integer(0) + signed.certificate_parts(identity.certificate)[1],
                              identity.key)
+
+
+@pytest.mark.parametrize("cipher", ["aes256-gcm", "aes256-cbc"])
+def test_a_shape_left_to_the_general_path_costs_one_rsa_decryption(pki: Pki,
+                                                                   cipher: str) -> None:
+    """The fast path reads the content's parameters before the private-key operation:
+    an envelope it leaves to the general path is not decrypted twice (a hostile sender
+    would double our RSA work per message)."""
+    encoded = enveloped.encrypt(CONTENT, [pki.people[BOB].encrypt.certificate],
+                                cipher)  # type: ignore[arg-type]
+    if cipher == "aes256-gcm":  # ICVlen 12 (RFC 5084 §3.2 allows it): not the fast shape
+        icv = encoded.index(b"\x30\x11\x04\x0c") + 4 + 12
+        assert encoded[icv:icv + 3] == der.integer(16)
+        odd = encoded[:icv] + der.integer(12) + encoded[icv + 3:]
+    else:  # the IV written as a UTF8String: not AES-CBC's parameters
+        iv = encoded.index(b"\x04\x10", encoded.index(der.oid("2.16.840.1.101.3.4.1.42")))
+        odd = encoded[:iv] + b"\x0c" + encoded[iv + 1:]
+    identity = pki.people[BOB].decrypter
+    calls = []
+    original = type(identity.key).decrypt
+
+    def counted(key: object, *arguments: object) -> bytes:
+        calls.append(1)
+        return original(key, *arguments)  # type: ignore[arg-type]
+
+    with mock.patch.object(type(identity.key), "decrypt", counted):
+        assert enveloped._fast_decrypt(odd, [identity]) is None
+        assert calls == []
+        assert not enveloped.decrypt(odd, [identity]).ok
+    assert len(calls) <= 1
