@@ -18,6 +18,7 @@ from mailserver.health.hl7time import parse_digits
 from mailserver.health.problems import Problem
 from mailserver.health.xdm import INS_OIDS, PatientId
 from mailserver.health.xmlsafe import (
+    Builder,
     child,
     children,
     grouped,
@@ -75,15 +76,11 @@ def is_cda(data: bytes) -> bool:
 
 
 def _ii(element: Element | None) -> PatientId | None:
-    return _ii_of(element.attrib) if element is not None else None
-
-
-def _ii_of(attributes: Mapping[str, str]) -> PatientId | None:
     """An II (CDA R2, data type II): root OID and extension; None without a root."""
-    root = attributes.get("root")
-    if not root:
+    root = element.get("root") if element is not None else None
+    if element is None or not root:
         return None
-    return PatientId(attributes.get("extension", "").strip(), root.strip())
+    return PatientId(element.get("extension", "").strip(), root.strip())
 
 
 def _ts(value: str) -> dt.datetime | None:
@@ -119,7 +116,7 @@ def _first(parts: dict[str, list[Element]], name: str) -> Element | None:
     return found[0] if found else None
 
 
-def read_cda(data: bytes, *, builder: str = "lxml") -> CdaResult:
+def read_cda(data: bytes, *, builder: Builder = "lxml") -> CdaResult:
     """The header of a CDA R2 document (CDA R2 §4.2), read from its tree: built by
     libxml2 (``builder`` "lxml", about twice as fast; deeper than 256 levels, refused
     as not well-formed) or by ElementTree ("etree", the reference of the tests)."""

@@ -19,7 +19,16 @@ from xml.etree.ElementTree import Element
 from mailserver.health.hl7time import parse_digits
 from mailserver.health.problems import Problem
 from mailserver.health.safezip import ZipContents, ZipLimits, read_zip, unsafe_name
-from mailserver.health.xmlsafe import child, children, grouped, local, parse_xml, path, text
+from mailserver.health.xmlsafe import (
+    Builder,
+    child,
+    children,
+    grouped,
+    local,
+    parse_xml,
+    path,
+    text,
+)
 
 # ITI TF-3 Table 4.2.5-1 (classification schemes and identification schemes).
 DOC_ENTRY_TYPE = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
@@ -173,7 +182,7 @@ def read_xdm(data: bytes, limits: ZipLimits = ZipLimits()) -> XdmPackage:  # noq
     return read_xdm_contents(contents)
 
 
-def read_xdm_contents(contents: ZipContents, *, builder: str = "lxml") -> XdmPackage:
+def read_xdm_contents(contents: ZipContents, *, builder: Builder = "lxml") -> XdmPackage:
     """``builder``: who builds METADATA.XML's tree (``xmlsafe.parse_xml``); "etree"
     is the reference reading the tests hold libxml2's to."""
     problems = list(contents.problems)

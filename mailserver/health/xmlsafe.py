@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+from typing import Literal
 from xml.etree.ElementTree import Element, fromstring
 
 import defusedxml.ElementTree as SafeET
@@ -74,7 +75,10 @@ def _tree_parser() -> etree.XMLParser:
     return parser
 
 
-def parse_xml(data: bytes, what: str, *, builder: str = "etree"
+Builder = Literal["lxml", "etree"]  # who builds the tree of a document without DTD
+
+
+def parse_xml(data: bytes, what: str, *, builder: Builder = "etree"
               ) -> tuple[Element | None, Problem | None]:
     """The root element, or the reason the document was not read. A document without
     DTD is built by expat (``builder`` "etree") or by libxml2 ("lxml": twice as fast;

@@ -71,23 +71,21 @@ def canonical_head(data: bytes) -> bytes:
 
 def split(data: bytes) -> tuple[bytes, bytes]:
     """(header block with its final CRLF, body) of a canonical message or entity."""
-    if data.startswith(b"\r\n"):
-        return b"", data[2:]
-    index = data.find(b"\r\n\r\n")
-    if index < 0:
-        return (data if data.endswith(b"\r\n") else data + b"\r\n"), b""
-    return data[: index + 2], data[index + 4:]
+    head, body_start = split_at(data)
+    return head, data[body_start:]
 
 
-def split_at(data: bytes, start: int = 0) -> tuple[bytes, int]:
-    """``split(data[start:])`` as (header block, where the body starts in ``data``): the
-    body is left in place (sliced, or viewed, by the caller that needs it)."""
-    if data.startswith(b"\r\n", start):
+def split_at(data: bytes, start: int = 0, end: int | None = None) -> tuple[bytes, int]:
+    """``split(data[start:end])`` as (header block, where the body starts in ``data``):
+    the body, ``data[body_start:end]``, is left in place (sliced, or viewed, by the
+    caller that needs it)."""
+    stop = len(data) if end is None else end
+    if data.startswith(b"\r\n", start, stop):
         return b"", start + 2
-    index = data.find(b"\r\n\r\n", start)
-    if index < 0:
-        head = data[start:]
-        return (head if head.endswith(b"\r\n") else head + b"\r\n"), len(data)
+    index = data.find(b"\r\n\r\n", start, stop)
+    if index < 0:  # no body: all of it is the header block
+        head = data[start:stop]
+        return (head if head.endswith(b"\r\n") else head + b"\r\n"), stop
     return data[start:index + 2], index + 4
 
 
@@ -182,17 +180,10 @@ def values_in(read: Fields, field_name: str) -> list[str]:
     return found
 
 
-def same_fields(head: bytes, other: bytes, *field_names: str) -> bool:
-    """Do both header blocks hold the same fields of these names, in the same order, byte
-    for byte (and so the same ``values`` and ``addresses`` of each name: a field's bytes
-    carry its name)?"""
-    wanted = tuple(name.lower() for name in field_names)
-    return raw_fields(fields(head), *wanted) == raw_fields(fields(other), *wanted)
-
-
 def raw_fields(read: Fields, *field_names: str) -> list[bytes]:
-    """The raw bytes of the fields of these lower-case names, in their order
-    (``same_fields`` compares two blocks by them)."""
+    """The raw bytes of the fields of these lower-case names, in their order: two header
+    blocks with the same list hold the same ``values`` and ``addresses`` of each name (a
+    field's bytes carry its name)."""
     return [raw for name, raw in read if name in field_names]
 
 
@@ -320,14 +311,10 @@ def entity_of(message: bytes) -> tuple[bytes, bytes]:
     return outer, (inner or _DEFAULT_ENTITY_HEAD) + b"\r\n" + body
 
 
-def entity_head(head: bytes) -> bytes:
-    """The header block of the entity ``entity_of`` makes of a message with this header
-    block: its Content-* fields (``entity_of(m)[1] == entity_head(h) + CRLF + body``)."""
-    return entity_head_of(fields(head))
-
-
 def entity_head_of(read: Fields) -> bytes:
-    """``entity_head`` of the header block whose fields are ``read``."""
+    """The header block of the entity ``entity_of`` makes of a message whose header
+    fields are ``read``: its Content-* fields (``entity_of(m)[1] == entity_head_of(
+    fields(h)) + CRLF + body``)."""
     return b"".join([raw for name, raw in read if name.startswith("content-")]) \
         or _DEFAULT_ENTITY_HEAD
 
@@ -421,18 +408,9 @@ def multipart_signed_parts(data: bytes, start: int, parameters: Mapping[str, str
         raise MimeError("truncated multipart/signed")
     if not data.startswith(b"--", third + size):
         raise MimeError("multipart/signed must hold exactly two parts")
-    signature_head, signature_body = _split_within(data, signature_start + 2, third - 2)
+    signature_head, body_start = split_at(data, signature_start + 2, third - 2)
+    signature_body = data[body_start:third - 2]
     return data[signed_start + 2:second - 2], signature_head, signature_body
-
-
-def _split_within(data: bytes, start: int, end: int) -> tuple[bytes, bytes]:
-    """``split(data[start:end])`` without copying the part first."""
-    if data.startswith(b"\r\n", start, end):
-        return b"", data[start + 2:end]
-    index = data.find(b"\r\n\r\n", start, end)
-    if index < 0:
-        return split(data[start:end])
-    return data[start:index + 2], data[index + 4:end]
 
 
 def base64_decode(data: bytes) -> bytes:
