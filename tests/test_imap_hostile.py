@@ -219,6 +219,11 @@ def test_autologout_after_idle_time(accounts: ServerThread) -> None:
     async def listen() -> asyncio.Server:
         return await asyncio.start_server(serve, "127.0.0.1", 0)
 
+    async def close(server: asyncio.Server) -> None:
+        # asyncio.Server is not thread-safe: closed on its own loop, never from this thread
+        server.close()
+        await server.wait_closed()
+
     listener = accounts.call(listen())
     port = listener.sockets[0].getsockname()[1]
     try:
@@ -231,7 +236,7 @@ def test_autologout_after_idle_time(accounts: ServerThread) -> None:
             assert reader.readline().startswith(b"* BYE Autologout")
             assert 0.9 < time.monotonic() - started < 10  # generous: CI machines are busy
     finally:
-        listener.close()
+        accounts.call(close(listener))
     assert accounts.settings.imap.autologout >= 30 * 60
     toml = accounts.settings.data_dir / "mss.toml"
     toml.write_text(toml.read_text().replace("autologout = 1860", "autologout = 600"))
