@@ -24,8 +24,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from email.utils import getaddresses
 
 from cryptography import x509
@@ -39,6 +37,7 @@ from mailserver.dkim.signer import DkimSigner
 from mailserver.health.content import analyse, needs_content_check
 from mailserver.health.mdn import error_mdn
 from mailserver.health.mssante import decoded
+from mailserver.mime.header_block import parse_header_block
 from mailserver.queue import mdn
 from mailserver.queue.dsn import RecipientReport, build_dsn, wants
 from mailserver.queue.outbound import OutboundQueue, OutboundRecipient
@@ -628,9 +627,9 @@ class Pipeline:
 
 def parse_headers(raw: bytes) -> Message:
     """The header block only (RFC 5322 §2.1: it ends at the first empty line): the
-    body is not handed to the parser at all."""
-    end = raw.find(b"\r\n\r\n")
-    return BytesHeaderParser(policy=compat32).parsebytes(raw if end < 0 else raw[: end + 4])
+    body is not handed to the parser at all. Read as the email package's compat32
+    parser reads it (``mime.header_block``)."""
+    return parse_header_block(raw)
 
 
 _RULE_HEADER_NAMES = frozenset(RULE_HEADERS)
