@@ -12,6 +12,8 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
 
 from mailserver.bytescan import PatternSet
 from mailserver.health.cda import is_cda
@@ -62,8 +64,7 @@ class ScanLimits:
     refused_extensions: frozenset[str] = DEFAULT_REFUSED_EXTENSIONS
 
 
-@dataclass(frozen=True)
-class Sniffed:
+class Sniffed(NamedTuple):
     kind: str
     why: str = ""  # for a dangerous kind: what was found, and where
     problems: tuple[Problem, ...] = ()  # the content could not be checked (bomb, unreadable)
@@ -74,8 +75,25 @@ class Sniffed:
         return self.kind in DANGEROUS
 
 
+# The verdicts without details, built once: a message has several parts.
+_PLAIN_VERDICTS = {kind: Sniffed(kind) for kind in (
+    PDF, JPEG, PNG, TEXT, CDA, XML, HTML, HL7V2, ZIP, DICOM, OFFICE, OLE2, UNKNOWN)}
+
+
 def extension(filename: str) -> str:
+    """The extension, lower case, trailing dots and spaces ignored (as Windows does)."""
+    if len(filename) <= _CACHED_NAME:
+        return _short_extension(filename)
+    return _read_extension(filename)
+
+
+def _read_extension(filename: str) -> str:
     return posixpath.splitext(filename.strip().rstrip(". ").lower())[1]
+
+
+_CACHED_NAME = 128  # longer names (hostile ones) are read each time, never kept
+# Per distinct name: the same few names come in message after message (INDEX.HTM).
+_short_extension = lru_cache(maxsize=1024)(_read_extension)
 
 
 def _is_pe(data: bytes) -> bool:
@@ -106,41 +124,46 @@ def _text(data: bytes) -> bool:
 def sniff(data: bytes, filename: str = "", limits: ScanLimits = ScanLimits(),
           depth: int = 0) -> Sniffed:
     """The kind of ``data``; dangerous kinds say why."""
-    where = f" ({filename[:100]})" if filename else ""
-    if extension(filename) in limits.refused_extensions:
-        return Sniffed(SCRIPT, f"refused file extension{where}")
-    if _is_pe(data) or data[:4] == b"\x7fELF" or data[:4] in _MACHO:
-        return Sniffed(EXECUTABLE, f"executable program{where}")
-    if data[:2] == b"#!":
-        return Sniffed(SCRIPT, f"script{where}")
-    if data[:8] == _OLE2:
+    if (extension(filename) if filename else "") in limits.refused_extensions:
+        return Sniffed(SCRIPT, f"refused file extension{_where(filename)}")
+    magic = data[:8]
+    if _is_pe(data) or magic[:4] == b"\x7fELF" or magic[:4] in _MACHO:
+        return Sniffed(EXECUTABLE, f"executable program{_where(filename)}")
+    if magic[:2] == b"#!":
+        return Sniffed(SCRIPT, f"script{_where(filename)}")
+    if magic == _OLE2:
         if b"V\x00B\x00A\x00" in data or b"_\x00V\x00B\x00A\x00_\x00P\x00R\x00O\x00J" in data:
-            return Sniffed(MACRO, f"Office document with macros{where}")
-        return Sniffed(OLE2)
+            return Sniffed(MACRO, f"Office document with macros{_where(filename)}")
+        return _PLAIN_VERDICTS[OLE2]
     if data.find(b"%PDF-", 0, 1024) >= 0:  # within the first KiB, read in place
-        return Sniffed(PDF)
-    if data[:3] == b"\xff\xd8\xff":
-        return Sniffed(JPEG)
-    if data[:8] == _PNG:
-        return Sniffed(PNG)
+        return _PLAIN_VERDICTS[PDF]
+    if magic[:3] == b"\xff\xd8\xff":
+        return _PLAIN_VERDICTS[JPEG]
+    if magic == _PNG:
+        return _PLAIN_VERDICTS[PNG]
     if data[128:132] == b"DICM":  # DICOM PS3.10 §7.1: 128-byte preamble, then "DICM"
-        return Sniffed(DICOM)
+        return _PLAIN_VERDICTS[DICOM]
     if is_zip(data):
-        return _sniff_zip(data, where, limits, depth)
+        return _sniff_zip(data, _where(filename), limits, depth)
     if _MSH.match(data):
-        return Sniffed(HL7V2)
+        return _PLAIN_VERDICTS[HL7V2]
     if _text(data):
         if _looks_scripted(data):
-            return Sniffed(SCRIPT, f"script content{where}")
-        head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+            return Sniffed(SCRIPT, f"script content{_where(filename)}")
         if is_cda(data):
-            return Sniffed(CDA)
+            return _PLAIN_VERDICTS[CDA]
+        head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
         if head.startswith((b"<!doctype html", b"<html")):
-            return Sniffed(HTML)
+            return _PLAIN_VERDICTS[HTML]
         if head.startswith(b"<"):
-            return Sniffed(XML)
-        return Sniffed(TEXT)
-    return Sniffed(UNKNOWN)
+            return _PLAIN_VERDICTS[XML]
+        return _PLAIN_VERDICTS[TEXT]
+    return _PLAIN_VERDICTS[UNKNOWN]
+
+
+def _where(filename: str) -> str:
+    """Where a finding was made, for its reason."""
+    return f" ({filename[:100]})" if filename else ""
 
 
 def _looks_scripted(data: bytes) -> bool:
