@@ -28,8 +28,7 @@ class ZipLimits:
     max_ratio: int = 100  # uncompressed / compressed, for entries larger than 1 MiB
 
 
-@dataclass(frozen=True)
-class ZipEntry:
+class ZipEntry(NamedTuple):
     name: str
     data: bytes
 
@@ -58,7 +57,7 @@ def unsafe_name(name: str) -> bool:
         return True
     if len(name) > 1 and name[1] == ":":
         return True
-    return any(part == ".." for part in name.split("/"))
+    return ".." in name and any(part == ".." for part in name.split("/"))
 
 
 _RATIO_FLOOR = 1024 * 1024  # small entries compress well legitimately
@@ -154,12 +153,13 @@ def _read_entries(data: bytes, infos: Sequence[_EntryInfo], limits: ZipLimits,
                 "ZIP-ENCRYPTED", f"Encrypted entry in the zip archive: {name[:100]}",
                 f"Entrée chiffrée dans l'archive zip : {name[:100]}"))
             continue
-        if name.lower() in seen:
+        folded = name.lower()
+        if folded in seen:
             problems.append(_problem(
                 "ZIP-DUPLICATE", f"Entry twice in the zip archive: {name[:100]}",
                 f"Entrée en double dans l'archive zip : {name[:100]}"))
             continue
-        seen.add(name.lower())
+        seen.add(folded)
         if info.is_dir():
             continue
         budget = min(limits.max_entry_size, limits.max_total_size - total)
@@ -279,6 +279,7 @@ def _plain_extra(extra: bytes) -> bool:
 
 _CHUNK = 64 * 1024
 _LOCAL_HEADER = 30  # APPNOTE 4.3.7
+_LOCAL = struct.Struct("<4s2xH18xHH")  # its signature, flags, name and extra lengths
 _UNSUPPORTED_FLAGS = 0x0001 | 0x0020 | 0x0040  # encrypted, patched, strong encryption
 
 
@@ -295,13 +296,12 @@ def _inflate_small(data: bytes, info: _EntryInfo, limit: int) -> bytes | None:
     if info.flag_bits & _UNSUPPORTED_FLAGS:
         return None
     at = info.header_offset
-    header = data[at:at + _LOCAL_HEADER]
-    if len(header) < _LOCAL_HEADER or header[:4] != b"PK\x03\x04":
+    if at < 0 or at + _LOCAL_HEADER > len(data):
         return None
-    name_length = int.from_bytes(header[26:28], "little")
-    extra_length = int.from_bytes(header[28:30], "little")
+    signature, flags, name_length, extra_length = _LOCAL.unpack_from(data, at)
+    if signature != b"PK\x03\x04":
+        return None
     raw_name = data[at + _LOCAL_HEADER:at + _LOCAL_HEADER + name_length]
-    flags = int.from_bytes(header[6:8], "little")
     if _entry_name(raw_name, flags) != info.orig_filename:
         return None
     start = at + _LOCAL_HEADER + name_length + extra_length
