@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,7 @@ from mailserver.mime.parse import ParsedMessage
 from tests.test_mime_fuzz import mutated
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MANY = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # -- parameter values (RFC 2045 §5.1, RFC 2231, RFC 2047) ---------------------------------
 
@@ -37,14 +39,21 @@ def _same(fast: ParamValue, slow: ParamValue) -> None:
     assert (fast.value, fast.params) == (slow.value, slow.params)
 
 
-@FUZZ
+@MANY
 @given(st.lists(_PARAM_PIECES, max_size=25))
 def test_any_parameter_value_reads_as_the_general_reader_does(pieces: list[bytes]) -> None:
     raw = b"".join(pieces)
     _same(parse_param_value(raw), _parse_param_text(raw.decode("latin-1")))
 
 
-_BLANKS = st.sampled_from(["", " ", "\t", "  \t"])
+_BLANKS = st.sampled_from(["", "", " ", "\t", "  \t"])
+# Mostly the usual shape (the fast path), with one odd piece now and then (the general one).
+_USUAL_NAMES = ["charset", "name", "filename", "filename*0*", "filename*1", "boundary", "n"]
+_ODD_NAMES = ["n=m", "", "a b", 'q"', "a\\b", "(c)", "a(b", "x)"]
+_USUAL_VALUES = ["utf-8", "=?utf-8?q?a?=", "utf-8''%C3%A9", "a=b", "", "x.pdf", "é", "=_x=="]
+_QUOTED_VALUES = ["a;b", "a b", "a\tb", ";", "=", "a,b", "=?utf-8?b?w6k=?=", "x.pdf", "",
+                  "a\\b", "(c)", 'a\\"b', "a(b", "é"]
+_ODD_VALUES = ["(c)", "(c)x", "a(b", "x)", "a\\b", 'a"b', "\\", '"']
 
 
 @st.composite
@@ -53,20 +62,35 @@ def _usual_value(draw: st.DrawFn) -> bytes:
     text = draw(_BLANKS) + draw(st.sampled_from(["text/plain", "application/pdf", "inline",
                                                  "attachment", "", "a=b", "x/y/z"]))
     for _ in range(draw(st.integers(0, 4))):
-        name = draw(st.sampled_from(["charset", "name", "filename*0*", "filename*1", "n=m",
-                                     "", "a b", 'q"']))
-        value = draw(st.sampled_from(["utf-8", "=?utf-8?q?a?=", "utf-8''%C3%A9", "a=b", "",
-                                      "x.pdf", "a b", "a;b", "(c)", "a\\b", "é"]))
-        if draw(st.booleans()):
-            value = f'"{value}"' if draw(st.booleans()) else f'"{value}'
+        odd = draw(st.integers(0, 9)) == 0
+        name = draw(st.sampled_from(_ODD_NAMES if odd else _USUAL_NAMES))
+        odd = draw(st.integers(0, 9)) == 0
+        value = draw(st.sampled_from(_ODD_VALUES if odd else _USUAL_VALUES))
+        quoting = draw(st.integers(0, 9))
+        if quoting < 4:
+            value = draw(st.sampled_from(_QUOTED_VALUES))
+            value = f'"{value}"' if quoting else f'"{value}'  # unterminated now and then
         text += draw(_BLANKS) + ";" + draw(_BLANKS) + name
-        text += draw(st.sampled_from(["=", "", " =", "= "])) + value + draw(_BLANKS)
+        equals = "=" if draw(st.integers(0, 9)) else draw(st.sampled_from(["", " =", "= "]))
+        text += equals + value + draw(_BLANKS)
+    if draw(st.integers(0, 9)) == 0:
+        text += draw(st.sampled_from([";", "; ", "(c)", '"', "\\"]))
     return text.encode("latin-1")
 
 
-@FUZZ
+@MANY
 @given(_usual_value())
 def test_usual_parameter_values_read_as_the_general_reader_does(raw: bytes) -> None:
+    _same(parse_param_value(raw), _parse_param_text(raw.decode("latin-1")))
+
+
+@pytest.mark.parametrize("raw", [
+    b'a; n="a\\b"', b'a; n="a\\"b"; m=c', b'a; q"=x; n=v', b'a; n=(c)x', b"a; n=x(c)",
+    b'a; n="(c)"', b"a; n=x  ; m=y\t", b'a; n="x"y', b'a; n="x" y; m=z', b"a; n = x",
+    b"a;; ;n=x;", b"a; n==x", b"a; =x", b"a; n", b"a b; n=x", b"a\\b; n=x", b'a; n="x',
+    b"a; n=\"a;b\"; m=c", b"a/b; n*0*=utf-8''%C3%A9; n*1=t", b"a; n=x\r\n y",
+])
+def test_tricky_parameter_values_read_as_the_general_reader_does(raw: bytes) -> None:
     _same(parse_param_value(raw), _parse_param_text(raw.decode("latin-1")))
 
 
