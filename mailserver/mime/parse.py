@@ -61,6 +61,7 @@ _DIRECT = {
 _CONTENT_TYPE = _DIRECT["content-type"]
 _BAD_NAME = re.compile(rb"[\x00-\x20\x7f]")
 _NAME_CACHE: dict[bytes, str] = {}
+_new_tuple = tuple.__new__
 
 
 def _field_name(raw_name: bytes) -> str:
@@ -271,14 +272,17 @@ class ParsedMessage:
         starts.extend(m.end() for m in _LINE_START.finditer(raw, self.start, stop))
         starts.append(stop)
         fields: list[HeaderField] = []
+        known = _NAME_CACHE
         for i in range(len(starts) - 1):
             begin, end = starts[i], starts[i + 1]
             colon = raw.find(b":", begin, end)
             if colon <= begin:
                 continue
-            name = _field_name(raw[begin:colon])  # "" when not a name (spaces, line ends)
-            if name:
-                fields.append(HeaderField(name, begin, colon + 1, end))
+            raw_name = raw[begin:colon]
+            # "" when not a name (spaces, line ends)
+            name = known.get(raw_name) or _field_name(raw_name)
+            if name:  # HeaderField(...) without its Python-level __new__
+                fields.append(_new_tuple(HeaderField, (name, begin, colon + 1, end)))
         return fields
 
     def _split_parts(self, boundary: bytes, budget: _Budget) -> None:
