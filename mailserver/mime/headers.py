@@ -120,13 +120,15 @@ _SIMPLE = re.compile(
     r'[ \t]*([^;"()\\ \t]*)[ \t]*'
     r'((?:;[ \t]*(?:[^;="()\\ \t]+=(?:"[^"()\\]*"|[^;"()\\ \t]*)[ \t]*)?)*)'
 )
+_SIMPLE_MAX = 2048
 _SIMPLE_PARAM = re.compile(r';[ \t]*([^;="()\\ \t]+)=(?:"([^"()\\]*)"|([^;"()\\ \t]*))')
 
 
 def parse_param_value(raw: bytes) -> ParamValue:
     """Parse an unfolded `value; a=b; c="d"` header value; tolerant of any malformation."""
     text = raw.decode("latin-1")
-    simple = _SIMPLE.fullmatch(text)
+    # long values (hostile ones) go to the general reader without a try of the regexes
+    simple = _SIMPLE.fullmatch(text) if len(text) <= _SIMPLE_MAX else None
     if simple is None:
         return _parse_param_text(text)
     params = [(name, quoted or token)
