@@ -145,8 +145,10 @@ def _disposition(part: ParsedMessage) -> tuple[str, str]:
     """The disposition type (lower case) and the file name: ``part.filename`` with the
     Content-Disposition field parsed once for both (RFC 2183)."""
     value = part.header_value("content-disposition")
-    if value is None:
-        return "", part.filename or ""
+    if value is None:  # part.filename without reading the field again
+        content_type = part.content_type
+        return "", (decoded_param(content_type, "name") if content_type is not None
+                    else None) or ""
     kind, name = (_disposition_field(value) if len(value) <= _CACHED_FIELD
                   else _read_disposition(value))
     if not name:

@@ -19,7 +19,7 @@ def unfold(value: bytes) -> bytes:
     so removing every CR and LF is exactly unfolding.
     """
     value = value.strip(b" \t\r\n")
-    if b"\n" in value or b"\r" in value:
+    if 10 in value or 13 in value:  # LF, CR; `b"\n" in` costs ten times more (3.11)
         value = value.replace(b"\r", b"").replace(b"\n", b"")
     return value
 
@@ -113,9 +113,33 @@ def _unquote(text: str) -> str:
     return text
 
 
+# The usual shape, `type/sub; a=b; c="d"` (RFC 2045 §5.1) without comments, quoted-pairs
+# or stray quotes: read by two regexes. `(`, `)` or `\` anywhere sends the value to the
+# general reading, which gives the same result on this shape (tests/test_mime_fast.py).
+_SIMPLE = re.compile(
+    r'[ \t]*([^;"()\\ \t]*)[ \t]*'
+    r'((?:;[ \t]*(?:[^;="()\\ \t]+=(?:"[^"()\\]*"|[^;"()\\ \t]*)[ \t]*)?)*)'
+)
+_SIMPLE_MAX = 2048
+_SIMPLE_PARAM = re.compile(r';[ \t]*([^;="()\\ \t]+)=(?:"([^"()\\]*)"|([^;"()\\ \t]*))')
+
+
 def parse_param_value(raw: bytes) -> ParamValue:
     """Parse an unfolded `value; a=b; c="d"` header value; tolerant of any malformation."""
-    text = _strip_comments(raw.decode("latin-1"))
+    text = raw.decode("latin-1")
+    # long values (hostile ones) go to the general reader without a try of the regexes
+    simple = _SIMPLE.fullmatch(text) if len(text) <= _SIMPLE_MAX else None
+    if simple is None:
+        return _parse_param_text(text)
+    params = [(name, quoted or token)
+              for name, quoted, token in _SIMPLE_PARAM.findall(text, simple.start(2))]
+    return ParamValue(simple.group(1), params)
+
+
+def _parse_param_text(text: str) -> ParamValue:
+    """The general reading of `parse_param_value`: comments removed, then `;` split outside
+    quoted strings; pieces without `=` or with a malformed name are dropped."""
+    text = _strip_comments(text)
     pieces = split_list(text, ";")
     value = pieces[0].strip(" \t")
     params: list[tuple[str, str]] = []

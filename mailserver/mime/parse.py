@@ -5,12 +5,17 @@ BODY[section] returns the exact bytes received. Malformed structure degrades the
 does: an unusable Content-Type becomes text/plain; a multipart without boundary is text/plain;
 a multipart without any delimiter has no parts (BODYSTRUCTURE then shows one empty text/plain).
 Bounds: nesting depth (`MAX_DEPTH`) and total entities (`MAX_PARTS`); parsing is linear in the
-input size times the depth bound, with the delimiter search done by the regex engine in C.
+input size times the depth bound, the delimiters found in C (bytes.find, or a regex on hostile
+input).
+An entity's header block is split into fields only when something asks for them: parsing and
+the content analysis read Content-Type, Content-Disposition and Content-Transfer-Encoding by
+one regex search each (tests/test_mime_fast.py holds them to the field index).
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 from .headers import ParamValue, decoded_param, parse_param_value, unfold
@@ -22,6 +27,10 @@ MAX_PARTS = 10_000
 # RFC 2046 §5.1.1: a boundary is 1 to 70 characters; we accept a little more, as mailers do.
 _MAX_BOUNDARY = 200
 _MESSAGE_SUBTYPES = frozenset({"rfc822", "global"})  # RFC 2046 §5.2.1, RFC 6532 §3.7
+# RFC 2045 §6.1 mechanisms, as `transfer_encoding` gives them
+_MECHANISMS = {
+    name.encode(): name for name in ("7bit", "8bit", "binary", "quoted-printable", "base64")
+}
 
 
 class HeaderField(NamedTuple):
@@ -35,8 +44,28 @@ class HeaderField(NamedTuple):
 
 
 _LINE_START = re.compile(rb"\n(?![ \t])")
+
+
+def _direct(name: str) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """Patterns for the field `name`, its value in group 1, to find it without splitting the
+    header block: a field starts at a line not beginning with whitespace, its name runs to
+    the first colon (blanks before it tolerated), its value to the next such line (RFC 5322
+    §2.2, §2.2.3, §3.6.8). One matches at the block's start, the other after a line end (its
+    literal "\\n" lets the regex engine skip to line ends)."""
+    field = re.escape(name.encode()) + rb"[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*\n?)"
+    return re.compile(field, re.IGNORECASE), re.compile(rb"\n" + field, re.IGNORECASE)
+
+
+# The MIME fields that parsing and content analysis read: found by a search in C, so that an
+# entity's header block is split into fields only when something else is asked of it.
+_DIRECT = {
+    name: _direct(name)
+    for name in ("content-type", "content-disposition", "content-transfer-encoding")
+}
+_CONTENT_TYPE = _DIRECT["content-type"]
 _BAD_NAME = re.compile(rb"[\x00-\x20\x7f]")
 _NAME_CACHE: dict[bytes, str] = {}
+_new_tuple = tuple.__new__
 
 
 def _field_name(raw_name: bytes) -> str:
@@ -121,12 +150,12 @@ class ParsedMessage:
 
     __slots__ = (
         "_content_type",
+        "_fields",
         "_index",
         "body_start",
         "children",
         "depth",
         "end",
-        "fields",
         "header_end",
         "message",
         "raw",
@@ -140,7 +169,7 @@ class ParsedMessage:
     header_end: int
     body_start: int
     end: int
-    fields: list[HeaderField]
+    _fields: list[HeaderField] | None
     children: list[ParsedMessage]
     message: ParsedMessage | None
     depth: int
@@ -169,7 +198,7 @@ class ParsedMessage:
         self = cls.__new__(cls)
         self.raw, self.start, self.end, self.depth = raw, start, end, depth
         self.header_end = self.body_start = start
-        self.fields, self.children, self.message = [], [], None
+        self._fields, self.children, self.message = [], [], None
         self.type, self.subtype = "text", "plain"
         self._content_type = ParamValue("text/plain", [("charset", "us-ascii")])
         self._index = None
@@ -188,36 +217,33 @@ class ParsedMessage:
         self = cls.__new__(cls)
         self.raw, self.start, self.end, self.depth = raw, start, end, depth
         self.children, self.message = [], None
-        self._index = None
+        self._fields = self._index = None  # split when first asked for
         budget.parts += 1
         self._split_header()
-        self._parse_fields()
         self._content_type = None
         self.type, self.subtype = default_type
-        ct = self.header_value("content-type")
+        ct = self._direct_value("content-type", _CONTENT_TYPE)
         if ct is not None:
-            pv = parse_param_value(ct)
-            maintype, slash, subtype = pv.value.partition("/")
-            maintype, subtype = maintype.strip(" \t"), subtype.strip(" \t")
-            if slash and _is_token(maintype) and _is_token(subtype):
-                self.type, self.subtype = maintype, subtype
-                self._content_type = pv
+            media = _cached_media_type(ct) if len(ct) <= _CACHED_FIELD else _media_type(ct)
+            if media is not None:
+                self.type, self.subtype, self._content_type = media
             # RFC 2045 §5.2: an invalid Content-Type means text/plain; charset=us-ascii.
             else:
                 self.type, self.subtype = "text", "plain"
+        kind = self.type.lower()
         if depth >= MAX_DEPTH or budget.parts >= budget.limit:
-            if self.is_multipart or self.is_message:
+            if kind == "multipart" or self.is_message:
                 self.type, self.subtype = "text", "plain"
                 self._content_type = None
             return self
-        if self.is_multipart:
+        if kind == "multipart":
             boundary = self.param("boundary")
             if not boundary or len(boundary) > _MAX_BOUNDARY:
                 self.type, self.subtype = "text", "plain"  # Dovecot: no boundary, no parts
                 self._content_type = None
             else:
                 self._split_parts(boundary.encode("latin-1"), budget)
-        elif self.is_message:
+        elif kind == "message" and self.subtype.lower() in _MESSAGE_SUBTYPES:
             self.message = ParsedMessage._parse(
                 raw, self.body_start, end, depth + 1, budget, default_type=("text", "plain")
             )
@@ -241,7 +267,7 @@ class ParsedMessage:
         else:
             self.header_end = self.body_start = end
 
-    def _parse_fields(self) -> None:
+    def _split_fields(self) -> list[HeaderField]:
         # A field starts at each line that does not begin with whitespace; folded lines do
         # (RFC 5322 §2.2.3). A line without a valid `name:` (e.g. an mbox "From " line) is
         # no field, and its continuation lines go with it.
@@ -250,15 +276,18 @@ class ParsedMessage:
         starts.extend(m.end() for m in _LINE_START.finditer(raw, self.start, stop))
         starts.append(stop)
         fields: list[HeaderField] = []
+        known = _NAME_CACHE
         for i in range(len(starts) - 1):
             begin, end = starts[i], starts[i + 1]
             colon = raw.find(b":", begin, end)
             if colon <= begin:
                 continue
-            name = _field_name(raw[begin:colon])  # "" when not a name (spaces, line ends)
-            if name:
-                fields.append(HeaderField(name, begin, colon + 1, end))
-        self.fields = fields
+            raw_name = raw[begin:colon]
+            # "" when not a name (spaces, line ends)
+            name = known.get(raw_name) or _field_name(raw_name)
+            if name:  # HeaderField(...) without its Python-level __new__
+                fields.append(_new_tuple(HeaderField, (name, begin, colon + 1, end)))
+        return fields
 
     def _split_parts(self, boundary: bytes, budget: _Budget) -> None:
         raw, body, end = self.raw, self.body_start, self.end
@@ -319,6 +348,13 @@ class ParsedMessage:
             n += 1
         return n
 
+    @property
+    def fields(self) -> list[HeaderField]:
+        """The header fields in order (a line without a valid `name:` is none)."""
+        if self._fields is None:
+            self._fields = self._split_fields()
+        return self._fields
+
     def _fields_named(self, name: str) -> list[int]:
         if self._index is None:
             index: dict[str, list[int]] = {}
@@ -337,6 +373,26 @@ class ParsedMessage:
 
     def header_value(self, name: str) -> bytes | None:
         """The first value of a header field, unfolded, or None when absent."""
+        if self._fields is None:
+            patterns = _DIRECT.get(name.lower())
+            if patterns is not None:
+                return self._direct_value(name, patterns)
+        return self._indexed_value(name)
+
+    def _direct_value(
+        self, name: str, patterns: tuple[re.Pattern[bytes], re.Pattern[bytes]]
+    ) -> bytes | None:
+        """`header_value(name)` read by `patterns` (see `_direct`) instead of the index."""
+        raw, start, stop = self.raw, self.start, self.header_end
+        if not start:
+            m = patterns[0].match(raw, 0, stop) or patterns[1].search(raw, 0, stop)
+        elif raw[start - 1] == 10:  # every other entity follows a line end: search from it
+            m = patterns[1].search(raw, start - 1, stop)
+        else:
+            return self._indexed_value(name)
+        return None if m is None else unfold(m.group(1))
+
+    def _indexed_value(self, name: str) -> bytes | None:
         idx = self._fields_named(name)
         if not idx:
             return None
@@ -378,6 +434,9 @@ class ParsedMessage:
         value = self.header_value("content-transfer-encoding")
         if value is None:
             return "7bit"
+        known = _MECHANISMS.get(value.lower())  # the usual bare token, in any case
+        if known is not None:
+            return known
         # the mechanism is a token; tolerate comments and stray parameters around it
         text = parse_param_value(value).value.strip(" \t").lower()
         return text or "7bit"
@@ -401,9 +460,19 @@ class ParsedMessage:
         )
 
 
-_TOKEN_BAD = re.compile(r'[\x00-\x20\x7f-\uffff()<>@,;:\\"/\[\]?=]')
+# RFC 2045 §5.1: type "/" subtype, both tokens; blanks around them tolerated.
+_NO_TSPECIALS = r'[^\x00-\x20\x7f-\uffff()<>@,;:\\"/\[\]?=]+'
+_MEDIA_TYPE = re.compile(rf"[ \t]*({_NO_TSPECIALS})[ \t]*/[ \t]*({_NO_TSPECIALS})[ \t]*")
 
 
-def _is_token(text: str) -> bool:
-    """RFC 2045 §5.1 token."""
-    return bool(text) and _TOKEN_BAD.search(text) is None
+def _media_type(value: bytes) -> tuple[str, str, ParamValue] | None:
+    """Type, subtype and parameters of a Content-Type value; None when it is invalid."""
+    pv = parse_param_value(value)
+    media = _MEDIA_TYPE.fullmatch(pv.value)
+    return None if media is None else (media[1], media[2], pv)
+
+
+# Per distinct value: mailers write the same few Content-Types again and again. Longer
+# values (hostile ones) are read each time, never kept; the ParamValue is shared, read-only.
+_CACHED_FIELD = 256
+_cached_media_type = lru_cache(maxsize=512)(_media_type)
