@@ -22,7 +22,9 @@ from mailserver.health.xmlsafe import (
     child,
     children,
     grouped,
+    known_tags,
     local,
+    other_local,
     parse_xml,
     path,
     text,
@@ -126,7 +128,7 @@ def read_cda(data: bytes, *, builder: Builder = "lxml") -> CdaResult:
         return CdaResult(None, (trouble,))
     if not _is_clinical_document(root.tag):
         return _NOT_CDA
-    return _from_tree(root)
+    return _from_tree_fast(root) if builder == "lxml" else _from_tree(root)
 
 
 _NOT_CDA = CdaResult(None, (Problem("CDA-INVALID", "Not an HL7 CDA R2 document",
@@ -182,3 +184,113 @@ def _from_tree(root: Element) -> CdaResult:
     )
     return CdaResult(document, _problems(code.attrib if code is not None else None,
                                          len(targets)))
+
+
+# -- the same reading in one pass over each element's children (libxml2's trees) -------
+
+_TAGS = known_tags(HL7_V3, "code", "id", "title", "effectiveTime", "recordTarget", "author",
+                   "patientRole", "patient", "name", "given", "family", "birthTime",
+                   "assignedAuthor", "assignedPerson")
+
+
+def _first_fast(element: Element | None, name: str) -> Element | None:
+    """``child(element, name)``, each tag looked up in a fixed table."""
+    if element is None:
+        return None
+    for item in element:  # an iterator: the first is often the one, no list built
+        tag = item.tag
+        if (_TAGS.get(tag) or other_local(tag)) == name:
+            return item
+    return None
+
+
+def _names_fast(element: Element | None) -> tuple[str, str]:
+    """``_names``: the given names and the first family of the first ``name``."""
+    name = _first_fast(element, "name")
+    if name is None:
+        return "", ""
+    given: list[str] = []
+    family: Element | None = None
+    for item in name[:]:  # a slice: a list built in C, cheaper than an iterator
+        tag = item.tag
+        kind = _TAGS.get(tag) or other_local(tag)
+        if kind == "given":
+            given.append(text(item))
+        elif kind == "family" and family is None:
+            family = item
+    return text(family), " ".join(given)
+
+
+def _patient_fast(target: Element) -> tuple[list[PatientId], str, str, dt.date | None]:
+    """The ids, family and given names and birth date of a recordTarget's patientRole."""
+    role = _first_fast(target, "patientRole")
+    if role is None:
+        return [], "", "", None
+    ids: list[PatientId] = []
+    person: Element | None = None
+    for item in role[:]:
+        tag = item.tag
+        kind = _TAGS.get(tag) or other_local(tag)
+        if kind == "id":
+            found = _ii(item)
+            if found is not None:
+                ids.append(found)
+        elif kind == "patient" and person is None:
+            person = item
+    family, given = _names_fast(person)
+    born = _first_fast(person, "birthTime")
+    moment = _ts(born.get("value", "")) if born is not None else None
+    return ids, family, given, moment.date() if moment else None
+
+
+def _author_fast(author: Element) -> CdaAuthor:
+    assigned = _first_fast(author, "assignedAuthor")
+    if assigned is None:
+        return CdaAuthor(None, "", "")
+    identifier: Element | None = None
+    person: Element | None = None
+    for item in assigned[:]:
+        tag = item.tag
+        kind = _TAGS.get(tag) or other_local(tag)
+        if kind == "id" and identifier is None:
+            identifier = item
+        elif kind == "assignedPerson" and person is None:
+            person = item
+    family, given = _names_fast(person)
+    return CdaAuthor(_ii(identifier), family, given)
+
+
+def _from_tree_fast(root: Element) -> CdaResult:
+    """``_from_tree`` in one pass over the root's children, each tag read once and
+    looked up in a fixed table (tests/test_content_fast.py holds them together)."""
+    code = identifier = title = effective = target = None
+    targets = 0
+    authors: list[CdaAuthor] = []
+    for item in root[:]:
+        tag = item.tag
+        kind = _TAGS.get(tag) or other_local(tag)
+        if kind == "author":
+            authors.append(_author_fast(item))
+        elif kind == "recordTarget":
+            targets += 1
+            target = target if target is not None else item
+        elif kind == "code":
+            code = code if code is not None else item
+        elif kind == "id":
+            identifier = identifier if identifier is not None else item
+        elif kind == "title":
+            title = title if title is not None else item
+        elif kind == "effectiveTime":
+            effective = effective if effective is not None else item
+    patient_ids, family, given, birth = ([], "", "", None) if target is None else (
+        _patient_fast(target))
+    attributes = code.attrib if code is not None else {}
+    document = CdaDocument(
+        id=_ii(identifier),
+        code=attributes.get("code", ""), code_system=attributes.get("codeSystem", ""),
+        display=attributes.get("displayName", ""), title=text(title),
+        effective_time=_ts(effective.get("value", "")) if effective is not None else None,
+        patient_ids=tuple(patient_ids), family=family, given=given, birth_date=birth,
+        authors=tuple(authors),
+    )
+    return CdaResult(document, _problems(code.attrib if code is not None else None, targets))
