@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailserver.health import xmlsafe
+from mailserver.health import cda, xdm, xmlsafe
 from mailserver.health.attachments import _SCRIPT, _looks_scripted, _text
 from mailserver.health.cda import is_cda, read_cda
 from mailserver.health.content import _disposition
@@ -165,6 +165,70 @@ def test_hl7_digits_edges() -> None:
                    "202401011260", "202401012400", "20240101235960", "20240101235961",
                    "20240101235959", "2024010112", "2024\u0660101"):
         assert parse_digits(digits) == _strptime_reference(digits), digits
+
+
+@settings(max_examples=500, deadline=None)
+@given(_DIGIT_STRINGS, st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=-5))]))
+def test_hl7_digits_in_a_zone_are_the_naive_moment_there(digits: str, zone: dt.tzinfo) -> None:
+    naive = _strptime_reference(digits)
+    expected = naive.replace(tzinfo=zone) if naive is not None else None
+    found = parse_digits(digits, zone)
+    assert found == expected and (found is None or found.tzinfo is zone)
+
+
+def _ts_reference(value: str) -> dt.datetime | None:
+    """cda._ts as it was: the zone's offset built for each value."""
+    value = value.strip()
+    digits = value[:14]
+    if digits.isdigit():
+        zone = value[len(digits):]
+    else:
+        zone = ""
+        digits = "".join(c for c in digits if c.isdigit())
+    moment = _strptime_reference(digits)
+    if moment is None:
+        return None
+    try:
+        if zone and zone[0] in "+-" and zone[1:5].isdigit():
+            offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+            return moment.replace(tzinfo=dt.timezone(offset if zone[0] == "+" else -offset))
+        return moment.replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def _dtm_reference(value: str) -> dt.datetime | None:
+    """xdm.parse_dtm as it was: the naive moment, then UTC."""
+    digits = value.strip()
+    if not digits.isdigit() or len(digits) not in (4, 6, 8, 10, 12, 14):
+        return None
+    padded = digits + "0101000000"[len(digits) - 4:] if len(digits) < 14 else digits
+    moment = _strptime_reference(padded[:14])
+    return moment.replace(tzinfo=dt.UTC) if moment is not None else None
+
+
+_TS_PIECES = st.sampled_from([
+    "2024", "01", "12", "29", "02", "23", "24", "59", "60", "00", "+", "-", "0100", "0530",
+    "2400", "2359", "0099", "1", " ", "\u0660", "\u00b2", "Z", "+0100", "-0000", "x"])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_TS_PIECES, max_size=10))
+def test_ts_and_dtm_read_as_before(pieces: list[str]) -> None:
+    value = "".join(pieces)
+    for found, expected in ((cda._ts(value), _ts_reference(value)),
+                            (xdm.parse_dtm(value), _dtm_reference(value))):
+        assert found == expected, value
+        assert found is None or expected is None or (
+            found.utcoffset() == expected.utcoffset() and found.tzname() == expected.tzname())
+
+
+def test_ts_zones_edges() -> None:
+    for value in ("20240101120000+0100", "20240101120000-0000", "20240101120000+2400",
+                  "20240101120000+2359", "20240101120000+0099", "20240101120000+01",
+                  "20240101120000+\u00b2\u00b200", "20240101120000+01000", "20240101+0100",
+                  "2024010112+0100", "19800101", "20240101120000Z", "20240101120000-1200"):
+        assert cda._ts(value) == _ts_reference(value), value
 
 
 # -- zip entries (APPNOTE 4.3.7, 4.4.5) -------------------------------------------------

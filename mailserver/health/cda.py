@@ -94,16 +94,33 @@ def _ts(value: str) -> dt.datetime | None:
     else:  # not a TS: its digits, read as they come
         zone = ""
         digits = "".join(c for c in digits if c.isdigit())
-    moment = parse_digits(digits)
-    if moment is None:
-        return None
+    tzinfo = _zone(zone)
+    return parse_digits(digits, tzinfo) if tzinfo is not None else None
+
+
+def _offset(zone: str) -> dt.tzinfo | None:
+    """The time zone of ``+HHMM`` or ``-HHMM``; None when it is none (24 hours or more,
+    digits ``int`` does not read)."""
     try:
-        if zone and zone[0] in "+-" and zone[1:5].isdigit():
-            offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
-            return moment.replace(tzinfo=dt.timezone(offset if zone[0] == "+" else -offset))
-        return moment.replace(tzinfo=dt.UTC)
+        offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+        return dt.timezone(offset if zone[0] == "+" else -offset)
     except ValueError:
         return None
+
+
+# The usual offsets, built once: a TS's zone is a look-up rather than two objects.
+_ZONES = {zone: _offset(zone) for zone in (
+    f"{sign}{hours:02d}{minutes:02d}" for sign in "+-" for hours in range(24)
+    for minutes in (0, 15, 30, 45))}
+
+
+def _zone(zone: str) -> dt.tzinfo | None:
+    """The time zone a TS's suffix names: UTC without ``+ZZZZ`` or ``-ZZZZ``, None when
+    the offset is invalid."""
+    if not (zone and zone[0] in "+-" and zone[1:5].isdigit()):
+        return dt.UTC
+    known = _ZONES.get(zone[:5])
+    return known if known is not None else _offset(zone)
 
 
 def _names(element: Element | None) -> tuple[str, str]:

@@ -172,8 +172,7 @@ def parse_dtm(value: str) -> dt.datetime | None:
     if not digits.isdigit() or len(digits) not in (4, 6, 8, 10, 12, 14):
         return None
     padded = digits + "0101000000"[len(digits) - 4:] if len(digits) < 14 else digits
-    moment = parse_digits(padded[:14])
-    return moment.replace(tzinfo=dt.UTC) if moment is not None else None
+    return parse_digits(padded[:14], dt.UTC)
 
 
 def _problem(code: str, en: str, fr: str) -> Problem:
