@@ -176,6 +176,11 @@ def test_hl7_digits_in_a_zone_are_the_naive_moment_there(digits: str, zone: dt.t
     assert found == expected and (found is None or found.tzinfo is zone)
 
 
+def test_hl7_digits_outside_ascii_in_a_zone() -> None:
+    moment = parse_digits("\u0662\u0660\u0662\u06640101", dt.UTC)  # strptime reads them
+    assert moment == dt.datetime(2024, 1, 1, tzinfo=dt.UTC) and moment.tzinfo is dt.UTC
+
+
 def _ts_reference(value: str) -> dt.datetime | None:
     """cda._ts as it was: the zone's offset built for each value."""
     value = value.strip()
@@ -212,10 +217,20 @@ _TS_PIECES = st.sampled_from([
     "2400", "2359", "0099", "1", " ", "\u0660", "\u00b2", "Z", "+0100", "-0000", "x"])
 
 
+_ZONE_SUFFIXES = st.builds(
+    lambda sign, hours, minutes, tail: f"{sign}{hours}{minutes}{tail}",
+    st.sampled_from(["+", "-", "", " "]),
+    st.sampled_from(["00", "01", "05", "12", "14", "23", "24", "99", "\u0660\u0661", "1"]),
+    st.sampled_from(["00", "15", "30", "45", "59", "60", "99", "", "\u00b2"]),
+    st.sampled_from(["", "0", "Z", " "]))
+_TS_VALUES = st.one_of(
+    st.lists(_TS_PIECES, max_size=10).map("".join),
+    st.builds(lambda digits, zone: digits + zone, _DIGIT_STRINGS, _ZONE_SUFFIXES))
+
+
 @settings(max_examples=1500, deadline=None)
-@given(st.lists(_TS_PIECES, max_size=10))
-def test_ts_and_dtm_read_as_before(pieces: list[str]) -> None:
-    value = "".join(pieces)
+@given(_TS_VALUES)
+def test_ts_and_dtm_read_as_before(value: str) -> None:
     for found, expected in ((cda._ts(value), _ts_reference(value)),
                             (xdm.parse_dtm(value), _dtm_reference(value))):
         assert found == expected, value
