@@ -214,21 +214,21 @@ def _first_fast(element: Element | None, name: str) -> Element | None:
     """``child(element, name)``, each tag looked up in a fixed table."""
     if element is None:
         return None
-    for item in element:  # an iterator: the first is often the one, no list built
+    for item in element[:]:  # a slice: a list built in C, cheaper than an iterator
         tag = item.tag
         if (_TAGS.get(tag) or other_local(tag)) == name:
             return item
     return None
 
 
-def _names_fast(element: Element | None) -> tuple[str, str]:
-    """``_names``: the given names and the first family of the first ``name``."""
-    name = _first_fast(element, "name")
+def _names_fast(name: Element | None) -> tuple[str, str]:
+    """``_names`` of the element whose first ``name`` is ``name``: the first family,
+    the given names."""
     if name is None:
         return "", ""
     given: list[str] = []
     family: Element | None = None
-    for item in name[:]:  # a slice: a list built in C, cheaper than an iterator
+    for item in name[:]:
         tag = item.tag
         kind = _TAGS.get(tag) or other_local(tag)
         if kind == "given":
@@ -254,8 +254,15 @@ def _patient_fast(target: Element) -> tuple[list[PatientId], str, str, dt.date |
                 ids.append(found)
         elif kind == "patient" and person is None:
             person = item
-    family, given = _names_fast(person)
-    born = _first_fast(person, "birthTime")
+    name = born = None
+    for item in person[:] if person is not None else ():
+        tag = item.tag
+        kind = _TAGS.get(tag) or other_local(tag)
+        if kind == "name" and name is None:
+            name = item
+        elif kind == "birthTime" and born is None:
+            born = item
+    family, given = _names_fast(name)
     moment = _ts(born.get("value", "")) if born is not None else None
     return ids, family, given, moment.date() if moment else None
 
@@ -273,7 +280,7 @@ def _author_fast(author: Element) -> CdaAuthor:
             identifier = item
         elif kind == "assignedPerson" and person is None:
             person = item
-    family, given = _names_fast(person)
+    family, given = _names_fast(_first_fast(person, "name"))
     return CdaAuthor(_ii(identifier), family, given)
 
 
@@ -301,13 +308,14 @@ def _from_tree_fast(root: Element) -> CdaResult:
             effective = effective if effective is not None else item
     patient_ids, family, given, birth = ([], "", "", None) if target is None else (
         _patient_fast(target))
-    attributes = code.attrib if code is not None else {}
+    value = code.get("code", "") if code is not None else ""
     document = CdaDocument(
-        id=_ii(identifier),
-        code=attributes.get("code", ""), code_system=attributes.get("codeSystem", ""),
-        display=attributes.get("displayName", ""), title=text(title),
+        id=_ii(identifier), code=value,
+        code_system=code.get("codeSystem", "") if code is not None else "",
+        display=code.get("displayName", "") if code is not None else "", title=text(title),
         effective_time=_ts(effective.get("value", "")) if effective is not None else None,
         patient_ids=tuple(patient_ids), family=family, given=given, birth_date=birth,
         authors=tuple(authors),
     )
-    return CdaResult(document, _problems(code.attrib if code is not None else None, targets))
+    return CdaResult(document, _problems({"code": value} if code is not None else None,
+                                         targets))
