@@ -205,9 +205,14 @@ def _from_tree(root: Element) -> CdaResult:
 
 # -- the same reading in one pass over each element's children (libxml2's trees) -------
 
+# Read, and (to spare the look-up of their local name) the usual others of a header.
 _TAGS = known_tags(HL7_V3, "code", "id", "title", "effectiveTime", "recordTarget", "author",
                    "patientRole", "patient", "name", "given", "family", "birthTime",
-                   "assignedAuthor", "assignedPerson")
+                   "assignedAuthor", "assignedPerson", "realmCode", "typeId", "templateId",
+                   "confidentialityCode", "languageCode", "setId", "versionNumber", "custodian",
+                   "legalAuthenticator", "documentationOf", "componentOf", "component",
+                   "informant", "participant", "inFulfillmentOf", "relatedDocument", "time",
+                   "addr", "telecom", "administrativeGenderCode", "prefix", "suffix")
 
 
 def _first_fast(element: Element | None, name: str) -> Element | None:

@@ -318,8 +318,9 @@ def _owner(element: Element, wanted: frozenset[str]) -> _Owner:
     return values, _identifiers(parts), _classifications(parts), _name(parts)
 
 
+# Read, and (to spare the look-up of their local name) often beside them.
 _TAGS = known_tags(RIM, "Slot", "ValueList", "Value", "Name", "LocalizedString",
-                   "Classification", "ExternalIdentifier")
+                   "Classification", "ExternalIdentifier", "Description", "VersionInfo")
 
 
 def _owner_fast(element: Element, wanted: frozenset[str]) -> _Owner:
@@ -376,22 +377,40 @@ def _localized(name: Element | None) -> str:
     return ""
 
 
-_CODE_SLOTS = frozenset({"codingScheme"})
 _AUTHOR_SLOT_SET = frozenset(_AUTHOR_SLOTS)
 
 
 def _code_fast(classification: Element | None) -> Code | None:
+    """``_code``: the first ``codingScheme`` value and the first Name's, in one pass."""
     if classification is None:
         return None
-    values, _, _, title = _owner_fast(classification, _CODE_SLOTS)
-    return Code(classification.get("nodeRepresentation", "").strip(),
-                values.get("codingScheme", ""), title)
+    scheme: str | None = None
+    title: Element | None = None
+    for item in classification[:]:
+        tag = item.tag
+        kind = _TAGS.get(tag) or other_local(tag)
+        if kind == "Slot":
+            if scheme is None and item.get("name", "") == "codingScheme":
+                scheme = _first_value(item)  # None: a later codingScheme slot may say
+        elif kind == "Name" and title is None:
+            title = item
+    return Code(classification.get("nodeRepresentation", "").strip(), scheme or "",
+                _localized(title))
 
 
 def _author_fast(classification: Element | None) -> Author | None:
+    """``_author``: the first value of each author slot, in one pass."""
     if classification is None:
         return None
-    values = _owner_fast(classification, _AUTHOR_SLOT_SET)[0]
+    values: dict[str, str] = {}
+    for item in classification[:]:
+        tag = item.tag
+        if (_TAGS.get(tag) or other_local(tag)) == "Slot":
+            name = item.get("name", "")
+            if name in _AUTHOR_SLOT_SET and name not in values:
+                value = _first_value(item)
+                if value is not None:
+                    values[name] = value
     return Author(values.get("authorPerson", ""), values.get("authorInstitution", ""),
                   values.get("authorRole", ""), values.get("authorSpecialty", ""))
 
