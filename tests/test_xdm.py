@@ -193,6 +193,50 @@ def test_libxml2_and_elementtree_trees_read_the_same_metadata() -> None:
         assert fast == reference, meta[:300]
 
 
+def _repeat(plain: bytes, element: bytes, before: bytes) -> bytes:
+    """``plain`` with ``before`` written in front of the first ``element``."""
+    return plain.replace(element, before + element, 1)
+
+
+def test_one_pass_reading_keeps_the_first_and_last_as_the_reference() -> None:
+    """The first value of a slot name across slots, the first Name and LocalizedString,
+    the last classification and identifier of a scheme: each changed in turn, the
+    one-pass reading (libxml2's tree) and the reference agree, and see the change."""
+    plain = fx.metadata(fx.cda())
+    slot = b'<rim:Slot name="codingScheme">'
+    person = b'<rim:Slot name="authorPerson">'
+    name = b'<rim:Name><rim:LocalizedString value="Compte rendu"/>'
+    variants = [
+        _repeat(plain, slot, slot + b"<rim:ValueList><rim:Value>first</rim:Value>"
+                b"</rim:ValueList></rim:Slot>"),
+        _repeat(plain, slot, slot + b"<rim:ValueList/><rim:Value> own </rim:Value></rim:Slot>"),
+        _repeat(plain, slot, slot + b"<rim:ValueList><rim:Value/></rim:ValueList></rim:Slot>"),
+        _repeat(plain, person, person + b"<rim:ValueList><rim:Value>Dr X</rim:Value>"
+                b"</rim:ValueList></rim:Slot>"),
+        _repeat(plain, name, b'<rim:Name><rim:LocalizedString value="first"/></rim:Name>'),
+        _repeat(plain, b'<rim:Name><rim:LocalizedString value="CR de biologie',
+                b'<rim:Name><rim:LocalizedString value="first"/></rim:Name>'),  # the owner's
+        plain.replace(name, b'<rim:Name><rim:LocalizedString value="first"/>', 1),
+        _repeat(plain, b"</rim:ExtrinsicObject>", b'<rim:Classification classificationScheme='
+                b'"urn:uuid:f0306f51-975f-434e-a61c-c59651d33983" nodeRepresentation="last"/>'),
+        _repeat(plain, b"</rim:ExtrinsicObject>", b'<rim:ExternalIdentifier identification'
+                b'Scheme="urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab" value=" last "/>'),
+    ]
+    plain_reading = _both(plain)[0]
+    for meta in variants:
+        fast, reference = _both(meta)
+        assert fast == reference != plain_reading, meta
+    # A slot of that name without any Value first: the next one's value is read; a
+    # later one is not.
+    uri = b'<rim:Slot name="URI">'
+    for meta in (_repeat(plain, slot, slot + b"<rim:ValueList/></rim:Slot>"),
+                 _repeat(plain, uri, uri + b"<rim:ValueList/></rim:Slot>"),
+                 _repeat(plain, b"</rim:ExtrinsicObject>", uri + b"<rim:ValueList><rim:Value>"
+                         b"last</rim:Value></rim:ValueList></rim:Slot>")):
+        fast, reference = _both(meta)
+        assert fast == reference == plain_reading
+
+
 def test_metadata_either_tree_refuses_what_is_not_well_formed() -> None:
     plain = fx.metadata(fx.cda())
     for meta in (plain.replace(b"fr-FR", b"&undefined;"), plain[:-40], plain + b"<x/>",
