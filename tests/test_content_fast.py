@@ -17,6 +17,7 @@ from xml.etree.ElementTree import Element, SubElement, fromstring
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from mailserver.health import cda, xdm, xmlsafe
 from mailserver.health.attachments import _SCRIPT, _looks_scripted, _text
@@ -687,6 +688,19 @@ def test_libxml2_cda_header_agrees_with_elementtree(root: str, parts: list[str])
     close = "</" + root[1:].split(" ")[0].rstrip(">") + ">"
     data = (opening + "".join(parts) + close).encode()
     assert read_cda(data) == read_cda(data, builder="etree")
+
+
+def test_one_pass_cda_reading_of_an_elementtree_tree() -> None:
+    """A UTF-16 document goes to defusedxml even for the "lxml" builder: the one-pass
+    reading then walks ElementTree's tree, and reads it as the reference does."""
+    good = fx_cda().decode().replace('encoding="UTF-8"', 'encoding="UTF-16"')
+    for data in (good.encode("utf-16"), good.replace("<title>", "<x:title xmlns:x='u'>", 1)
+                 .replace("</title>", "</x:title>", 1).encode("utf-16")):
+        root, _ = xmlsafe.parse_xml(data, "CDA", builder="lxml")
+        assert root is not None and not isinstance(root, etree._Element)
+        fast = read_cda(data)
+        assert fast == read_cda(data, builder="etree") and fast.document is not None
+        assert fast.document.title and fast.document.family == "DUPONT"
 
 
 def test_libxml2_cda_header_agrees_on_hostile_shapes() -> None:
