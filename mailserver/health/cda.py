@@ -205,7 +205,8 @@ def _from_tree(root: Element) -> CdaResult:
 
 # -- the same reading in one pass over each element's children (libxml2's trees) -------
 
-# Read, and (to spare the look-up of their local name) the usual others of a header.
+# The tags read, and the usual others of a header (a hit in the table spares computing a
+# local name; any other tag is matched by its local name all the same).
 _TAGS = known_tags(HL7_V3, "code", "id", "title", "effectiveTime", "recordTarget", "author",
                    "patientRole", "patient", "name", "given", "family", "birthTime",
                    "assignedAuthor", "assignedPerson", "realmCode", "typeId", "templateId",

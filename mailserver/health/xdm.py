@@ -289,14 +289,12 @@ def _code(classification: Element | None) -> Code | None:
                 _first(_slots(parts.get("Slot", [])), "codingScheme"), _name(parts))
 
 
-_AUTHOR_SLOTS = ("authorPerson", "authorInstitution", "authorRole", "authorSpecialty")
-
-
 def _author(classification: Element | None) -> Author | None:
     if classification is None:
         return None
     slots = _slots(children(classification, "Slot"))
-    return Author(*(_first(slots, name) for name in _AUTHOR_SLOTS))
+    return Author(_first(slots, "authorPerson"), _first(slots, "authorInstitution"),
+                  _first(slots, "authorRole"), _first(slots, "authorSpecialty"))
 
 
 def _identifiers(parts: dict[str, list[Element]]) -> dict[str, str]:
@@ -318,7 +316,8 @@ def _owner(element: Element, wanted: frozenset[str]) -> _Owner:
     return values, _identifiers(parts), _classifications(parts), _name(parts)
 
 
-# Read, and (to spare the look-up of their local name) often beside them.
+# The tags read, and two often beside them (a hit in the table spares computing a local
+# name; any other tag is matched by its local name all the same).
 _TAGS = known_tags(RIM, "Slot", "ValueList", "Value", "Name", "LocalizedString",
                    "Classification", "ExternalIdentifier", "Description", "VersionInfo")
 
@@ -377,7 +376,7 @@ def _localized(name: Element | None) -> str:
     return ""
 
 
-_AUTHOR_SLOT_SET = frozenset(_AUTHOR_SLOTS)
+_AUTHOR_SLOTS = frozenset({"authorPerson", "authorInstitution", "authorRole", "authorSpecialty"})
 
 
 def _code_fast(classification: Element | None) -> Code | None:
@@ -407,7 +406,7 @@ def _author_fast(classification: Element | None) -> Author | None:
         tag = item.tag
         if (_TAGS.get(tag) or other_local(tag)) == "Slot":
             name = item.get("name", "")
-            if name in _AUTHOR_SLOT_SET and name not in values:
+            if name in _AUTHOR_SLOTS and name not in values:
                 value = _first_value(item)
                 if value is not None:
                     values[name] = value
