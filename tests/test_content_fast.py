@@ -17,8 +17,9 @@ from xml.etree.ElementTree import Element, SubElement, fromstring
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
-from mailserver.health import xmlsafe
+from mailserver.health import cda, xdm, xmlsafe
 from mailserver.health.attachments import _SCRIPT, _looks_scripted, _text
 from mailserver.health.cda import is_cda, read_cda
 from mailserver.health.content import _disposition
@@ -165,6 +166,85 @@ def test_hl7_digits_edges() -> None:
                    "202401011260", "202401012400", "20240101235960", "20240101235961",
                    "20240101235959", "2024010112", "2024\u0660101"):
         assert parse_digits(digits) == _strptime_reference(digits), digits
+
+
+@settings(max_examples=500, deadline=None)
+@given(_DIGIT_STRINGS, st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=-5))]))
+def test_hl7_digits_in_a_zone_are_the_naive_moment_there(digits: str, zone: dt.tzinfo) -> None:
+    naive = _strptime_reference(digits)
+    expected = naive.replace(tzinfo=zone) if naive is not None else None
+    found = parse_digits(digits, zone)
+    assert found == expected and (found is None or found.tzinfo is zone)
+
+
+def test_hl7_digits_outside_ascii_in_a_zone() -> None:
+    moment = parse_digits("\u0662\u0660\u0662\u06640101", dt.UTC)  # strptime reads them
+    assert moment == dt.datetime(2024, 1, 1, tzinfo=dt.UTC) and moment.tzinfo is dt.UTC
+
+
+def _ts_reference(value: str) -> dt.datetime | None:
+    """cda._ts as it was: the zone's offset built for each value."""
+    value = value.strip()
+    digits = value[:14]
+    if digits.isdigit():
+        zone = value[len(digits):]
+    else:
+        zone = ""
+        digits = "".join(c for c in digits if c.isdigit())
+    moment = _strptime_reference(digits)
+    if moment is None:
+        return None
+    try:
+        if zone and zone[0] in "+-" and zone[1:5].isdigit():
+            offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+            return moment.replace(tzinfo=dt.timezone(offset if zone[0] == "+" else -offset))
+        return moment.replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def _dtm_reference(value: str) -> dt.datetime | None:
+    """xdm.parse_dtm as it was: the naive moment, then UTC."""
+    digits = value.strip()
+    if not digits.isdigit() or len(digits) not in (4, 6, 8, 10, 12, 14):
+        return None
+    padded = digits + "0101000000"[len(digits) - 4:] if len(digits) < 14 else digits
+    moment = _strptime_reference(padded[:14])
+    return moment.replace(tzinfo=dt.UTC) if moment is not None else None
+
+
+_TS_PIECES = st.sampled_from([
+    "2024", "01", "12", "29", "02", "23", "24", "59", "60", "00", "+", "-", "0100", "0530",
+    "2400", "2359", "0099", "1", " ", "\u0660", "\u00b2", "Z", "+0100", "-0000", "x"])
+
+
+_ZONE_SUFFIXES = st.builds(
+    lambda sign, hours, minutes, tail: f"{sign}{hours}{minutes}{tail}",
+    st.sampled_from(["+", "-", "", " "]),
+    st.sampled_from(["00", "01", "05", "12", "14", "23", "24", "99", "\u0660\u0661", "1"]),
+    st.sampled_from(["00", "15", "30", "45", "59", "60", "99", "", "\u00b2"]),
+    st.sampled_from(["", "0", "Z", " "]))
+_TS_VALUES = st.one_of(
+    st.lists(_TS_PIECES, max_size=10).map("".join),
+    st.builds(lambda digits, zone: digits + zone, _DIGIT_STRINGS, _ZONE_SUFFIXES))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_TS_VALUES)
+def test_ts_and_dtm_read_as_before(value: str) -> None:
+    for found, expected in ((cda._ts(value), _ts_reference(value)),
+                            (xdm.parse_dtm(value), _dtm_reference(value))):
+        assert found == expected, value
+        assert found is None or expected is None or (
+            found.utcoffset() == expected.utcoffset() and found.tzname() == expected.tzname())
+
+
+def test_ts_zones_edges() -> None:
+    for value in ("20240101120000+0100", "20240101120000-0000", "20240101120000+2400",
+                  "20240101120000+2359", "20240101120000+0099", "20240101120000+01",
+                  "20240101120000+\u00b2\u00b200", "20240101120000+01000", "20240101+0100",
+                  "2024010112+0100", "19800101", "20240101120000Z", "20240101120000-1200"):
+        assert cda._ts(value) == _ts_reference(value), value
 
 
 # -- zip entries (APPNOTE 4.3.7, 4.4.5) -------------------------------------------------
@@ -608,6 +688,19 @@ def test_libxml2_cda_header_agrees_with_elementtree(root: str, parts: list[str])
     close = "</" + root[1:].split(" ")[0].rstrip(">") + ">"
     data = (opening + "".join(parts) + close).encode()
     assert read_cda(data) == read_cda(data, builder="etree")
+
+
+def test_one_pass_cda_reading_of_an_elementtree_tree() -> None:
+    """A UTF-16 document goes to defusedxml even for the "lxml" builder: the one-pass
+    reading then walks ElementTree's tree, and reads it as the reference does."""
+    good = fx_cda().decode().replace('encoding="UTF-8"', 'encoding="UTF-16"')
+    for data in (good.encode("utf-16"), good.replace("<title>", "<x:title xmlns:x='u'>", 1)
+                 .replace("</title>", "</x:title>", 1).encode("utf-16")):
+        root, _ = xmlsafe.parse_xml(data, "CDA", builder="lxml")
+        assert root is not None and not isinstance(root, etree._Element)
+        fast = read_cda(data)
+        assert fast == read_cda(data, builder="etree") and fast.document is not None
+        assert fast.document.title and fast.document.family == "DUPONT"
 
 
 def test_libxml2_cda_header_agrees_on_hostile_shapes() -> None:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailserver.health import xdm
 from mailserver.health.cda import read_cda
-from mailserver.health.safezip import ZipLimits, read_zip
-from mailserver.health.xdm import INS_NIR, PatientId, XdmPackage, read_xdm, read_xdm_contents
+from mailserver.health.safezip import ZipContents, ZipEntry, ZipLimits, read_zip
+from mailserver.health.xdm import (
+    INS_NIR,
+    METADATA,
+    SUBSET,
+    PatientId,
+    XdmPackage,
+    read_xdm,
+    read_xdm_contents,
+)
 from tests import xdm_fixtures as fx
 
 
@@ -183,6 +193,50 @@ def test_libxml2_and_elementtree_trees_read_the_same_metadata() -> None:
         assert fast == reference, meta[:300]
 
 
+def _repeat(plain: bytes, element: bytes, before: bytes) -> bytes:
+    """``plain`` with ``before`` written in front of the first ``element``."""
+    return plain.replace(element, before + element, 1)
+
+
+def test_one_pass_reading_keeps_the_first_and_last_as_the_reference() -> None:
+    """The first value of a slot name across slots, the first Name and LocalizedString,
+    the last classification and identifier of a scheme: each changed in turn, the
+    one-pass reading (libxml2's tree) and the reference agree, and see the change."""
+    plain = fx.metadata(fx.cda())
+    slot = b'<rim:Slot name="codingScheme">'
+    person = b'<rim:Slot name="authorPerson">'
+    name = b'<rim:Name><rim:LocalizedString value="Compte rendu"/>'
+    variants = [
+        _repeat(plain, slot, slot + b"<rim:ValueList><rim:Value>first</rim:Value>"
+                b"</rim:ValueList></rim:Slot>"),
+        _repeat(plain, slot, slot + b"<rim:ValueList/><rim:Value> own </rim:Value></rim:Slot>"),
+        _repeat(plain, slot, slot + b"<rim:ValueList><rim:Value/></rim:ValueList></rim:Slot>"),
+        _repeat(plain, person, person + b"<rim:ValueList><rim:Value>Dr X</rim:Value>"
+                b"</rim:ValueList></rim:Slot>"),
+        _repeat(plain, name, b'<rim:Name><rim:LocalizedString value="first"/></rim:Name>'),
+        _repeat(plain, b'<rim:Name><rim:LocalizedString value="CR de biologie',
+                b'<rim:Name><rim:LocalizedString value="first"/></rim:Name>'),  # the owner's
+        plain.replace(name, b'<rim:Name><rim:LocalizedString value="first"/>', 1),
+        _repeat(plain, b"</rim:ExtrinsicObject>", b'<rim:Classification classificationScheme='
+                b'"urn:uuid:f0306f51-975f-434e-a61c-c59651d33983" nodeRepresentation="last"/>'),
+        _repeat(plain, b"</rim:ExtrinsicObject>", b'<rim:ExternalIdentifier identification'
+                b'Scheme="urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab" value=" last "/>'),
+    ]
+    plain_reading = _both(plain)[0]
+    for meta in variants:
+        fast, reference = _both(meta)
+        assert fast == reference != plain_reading, meta
+    # A slot of that name without any Value first: the next one's value is read; a
+    # later one is not.
+    uri = b'<rim:Slot name="URI">'
+    for meta in (_repeat(plain, slot, slot + b"<rim:ValueList/></rim:Slot>"),
+                 _repeat(plain, uri, uri + b"<rim:ValueList/></rim:Slot>"),
+                 _repeat(plain, b"</rim:ExtrinsicObject>", uri + b"<rim:ValueList><rim:Value>"
+                         b"last</rim:Value></rim:ValueList></rim:Slot>")):
+        fast, reference = _both(meta)
+        assert fast == reference == plain_reading
+
+
 def test_metadata_either_tree_refuses_what_is_not_well_formed() -> None:
     plain = fx.metadata(fx.cda())
     for meta in (plain.replace(b"fr-FR", b"&undefined;"), plain[:-40], plain + b"<x/>",
@@ -198,3 +252,149 @@ def test_metadata_nested_deeper_than_libxml2_allows_is_refused() -> None:
     meta = fx.metadata(fx.cda()).replace(b"<rim:Name>", b"<rim:Name>" + deep, 1)
     fast, _ = _both(meta)
     assert codes(fast.problems) == {"XML-INVALID"}
+
+
+# -- the one-pass reading of libxml2's trees, against the reference reading -------------
+
+_RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
+# rim: the ebRIM namespace; o: another; "": none (the root declares no default one).
+_PREFIX = st.sampled_from(["rim:", "rim:", "rim:", "", "o:"])
+_DOCUMENT = fx.cda()
+_HASH = hashlib.sha1(_DOCUMENT, usedforsecurity=False).hexdigest()
+_TEXTS = st.sampled_from([
+    "", " ", "20261120143000", " 20240101 ", "2024013", "DOC0001.XML", "../x", "abc", "3",
+    " 3 ", _HASH, _HASH.upper(), str(len(_DOCUMENT)), "1.2.250.1.213.1.1.4.1", "a&amp;b",
+    "&#38;", "<![CDATA[ c ]]>", "<!-- c -->", "<?pi x?>", "é"])
+# The slot names each owner reads, and some it does not.
+_DOCUMENT_SLOTS = ["creationTime", "URI", "hash", "size", "languageCode", "uri", ""]
+_SET_SLOTS = ["submissionTime", "submissionTime", "creationTime", ""]
+_CLASS_SLOTS = ["codingScheme", "codingScheme", "authorPerson", "authorInstitution",
+                "authorRole", "authorSpecialty", "other"]
+_PLAUSIBLE = {  # values each slot name may hold, valid or not
+    "creationTime": ["20261120143000", " 20240101 ", "2024013", "20241301"],
+    "submissionTime": ["20261120143000", "2024", "x"], "URI": ["DOC0001.XML", "../x", "abc"],
+    "hash": [_HASH, _HASH.upper(), "0" * 40], "size": [str(len(_DOCUMENT)), " 3 ", "3", "-1"],
+    "codingScheme": ["1.2.250.1.213.1.1.4.1", " 2.16.840.1.113883.6.1 "],
+    "authorPerson": ["810002909371^MOREAU^Sophie", " x "], "authorRole": ["Médecin"],
+}
+_SCHEMES = st.sampled_from([xdm.DOC_AUTHOR, xdm.DOC_CLASS_CODE, xdm.DOC_TYPE_CODE,
+                            xdm.DOC_FORMAT_CODE, xdm.SET_AUTHOR, xdm.SET_CONTENT_TYPE, "",
+                            "urn:other"])
+_ID_SCHEMES = st.sampled_from([xdm.DOC_PATIENT_ID, xdm.DOC_UNIQUE_ID, xdm.SET_UNIQUE_ID,
+                               xdm.SET_SOURCE_ID, xdm.SET_PATIENT_ID, "", "urn:other"])
+_ID_VALUES = st.sampled_from([
+    " 180017500000035^^^&amp;1.2.250.1.213.1.4.8&amp;ISO ", "2.25.1", "", "x^^^&amp;&amp;ISO",
+    "248092A12345612^^^&amp;1.2.250.1.213.1.4.9&amp;ISO"])
+
+
+def _tag(draw: st.DrawFn, name: str) -> str:
+    return draw(_PREFIX) + name
+
+
+def _xml(tag: str, attributes: str, content: str) -> str:
+    return f"<{tag}{attributes}>{content}</{tag}>"
+
+
+@st.composite
+def _value(draw: st.DrawFn, name: str) -> str:
+    kind = draw(st.integers(0, 7))
+    if kind == 0:  # nested text: read with itertext
+        return _xml(_tag(draw, "Value"), "", draw(_TEXTS) + "<b>" + draw(_TEXTS) + "</b>"
+                    + draw(_TEXTS))
+    if kind == 1:
+        return f"<{_tag(draw, 'Value')}/>"
+    if kind == 2 or name not in _PLAUSIBLE:
+        return _xml(_tag(draw, "Value"), "", draw(_TEXTS))
+    return _xml(_tag(draw, "Value"), "", draw(st.sampled_from(_PLAUSIBLE[name])))
+
+
+@st.composite
+def _slot(draw: st.DrawFn, names: list[str]) -> str:
+    """A Slot with a ValueList (maybe empty, maybe twice, maybe after a Value of its own),
+    or Values straight under it, or nothing."""
+    name = draw(st.sampled_from(names))
+    pieces = []
+    for _ in range(draw(st.integers(0, 3)) or 1):
+        kind = draw(st.integers(0, 7))
+        if kind <= 3:
+            values = draw(st.lists(st.one_of(_value(name), _value(name), _TEXTS), max_size=3))
+            pieces.append(_xml(_tag(draw, "ValueList"), "", "".join(values)))
+        elif kind <= 5:
+            pieces.append(draw(_value(name)))
+        elif kind == 6:
+            pieces.append(draw(_TEXTS))
+        else:
+            pieces.append(_xml(_tag(draw, "ValueListX"), "", draw(_value(name))))
+    named = draw(st.sampled_from([f' name="{name}"'] * 4 + [f' name=" {name}"', ""]))
+    return _xml(_tag(draw, "Slot"), named, "".join(pieces))
+
+
+@st.composite
+def _name(draw: st.DrawFn) -> str:
+    strings = "".join(
+        f'<{_tag(draw, "LocalizedString")} value="{draw(_TEXTS).replace("<", "")}"/>'
+        if draw(st.integers(0, 3)) else f"<{_tag(draw, 'LocalizedString')}/>"
+        for _ in range(draw(st.integers(0, 2))))
+    return _xml(_tag(draw, "Name"), "", strings + draw(_TEXTS))
+
+
+@st.composite
+def _classification(draw: st.DrawFn) -> str:
+    scheme = draw(_SCHEMES)
+    node = draw(st.sampled_from(["", ' nodeRepresentation=" 11502-2 "', ' nodeRepresentation=""',
+                                 ' nodeRepresentation="X"']))
+    inner = "".join(draw(st.lists(st.one_of(_slot(_CLASS_SLOTS), _slot(_CLASS_SLOTS), _name(),
+                                            _TEXTS), max_size=5)))
+    return _xml(_tag(draw, "Classification"), f' classificationScheme="{scheme}"{node}', inner)
+
+
+@st.composite
+def _identifier(draw: st.DrawFn) -> str:
+    value = draw(st.sampled_from(["", f' value="{draw(_ID_VALUES)}"']))
+    return _xml(_tag(draw, "ExternalIdentifier"),
+                f' identificationScheme="{draw(_ID_SCHEMES)}"{value}', draw(_name()))
+
+
+@st.composite
+def _owner(draw: st.DrawFn, name: str, slots: list[str]) -> str:
+    identity = draw(st.sampled_from([' id="Document01" mimeType="text/xml"', "", ' id=" "']))
+    parts = st.one_of(_slot(slots), _slot(slots), _slot(slots), _classification(),
+                      _classification(), _identifier(), _name(), _TEXTS,
+                      st.just("<rim:Other><rim:Slot name='URI'/></rim:Other>"))
+    return _xml(_tag(draw, name), identity,
+                "".join(draw(st.lists(parts, min_size=2, max_size=14))))
+
+
+@st.composite
+def _metadata(draw: st.DrawFn) -> bytes:
+    owners = draw(st.lists(st.one_of(_owner("ExtrinsicObject", _DOCUMENT_SLOTS),
+                                     _owner("RegistryPackage", _SET_SLOTS), _TEXTS),
+                           max_size=4))
+    listed = _xml(_tag(draw, "RegistryObjectList"), "", "".join(owners))
+    root = ('<lcm:SubmitObjectsRequest xmlns:lcm="urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"'
+            f' xmlns:rim="{_RIM}" xmlns:o="urn:other">{listed}</lcm:SubmitObjectsRequest>')
+    if draw(st.booleans()):  # the ebRIM namespace as the default one: no prefix at all
+        root = root.replace("<rim:", "<").replace("</rim:", "</").replace("xmlns:rim=", "xmlns=")
+    declaration = draw(st.sampled_from(["", '<?xml version="1.0" encoding="UTF-8"?>\n',
+                                        '<?xml version="1.0" encoding="UTF-16"?>\n']))
+    text = declaration + root
+    return text.encode("utf-16") if "UTF-16" in declaration else text.encode()
+
+
+def _contents(meta: bytes) -> ZipContents:
+    return ZipContents((ZipEntry("INDEX.HTM", b""), ZipEntry("README.TXT", b""),
+                        ZipEntry(METADATA, meta), ZipEntry(SUBSET + "DOC0001.XML", _DOCUMENT),
+                        ZipEntry(SUBSET + "abc", b"3\n\n")), ())
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_metadata())
+def test_one_pass_metadata_reading_agrees_with_the_reference(meta: bytes) -> None:
+    """Owners' children in any order, repeated (the first Name, the first value of a
+    slot name across slots, the last classification and identifier of a scheme), in
+    other namespaces or none, Values under a ValueList, under an empty one or none,
+    with nested text: the one-pass reading of libxml2's tree (and of ElementTree's,
+    for UTF-16) gives the reference's package."""
+    contents = _contents(meta)
+    fast = read_xdm_contents(contents)
+    assert fast == read_xdm_contents(contents, builder="etree"), meta

@@ -22,7 +22,9 @@ from mailserver.health.xmlsafe import (
     child,
     children,
     grouped,
+    known_tags,
     local,
+    other_local,
     parse_xml,
     path,
     text,
@@ -92,16 +94,33 @@ def _ts(value: str) -> dt.datetime | None:
     else:  # not a TS: its digits, read as they come
         zone = ""
         digits = "".join(c for c in digits if c.isdigit())
-    moment = parse_digits(digits)
-    if moment is None:
-        return None
+    tzinfo = _zone(zone)
+    return parse_digits(digits, tzinfo) if tzinfo is not None else None
+
+
+def _offset(zone: str) -> dt.tzinfo | None:
+    """The time zone of ``+HHMM`` or ``-HHMM``; None when it is none (24 hours or more,
+    digits ``int`` does not read)."""
     try:
-        if zone and zone[0] in "+-" and zone[1:5].isdigit():
-            offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
-            return moment.replace(tzinfo=dt.timezone(offset if zone[0] == "+" else -offset))
-        return moment.replace(tzinfo=dt.UTC)
+        offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+        return dt.timezone(offset if zone[0] == "+" else -offset)
     except ValueError:
         return None
+
+
+# The usual offsets, built once: a TS's zone is a look-up rather than two objects.
+_ZONES = {zone: _offset(zone) for zone in (
+    f"{sign}{hours:02d}{minutes:02d}" for sign in "+-" for hours in range(24)
+    for minutes in (0, 15, 30, 45))}
+
+
+def _zone(zone: str) -> dt.tzinfo | None:
+    """The time zone a TS's suffix names: UTC without ``+ZZZZ`` or ``-ZZZZ``, None when
+    the offset is invalid."""
+    if not (zone and zone[0] in "+-" and zone[1:5].isdigit()):
+        return dt.UTC
+    known = _ZONES.get(zone[:5])
+    return known if known is not None else _offset(zone)
 
 
 def _names(element: Element | None) -> tuple[str, str]:
@@ -126,7 +145,7 @@ def read_cda(data: bytes, *, builder: Builder = "lxml") -> CdaResult:
         return CdaResult(None, (trouble,))
     if not _is_clinical_document(root.tag):
         return _NOT_CDA
-    return _from_tree(root)
+    return _from_tree_fast(root) if builder == "lxml" else _from_tree(root)
 
 
 _NOT_CDA = CdaResult(None, (Problem("CDA-INVALID", "Not an HL7 CDA R2 document",
@@ -182,3 +201,127 @@ def _from_tree(root: Element) -> CdaResult:
     )
     return CdaResult(document, _problems(code.attrib if code is not None else None,
                                          len(targets)))
+
+
+# -- the same reading in one pass over each element's children (libxml2's trees) -------
+
+# The tags read, and the usual others of a header (a hit in the table spares computing a
+# local name; any other tag is matched by its local name all the same).
+_TAGS = known_tags(HL7_V3, "code", "id", "title", "effectiveTime", "recordTarget", "author",
+                   "patientRole", "patient", "name", "given", "family", "birthTime",
+                   "assignedAuthor", "assignedPerson", "realmCode", "typeId", "templateId",
+                   "confidentialityCode", "languageCode", "setId", "versionNumber", "custodian",
+                   "legalAuthenticator", "documentationOf", "componentOf", "component",
+                   "informant", "participant", "inFulfillmentOf", "relatedDocument", "time",
+                   "addr", "telecom", "administrativeGenderCode", "prefix", "suffix")
+
+
+def _first_fast(element: Element | None, name: str) -> Element | None:
+    """``child(element, name)``, each tag looked up in a fixed table."""
+    if element is None:
+        return None
+    for item in element[:]:  # a slice: a list built in C, cheaper than an iterator
+        tag = item.tag
+        if (_TAGS.get(tag) or other_local(tag)) == name:
+            return item
+    return None
+
+
+def _names_fast(name: Element | None) -> tuple[str, str]:
+    """``_names`` of the element whose first ``name`` is ``name``: the first family,
+    the given names."""
+    if name is None:
+        return "", ""
+    given: list[str] = []
+    family: Element | None = None
+    for item in name[:]:
+        tag = item.tag
+        kind = _TAGS.get(tag) or other_local(tag)
+        if kind == "given":
+            given.append(text(item))
+        elif kind == "family" and family is None:
+            family = item
+    return text(family), " ".join(given)
+
+
+def _patient_fast(target: Element) -> tuple[list[PatientId], str, str, dt.date | None]:
+    """The ids, family and given names and birth date of a recordTarget's patientRole."""
+    role = _first_fast(target, "patientRole")
+    if role is None:
+        return [], "", "", None
+    ids: list[PatientId] = []
+    person: Element | None = None
+    for item in role[:]:
+        tag = item.tag
+        kind = _TAGS.get(tag) or other_local(tag)
+        if kind == "id":
+            found = _ii(item)
+            if found is not None:
+                ids.append(found)
+        elif kind == "patient" and person is None:
+            person = item
+    name = born = None
+    for item in person[:] if person is not None else ():
+        tag = item.tag
+        kind = _TAGS.get(tag) or other_local(tag)
+        if kind == "name" and name is None:
+            name = item
+        elif kind == "birthTime" and born is None:
+            born = item
+    family, given = _names_fast(name)
+    moment = _ts(born.get("value", "")) if born is not None else None
+    return ids, family, given, moment.date() if moment else None
+
+
+def _author_fast(author: Element) -> CdaAuthor:
+    assigned = _first_fast(author, "assignedAuthor")
+    if assigned is None:
+        return CdaAuthor(None, "", "")
+    identifier: Element | None = None
+    person: Element | None = None
+    for item in assigned[:]:
+        tag = item.tag
+        kind = _TAGS.get(tag) or other_local(tag)
+        if kind == "id" and identifier is None:
+            identifier = item
+        elif kind == "assignedPerson" and person is None:
+            person = item
+    family, given = _names_fast(_first_fast(person, "name"))
+    return CdaAuthor(_ii(identifier), family, given)
+
+
+def _from_tree_fast(root: Element) -> CdaResult:
+    """``_from_tree`` in one pass over the root's children, each tag read once and
+    looked up in a fixed table (tests/test_content_fast.py holds them together)."""
+    code = identifier = title = effective = target = None
+    targets = 0
+    authors: list[CdaAuthor] = []
+    for item in root[:]:
+        tag = item.tag
+        kind = _TAGS.get(tag) or other_local(tag)
+        if kind == "author":
+            authors.append(_author_fast(item))
+        elif kind == "recordTarget":
+            targets += 1
+            target = target if target is not None else item
+        elif kind == "code":
+            code = code if code is not None else item
+        elif kind == "id":
+            identifier = identifier if identifier is not None else item
+        elif kind == "title":
+            title = title if title is not None else item
+        elif kind == "effectiveTime":
+            effective = effective if effective is not None else item
+    patient_ids, family, given, birth = ([], "", "", None) if target is None else (
+        _patient_fast(target))
+    value = code.get("code", "") if code is not None else ""
+    document = CdaDocument(
+        id=_ii(identifier), code=value,
+        code_system=code.get("codeSystem", "") if code is not None else "",
+        display=code.get("displayName", "") if code is not None else "", title=text(title),
+        effective_time=_ts(effective.get("value", "")) if effective is not None else None,
+        patient_ids=tuple(patient_ids), family=family, given=given, birth_date=birth,
+        authors=tuple(authors),
+    )
+    return CdaResult(document, _problems({"code": value} if code is not None else None,
+                                         targets))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 
@@ -24,7 +25,9 @@ from mailserver.health.xmlsafe import (
     child,
     children,
     grouped,
+    known_tags,
     local,
+    other_local,
     parse_xml,
     path,
     text,
@@ -52,6 +55,8 @@ INS_NIA = "1.2.250.1.213.1.4.9"
 INS_NIR_TEST = "1.2.250.1.213.1.4.10"
 INS_NIA_TEST = "1.2.250.1.213.1.4.11"
 INS_OIDS = frozenset({INS_NIR, INS_NIA, INS_NIR_TEST, INS_NIA_TEST})
+
+RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
 
 SUBSET = "IHE_XDM/SUBSET01/"
 METADATA = SUBSET + "METADATA.XML"
@@ -167,8 +172,7 @@ def parse_dtm(value: str) -> dt.datetime | None:
     if not digits.isdigit() or len(digits) not in (4, 6, 8, 10, 12, 14):
         return None
     padded = digits + "0101000000"[len(digits) - 4:] if len(digits) < 14 else digits
-    moment = parse_digits(padded[:14])
-    return moment.replace(tzinfo=dt.UTC) if moment is not None else None
+    return parse_digits(padded[:14], dt.UTC)
 
 
 def _problem(code: str, en: str, fr: str) -> Problem:
@@ -217,14 +221,14 @@ def read_xdm_contents(contents: ZipContents, *, builder: Builder = "lxml") -> Xd
             "XDM-METADATA", "METADATA.XML must hold exactly one submission set",
             "METADATA.XML doit contenir exactement un lot de soumission"))
     else:
-        submission_set = _submission_set(packages[0])
+        submission_set = _submission_set(packages[0], fast=builder == "lxml")
     documents: list[DocumentEntry] = []
     extrinsic = listed.get("ExtrinsicObject", [])
     if not extrinsic:
         problems.append(_problem("XDM-EMPTY", "The XDM package declares no document",
                                  "Le paquet XDM ne déclare aucun document"))
     for element in extrinsic[:MAX_DOCUMENTS]:
-        entry, entry_problems = _document(element, contents)
+        entry, entry_problems = _document(element, contents, fast=builder == "lxml")
         documents.append(entry)
         problems.extend(entry_problems)
     if len(extrinsic) > MAX_DOCUMENTS:
@@ -298,25 +302,147 @@ def _identifiers(parts: dict[str, list[Element]]) -> dict[str, str]:
             for i in parts.get("ExternalIdentifier", ())}
 
 
-def _submission_set(element: Element) -> SubmissionSet:
-    parts = grouped(element)  # each kind of child read from one pass
+# What an owner (RegistryPackage, ExtrinsicObject, Classification) says, read once:
+# the first value of each wanted slot name, identifier values and classifications by
+# scheme (the last of a scheme wins), the Name's LocalizedString value.
+_Owner = tuple[dict[str, str], dict[str, str], dict[str, Element], str]
+
+
+def _owner(element: Element, wanted: frozenset[str]) -> _Owner:
+    """The reference reading, by groups of children (the "etree" builder's)."""
+    parts = grouped(element)
     slots = _slots(parts.get("Slot", []))
-    classes = _classifications(parts)
-    ids = _identifiers(parts)
+    values = {name: found[0] for name, found in slots.items() if name in wanted and found}
+    return values, _identifiers(parts), _classifications(parts), _name(parts)
+
+
+# The tags read, and two often beside them (a hit in the table spares computing a local
+# name; any other tag is matched by its local name all the same).
+_TAGS = known_tags(RIM, "Slot", "ValueList", "Value", "Name", "LocalizedString",
+                   "Classification", "ExternalIdentifier", "Description", "VersionInfo")
+
+
+def _owner_fast(element: Element, wanted: frozenset[str]) -> _Owner:
+    """``_owner`` in one pass over the children, each tag read once and looked up in a
+    fixed table; only wanted slots read, up to their first Value (the same result,
+    tests/test_xdm.py holds them together)."""
+    values: dict[str, str] = {}
+    ids: dict[str, str] = {}
+    classes: dict[str, Element] = {}
+    title: Element | None = None
+    for item in element[:]:  # a slice: a list built in C, cheaper than an iterator
+        tag = item.tag
+        kind = _TAGS.get(tag) or other_local(tag)
+        if kind == "Slot":
+            name = item.get("name", "")
+            if name in wanted and name not in values:
+                value = _first_value(item)
+                if value is not None:  # no Value: a later slot of that name may say
+                    values[name] = value
+        elif kind == "Classification":
+            classes[item.get("classificationScheme", "")] = item
+        elif kind == "ExternalIdentifier":
+            ids[item.get("identificationScheme", "")] = item.get("value", "").strip()
+        elif kind == "Name" and title is None:
+            title = item
+    return values, ids, classes, _localized(title)
+
+
+def _first_value(slot: Element) -> str | None:
+    """The first ``Value`` of a Slot (its first ValueList's, or its own when that list
+    is missing or empty, as ``_slots``), None when it has none."""
+    holder = slot
+    for item in slot[:]:
+        tag = item.tag
+        if (_TAGS.get(tag) or other_local(tag)) == "ValueList":
+            if len(item):
+                holder = item
+            break
+    for value in holder[:]:
+        tag = value.tag
+        if (_TAGS.get(tag) or other_local(tag)) == "Value":
+            return text(value) if len(value) else (value.text or "").strip()
+    return None
+
+
+def _localized(name: Element | None) -> str:
+    """The first ``LocalizedString``'s value of a ``Name`` element."""
+    if name is None:
+        return ""
+    for item in name[:]:
+        tag = item.tag
+        if (_TAGS.get(tag) or other_local(tag)) == "LocalizedString":
+            return item.get("value", "").strip()
+    return ""
+
+
+_AUTHOR_SLOTS = frozenset({"authorPerson", "authorInstitution", "authorRole", "authorSpecialty"})
+
+
+def _code_fast(classification: Element | None) -> Code | None:
+    """``_code``: the first ``codingScheme`` value and the first Name's, in one pass."""
+    if classification is None:
+        return None
+    scheme: str | None = None
+    title: Element | None = None
+    for item in classification[:]:
+        tag = item.tag
+        kind = _TAGS.get(tag) or other_local(tag)
+        if kind == "Slot":
+            if scheme is None and item.get("name", "") == "codingScheme":
+                scheme = _first_value(item)  # None: a later codingScheme slot may say
+        elif kind == "Name" and title is None:
+            title = item
+    return Code(classification.get("nodeRepresentation", "").strip(), scheme or "",
+                _localized(title))
+
+
+def _author_fast(classification: Element | None) -> Author | None:
+    """``_author``: the first value of each author slot, in one pass."""
+    if classification is None:
+        return None
+    values: dict[str, str] = {}
+    for item in classification[:]:
+        tag = item.tag
+        if (_TAGS.get(tag) or other_local(tag)) == "Slot":
+            name = item.get("name", "")
+            if name in _AUTHOR_SLOTS and name not in values:
+                value = _first_value(item)
+                if value is not None:
+                    values[name] = value
+    return Author(values.get("authorPerson", ""), values.get("authorInstitution", ""),
+                  values.get("authorRole", ""), values.get("authorSpecialty", ""))
+
+
+_SET_SLOTS = frozenset({"submissionTime"})
+
+
+def _readers(fast: bool) -> tuple[Callable[[Element, frozenset[str]], _Owner],
+                                  Callable[[Element | None], Code | None],
+                                  Callable[[Element | None], Author | None]]:
+    """The one-pass readers for libxml2's trees, the reference ones for ElementTree's."""
+    return (_owner_fast, _code_fast, _author_fast) if fast else (_owner, _code, _author)
+
+
+def _submission_set(element: Element, *, fast: bool) -> SubmissionSet:
+    owner, code, author = _readers(fast)
+    values, ids, classes, title = owner(element, _SET_SLOTS)
     return SubmissionSet(
         unique_id=ids.get(SET_UNIQUE_ID, ""), source_id=ids.get(SET_SOURCE_ID, ""),
         patient=parse_patient_id(ids.get(SET_PATIENT_ID, "")),
-        submission_time=parse_dtm(_first(slots, "submissionTime")),
-        author=_author(classes.get(SET_AUTHOR)), content_type=_code(classes.get(SET_CONTENT_TYPE)),
-        title=_name(parts),
+        submission_time=parse_dtm(values.get("submissionTime", "")),
+        author=author(classes.get(SET_AUTHOR)), content_type=code(classes.get(SET_CONTENT_TYPE)),
+        title=title,
     )
 
 
-def _document(element: Element, contents: ZipContents) -> tuple[DocumentEntry, list[Problem]]:
-    parts = grouped(element)
-    slots = _slots(parts.get("Slot", []))
-    classes = _classifications(parts)
-    ids = _identifiers(parts)
+_DOCUMENT_SLOTS = frozenset({"creationTime", "URI", "hash", "size"})
+
+
+def _document(element: Element, contents: ZipContents, *, fast: bool
+              ) -> tuple[DocumentEntry, list[Problem]]:
+    owner, code, author = _readers(fast)
+    values, ids, classes, title = owner(element, _DOCUMENT_SLOTS)
     entry_id = element.get("id", "")[:200]
     where = f"document {entry_id or '?'}"
     problems: list[Problem] = []
@@ -324,18 +450,18 @@ def _document(element: Element, contents: ZipContents) -> tuple[DocumentEntry, l
     if patient is None:
         problems.append(_problem("XDM-PATIENT", f"{where}: no valid patient id",
                                  f"{where} : identifiant patient absent ou invalide"))
-    type_code = _code(classes.get(DOC_TYPE_CODE))
+    type_code = code(classes.get(DOC_TYPE_CODE))
     if type_code is None or not type_code.code:
         problems.append(_problem("XDM-TYPECODE", f"{where}: no typeCode",
                                  f"{where} : typeCode absent"))
-    raw_time = _first(slots, "creationTime")
+    raw_time = values.get("creationTime", "")
     creation_time = parse_dtm(raw_time)
     if creation_time is None:
         problems.append(_problem("XDM-TIME", f"{where}: missing or invalid creationTime",
                                  f"{where} : creationTime absent ou invalide"))
-    uri = _first(slots, "URI")
-    declared_hash = _first(slots, "hash").lower()
-    size_text = _first(slots, "size")
+    uri = values.get("URI", "")
+    declared_hash = values.get("hash", "").lower()
+    size_text = values.get("size", "")
     size = int(size_text) if size_text.isdigit() and len(size_text) < 16 else None
     content = b""
     if not uri or unsafe_name(uri):
@@ -360,9 +486,9 @@ def _document(element: Element, contents: ZipContents) -> tuple[DocumentEntry, l
                     f"{where} : la taille déclarée ne correspond pas au fichier"))
     entry = DocumentEntry(
         entry_id=entry_id, unique_id=ids.get(DOC_UNIQUE_ID, ""), patient=patient,
-        class_code=_code(classes.get(DOC_CLASS_CODE)), type_code=type_code,
-        format_code=_code(classes.get(DOC_FORMAT_CODE)), author=_author(classes.get(DOC_AUTHOR)),
-        creation_time=creation_time, title=_name(parts),
+        class_code=code(classes.get(DOC_CLASS_CODE)), type_code=type_code,
+        format_code=code(classes.get(DOC_FORMAT_CODE)), author=author(classes.get(DOC_AUTHOR)),
+        creation_time=creation_time, title=title,
         mime_type=element.get("mimeType", ""), hash=declared_hash, size=size, uri=uri,
         content=content,
     )

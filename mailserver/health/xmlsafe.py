@@ -145,6 +145,19 @@ def grouped(element: Element) -> dict[str, list[Element]]:
     return groups
 
 
+def known_tags(namespace: str, *names: str) -> dict[str, str]:
+    """``{namespace}name`` and ``name`` → ``name``: a reader's fixed table for the tags
+    it looks for, so that a child's local name is one dict look-up of its tag (the
+    table is built once, never grows with documents)."""
+    return {tag: name for name in names for tag in (name, f"{{{namespace}}}{name}")}
+
+
+def other_local(tag: object) -> str:
+    """The local name of a tag no fixed table knows; "" for a node that is no element
+    (a comment or processing instruction, were one kept)."""
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
+
+
 def children(element: Element, name: str) -> list[Element]:
     # ``local(tag) == name`` for a name without "}", without splitting every tag.
     suffix = "}" + name
