@@ -387,7 +387,7 @@ def _contents(meta: bytes) -> ZipContents:
                         ZipEntry(SUBSET + "abc", b"3\n\n")), ())
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(_metadata())
 def test_one_pass_metadata_reading_agrees_with_the_reference(meta: bytes) -> None:
     """Owners' children in any order, repeated (the first Name, the first value of a
