@@ -43,6 +43,7 @@ bench-quick: $(BIN)/.installed
 	$(BIN)/python bench/smtp_intake.py --postgres
 	$(BIN)/python bench/smime.py
 	$(BIN)/python bench/policies.py
+	$(BIN)/python bench/content_stages.py --evict
 	$(BIN)/python bench/mime_parse.py
 
 clean:
