@@ -37,6 +37,7 @@ from mailserver.dkim.signer import DkimSigner
 from mailserver.health.content import analyse, needs_content_check
 from mailserver.health.mdn import error_mdn
 from mailserver.health.mssante import decoded
+from mailserver.mime.header_block import addresses as header_addresses
 from mailserver.mime.header_block import parse_header_block
 from mailserver.queue import mdn
 from mailserver.queue.dsn import RecipientReport, build_dsn, wants
@@ -462,7 +463,7 @@ class Pipeline:
         message replies to (looked up in the author's own mailbox only) and, for
         messages with attachments or MSSanté headers, the content facts."""
         addresses = [
-            address for _, address in getaddresses(
+            address for _, address in header_addresses(
                 [str(v) for name in ("to", "cc") for v in headers.get_all(name, [])]
             ) if "@" in address
         ]

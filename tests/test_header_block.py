@@ -4,11 +4,18 @@ field, whether the block is plain (read directly) or not (the email package read
 from __future__ import annotations
 
 from email.message import Message
+from email.utils import getaddresses
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailserver.mime.header_block import _plain_block, parse_header_block, reference_parse
+from mailserver.mime.header_block import (
+    _BARE_ADDRESS,
+    _plain_block,
+    addresses,
+    parse_header_block,
+    reference_parse,
+)
 
 
 def _state(message: Message) -> tuple[object, ...]:
@@ -80,3 +87,29 @@ def test_what_the_direct_reading_leaves_to_the_email_package() -> None:
         assert _plain_block(block) is None, block
         raw = block + b"\r\nbody"
         assert _state(parse_header_block(raw)) == _state(_reference(raw))
+
+
+# -- To/Cc addresses: a bare addr-spec without the email package's parser -------------
+
+_ATOMS = st.text(alphabet="abcXYZ019!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=6)
+_BARE = st.builds(lambda local, labels: ".".join(local) + "@" + ".".join(labels),
+                  st.lists(_ATOMS, min_size=1, max_size=3),
+                  st.lists(st.text(alphabet="abcXYZ019-", min_size=1, max_size=6),
+                           min_size=1, max_size=3))
+_ANY = st.text(alphabet="ab1.@ <>\",;:()[]\\-'\t=?é", max_size=24)
+_AROUND = st.builds(lambda before, address, after: before + address + after,
+                    st.sampled_from(["", " ", "\t", "<", '"', "(c)", "x ", "Name <"]), _BARE,
+                    st.sampled_from(["", " ", ">", '"', "(c)", ",", " y", ", b@c"]))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.one_of(_BARE, _AROUND, _ANY), max_size=3))
+def test_addresses_read_as_getaddresses(values: list[str]) -> None:
+    assert addresses(values) == getaddresses(values)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_BARE, min_size=1, max_size=3))
+def test_bare_addresses_take_the_direct_reading(values: list[str]) -> None:
+    assert all(_BARE_ADDRESS.fullmatch(value) for value in values)
+    assert addresses(values) == getaddresses(values) == [("", value) for value in values]

@@ -18,9 +18,14 @@ import re
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from email.utils import getaddresses
 
 _FIELD = re.compile(r"[\x21-\x39\x3b-\x7e]+:")  # RFC 5322 §3.6.8 field-name, then ":"
 _FIELD_START = re.compile(r"\r\n(?![ \t])")  # a line end not followed by folding (§2.2.3)
+# RFC 5322 §3.4.1 addr-spec of dot-atoms only (no quoted local part, no domain literal),
+# nothing around it: the usual To/Cc value of practice software and of our own senders.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_BARE_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
 def parse_header_block(raw: bytes) -> Message:
@@ -57,3 +62,14 @@ def _plain_block(block: bytes) -> Message | None:
         message.set_raw(name, value.lstrip(" \t"))
     message.set_payload("")  # the reference's empty body (headers only)
     return message
+
+
+def addresses(values: list[str]) -> list[tuple[str, str]]:
+    """``email.utils.getaddresses(values)``: when every value is one bare addr-spec,
+    its (name, address) pairs are ``("", value)``, given without the email package's
+    parser (17 µs for one address); anything else is parsed by it (the tests hold the
+    two together)."""
+    match = _BARE_ADDRESS.fullmatch
+    if all(match(value) for value in values):
+        return [("", value) for value in values]
+    return getaddresses(values)
