@@ -7,6 +7,7 @@ bytes a header holds are given back verbatim when encoded to Latin-1 again.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from .encoded_words import decode_header, decode_text
 
@@ -33,7 +34,9 @@ class ParamValue:
 
     __slots__ = ("params", "value")
 
-    def __init__(self, value: str, params: list[tuple[str, str]]) -> None:
+    def __init__(self, value: str, params: Sequence[tuple[str, str]]) -> None:
+        # Read-only (a Sequence, a tuple when built here): mime.parse shares one
+        # ParamValue among the messages that carry the same Content-Type.
         self.value = value
         self.params = params
 
@@ -131,8 +134,8 @@ def parse_param_value(raw: bytes) -> ParamValue:
     simple = _SIMPLE.fullmatch(text) if len(text) <= _SIMPLE_MAX else None
     if simple is None:
         return _parse_param_text(text)
-    params = [(name, quoted or token)
-              for name, quoted, token in _SIMPLE_PARAM.findall(text, simple.start(2))]
+    params = tuple([(name, quoted or token)
+                    for name, quoted, token in _SIMPLE_PARAM.findall(text, simple.start(2))])
     return ParamValue(simple.group(1), params)
 
 
@@ -149,7 +152,7 @@ def _parse_param_text(text: str) -> ParamValue:
         if not eq or not name or any(c in name for c in ' \t"'):
             continue
         params.append((name, _unquote(val)))
-    return ParamValue(value, params)
+    return ParamValue(value, tuple(params))
 
 
 # RFC 2231 §3-4: name*N (continuation), name* (charset'lang'%XX), name*N* (both)

@@ -200,7 +200,7 @@ class ParsedMessage:
         self.header_end = self.body_start = start
         self._fields, self.children, self.message = [], [], None
         self.type, self.subtype = "text", "plain"
-        self._content_type = ParamValue("text/plain", [("charset", "us-ascii")])
+        self._content_type = ParamValue("text/plain", (("charset", "us-ascii"),))
         self._index = None
         return self
 
