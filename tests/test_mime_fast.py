@@ -131,20 +131,20 @@ def _general_media_type(value: bytes) -> tuple[str, str, ParamValue] | None:
 @contextmanager
 def _general_paths() -> Iterator[None]:
     """Every fast path of mailserver.mime.parse replaced by the general reading."""
-    saved = (parse._media_type, parse._cached_media_type, parse._MECHANISMS,
+    saved = (parse._media_type, parse._MECHANISMS,
              parse.parse_param_value, ParsedMessage._direct_value)
 
     def indexed(self: ParsedMessage, name: str, _patterns: object) -> bytes | None:
         return self._indexed_value(name)
 
-    parse._media_type = parse._cached_media_type = _general_media_type  # type: ignore[assignment]
+    parse._media_type = _general_media_type
     parse._MECHANISMS = {}
     parse.parse_param_value = lambda raw: _parse_param_text(raw.decode("latin-1"))
     ParsedMessage._direct_value = indexed  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
-        (parse._media_type, parse._cached_media_type, parse._MECHANISMS,
+        (parse._media_type, parse._MECHANISMS,
          parse.parse_param_value, ParsedMessage._direct_value) = saved  # type: ignore[method-assign]
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import NamedTuple
 
 from mailserver.bytescan import PatternSet
@@ -20,6 +19,7 @@ from mailserver.health.cda import is_cda
 from mailserver.health.problems import Problem
 from mailserver.health.safezip import ZipContents, ZipLimits, is_zip, read_zip
 from mailserver.health.xdm import looks_like_xdm
+from mailserver.memo import short_values
 
 # Kinds of content.
 PDF, JPEG, PNG, TEXT, CDA, XML, HTML, HL7V2, XDM, ZIP, DICOM = (
@@ -80,20 +80,11 @@ _PLAIN_VERDICTS = {kind: Sniffed(kind) for kind in (
     PDF, JPEG, PNG, TEXT, CDA, XML, HTML, HL7V2, ZIP, DICOM, OFFICE, OLE2, UNKNOWN)}
 
 
+# Per distinct name: the same few names come in message after message (INDEX.HTM).
+@short_values(max_len=128, maxsize=1024)
 def extension(filename: str) -> str:
     """The extension, lower case, trailing dots and spaces ignored (as Windows does)."""
-    if len(filename) <= _CACHED_NAME:
-        return _short_extension(filename)
-    return _read_extension(filename)
-
-
-def _read_extension(filename: str) -> str:
     return posixpath.splitext(filename.strip().rstrip(". ").lower())[1]
-
-
-_CACHED_NAME = 128  # longer names (hostile ones) are read each time, never kept
-# Per distinct name: the same few names come in message after message (INDEX.HTM).
-_short_extension = lru_cache(maxsize=1024)(_read_extension)
 
 
 def _is_pe(data: bytes) -> bool:

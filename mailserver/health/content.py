@@ -15,6 +15,7 @@ from mailserver.health.cda import CdaDocument, is_cda, read_cda
 from mailserver.health.problems import Problem
 from mailserver.health.safezip import ZipLimits
 from mailserver.health.xdm import XdmPackage, read_xdm_contents
+from mailserver.memo import short_values
 from mailserver.mime.fetch import UnknownTransferEncoding, decode_content
 from mailserver.mime.headers import decoded_param, parse_param_value
 from mailserver.mime.parse import ParsedMessage
@@ -149,26 +150,20 @@ def _disposition(part: ParsedMessage) -> tuple[str, str]:
         content_type = part.content_type
         return "", (decoded_param(content_type, "name") if content_type is not None
                     else None) or ""
-    kind, name = (_disposition_field(value) if len(value) <= _CACHED_FIELD
-                  else _read_disposition(value))
+    kind, name = _read_disposition(value)
     if not name:
         content_type = part.content_type
         name = decoded_param(content_type, "name") if content_type is not None else None
     return kind, name or ""
 
 
-_CACHED_FIELD = 256  # longer fields (hostile ones) are read each time, never kept
-
-
+# Per distinct field value: senders write the same few dispositions again and again.
+@short_values(max_len=256, maxsize=512)
 def _read_disposition(value: bytes) -> tuple[str, str | None]:
     """The disposition type, lower case, and the filename parameter (RFC 2183)."""
     parsed = parse_param_value(value)
     name = decoded_param(parsed, "filename") if value else None
     return parsed.value.strip(" \t").lower(), name
-
-
-# Per distinct field value: senders write the same few dispositions again and again.
-_disposition_field = lru_cache(maxsize=512)(_read_disposition)
 
 
 def analyse(raw: bytes, settings: AttachmentSettings,

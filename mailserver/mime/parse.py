@@ -15,8 +15,9 @@ one regex search each (tests/test_mime_fast.py holds them to the field index).
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import NamedTuple
+
+from mailserver.memo import short_values
 
 from .headers import ParamValue, decoded_param, parse_param_value, unfold
 
@@ -224,7 +225,7 @@ class ParsedMessage:
         self.type, self.subtype = default_type
         ct = self._direct_value("content-type", _CONTENT_TYPE)
         if ct is not None:
-            media = _cached_media_type(ct) if len(ct) <= _CACHED_FIELD else _media_type(ct)
+            media = _media_type(ct)
             if media is not None:
                 self.type, self.subtype, self._content_type = media
             # RFC 2045 §5.2: an invalid Content-Type means text/plain; charset=us-ascii.
@@ -465,14 +466,12 @@ _NO_TSPECIALS = r'[^\x00-\x20\x7f-\uffff()<>@,;:\\"/\[\]?=]+'
 _MEDIA_TYPE = re.compile(rf"[ \t]*({_NO_TSPECIALS})[ \t]*/[ \t]*({_NO_TSPECIALS})[ \t]*")
 
 
+# Per distinct value: mailers write the same few Content-Types again and again; the
+# ParamValue is shared (read-only: its params are a tuple).
+@short_values(max_len=256, maxsize=512)
 def _media_type(value: bytes) -> tuple[str, str, ParamValue] | None:
     """Type, subtype and parameters of a Content-Type value; None when it is invalid."""
     pv = parse_param_value(value)
     media = _MEDIA_TYPE.fullmatch(pv.value)
     return None if media is None else (media[1], media[2], pv)
 
-
-# Per distinct value: mailers write the same few Content-Types again and again. Longer
-# values (hostile ones) are read each time, never kept; the ParamValue is shared, read-only.
-_CACHED_FIELD = 256
-_cached_media_type = lru_cache(maxsize=512)(_media_type)

@@ -12,6 +12,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mailserver.memo import short_values
+
 
 class Status(enum.Enum):
     """RFC 7281 §3 result values of the ``smime`` Authentication-Results method."""
@@ -119,7 +121,7 @@ def _comment(text: str) -> str:
 _CONTROL = re.compile(r"[\r\n\x00-\x1f\x7f]")
 
 
-@functools.lru_cache(maxsize=1024)
+@short_values(max_len=1024, maxsize=1024)  # a certificate's names: long ones never kept
 def _quoted(text: str) -> str:
     """A quoted-string (RFC 5322 §3.2.4); the values are a signer's names, which recur."""
     cleaned = _CONTROL.sub(" ", text)

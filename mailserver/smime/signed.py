@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import hashlib
 import re
 import time
@@ -24,6 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from mailserver.memo import short_values
 from mailserver.smime import der
 from mailserver.smime.algorithms import ECDSA, RSA_PKCS1, AlgorithmRefused, digest_for
 from mailserver.smime.results import Signer, Status, VerifyResult
@@ -337,14 +337,16 @@ _FAST_SIGNATURES = frozenset((*_FAST_RSA, _ECDSA_SHA256))
 _ECDSA_WITH_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
-@functools.lru_cache(maxsize=1024)
+# Memos of a sender's recurring DER, for encodings of a plausible size only: a hostile
+# sender's large ones are read each time, never kept (mailserver/memo.py).
+@short_values(max_len=16 * 1024, maxsize=1024)
 def _load_certificate(encoded: bytes) -> x509.Certificate:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # hostile certificates may be non-conforming
         return x509.load_der_x509_certificate(encoded)
 
 
-@functools.lru_cache(maxsize=256)
+@short_values(max_len=64 * 1024, maxsize=256)
 def _certificate_set(encoded: bytes) -> tuple[tuple[x509.Certificate, bytes], ...] | None:
     """The certificates of a CertificateSet's contents with their IssuerAndSerialNumber;
     a sender sends the same set with every message, so it is read once."""
@@ -405,7 +407,7 @@ def _signing_time_parses(attribute: bytes) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=256)
+@short_values(max_len=4 * 1024, maxsize=256)
 def _attribute_parses(attribute: bytes) -> bool:
     """Does asn1crypto read this signed attribute (the general path reads them all)?
     Read once per distinct encoding: a sender repeats its smimeCapabilities."""
