@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 
@@ -141,14 +141,20 @@ class XdmPackage:
 
     @property
     def patients(self) -> frozenset[PatientId]:
-        found = {d.patient for d in self.documents if d.patient is not None}
-        if self.submission_set is not None and self.submission_set.patient is not None:
-            found.add(self.submission_set.patient)
-        return frozenset(found)
+        return _patients(self.submission_set, self.documents)
 
     @property
     def type_codes(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(d.type_code.code for d in self.documents if d.type_code))
+
+
+def _patients(submission_set: SubmissionSet | None, documents: Sequence[DocumentEntry]
+              ) -> frozenset[PatientId]:
+    """The patients the submission set and its documents name."""
+    found = {d.patient for d in documents if d.patient is not None}
+    if submission_set is not None and submission_set.patient is not None:
+        found.add(submission_set.patient)
+    return frozenset(found)
 
 
 def looks_like_xdm(names: list[str]) -> bool:
@@ -235,8 +241,7 @@ def read_xdm_contents(contents: ZipContents, *, builder: Builder = "lxml") -> Xd
         problems.append(_problem(
             "XDM-DOCUMENTS", f"The XDM package declares more than {MAX_DOCUMENTS} documents",
             f"Le paquet XDM déclare plus de {MAX_DOCUMENTS} documents"))
-    package = XdmPackage(submission_set, tuple(documents), ())
-    if len(package.patients) > 1:
+    if len(_patients(submission_set, documents)) > 1:
         problems.append(_problem(
             "XDM-PATIENTS", "The XDM package concerns more than one patient",
             "Le paquet XDM concerne plus d'un patient"))
