@@ -37,6 +37,7 @@ bench: bench-quick
 	$(BIN)/python bench/imap_large_folder.py
 	$(BIN)/python bench/imap_ops_mix.py
 	$(BIN)/python bench/imap_idle_many.py --clients 10000
+	$(BIN)/python bench/content_stages.py --sizes
 
 bench-quick: $(BIN)/.installed
 	$(BIN)/python bench/smtp_intake.py
