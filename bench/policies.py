@@ -153,9 +153,10 @@ async def main(threads: int, samples: int, pdf_size: int, build_inline: bool) ->
             opened = await fill(app, threads, patients=200)
             plain, reply, structured, analysis = [], [], [], []
             patient0 = build.Patient(ins(0), "PATIENT0", "Bench", dt.date(1980, 1, 1))
-            # Built beforehand, as a server receives its messages: building one (zipfile's
-            # deflate, the email package's generator) just before its stage would time
-            # the stage in caches that work left cold (--build-inline, for comparison).
+            # Built beforehand: a server receives its messages, it never builds one (zipfile's
+            # deflate, the email package's generator) just before analysing it, which would
+            # time the stage in caches that work left cold (--build-inline, to compare).
+            # Each message's bytes are out of the core's caches when its stage starts.
             pool = max(1, min(samples // 5 + 1, 64_000_000 // (3 * pdf_size + 8_000)))
             messages = [] if build_inline else [structured_message(patient0, pdf_size)
                                                 for _ in range(pool)]
