@@ -28,7 +28,6 @@ import hashlib
 import io
 import os
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -47,7 +46,7 @@ sys.path.insert(0, str(REPO))
 from directory.ins import nir_control_key  # noqa: E402
 from mailserver.health import build, content, mssante  # noqa: E402
 from mailserver.health.attachments import _SCRIPTS, _text, sniff  # noqa: E402
-from mailserver.health.safezip import is_zip, read_zip  # noqa: E402
+from mailserver.health.safezip import _LOCAL, _LOCAL_HEADER, is_zip, read_zip  # noqa: E402
 from mailserver.health.xdm import METADATA, read_xdm_contents  # noqa: E402
 from mailserver.health.xmlsafe import _tree_parser, parse_xml  # noqa: E402
 from mailserver.mime.parse import ParsedMessage  # noqa: E402
@@ -118,9 +117,6 @@ def _steps(raw: bytes, fields: dict[str, tuple[str, ...]], settings: AttachmentS
         times[label].append(end - begin)
 
 
-_LOCAL = struct.Struct("<4s22xHH")  # a local header's name and extra lengths (APPNOTE 4.3.7)
-
-
 def _floor(raw: bytes, settings: AttachmentSettings, times: dict[str, list[float]]) -> None:
     """The C libraries' own calls of the analysis on this message's bytes, timed
     together: base64 decoding, inflate and CRC-32 of each zip entry, SHA-1 of each
@@ -134,8 +130,8 @@ def _floor(raw: bytes, settings: AttachmentSettings, times: dict[str, list[float
     streams = []
     with zipfile.ZipFile(io.BytesIO(archive)) as listing:
         for info in listing.infolist():
-            names, extra = _LOCAL.unpack_from(archive, info.header_offset)[1:]
-            start = info.header_offset + 30 + names + extra
+            names, extra = _LOCAL.unpack_from(archive, info.header_offset)[2:]
+            start = info.header_offset + _LOCAL_HEADER + names + extra
             streams.append((archive[start:start + info.compress_size], info.file_size))
     contents = read_zip(archive, content.scan_limits(settings).zip)
     package = read_xdm_contents(contents)
